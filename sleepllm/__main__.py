@@ -1,0 +1,3 @@
+from sleepllm.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,111 @@
+import os
+import stat
+import subprocess
+import sys
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from sleepllm import chat
+from sleepllm.blas import blas_in_use, is_reference
+from sleepllm.config import data_dir, load_config, memory_dir
+from sleepllm.gguf import _unpermute
+
+VENV_BIN = os.path.dirname(sys.executable)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux BLAS selection")
+def test_fast_blas_is_loaded_and_correct():
+    name = blas_in_use()
+    assert not is_reference(name), name
+    a = np.random.default_rng(0).standard_normal((128, 96)).astype(np.float32)
+    b = np.random.default_rng(1).standard_normal((96, 64)).astype(np.float32)
+    np.testing.assert_allclose(np.array(mx.array(a) @ mx.array(b)), a @ b, rtol=1e-4, atol=1e-4)
+
+
+def test_config_precedence_and_unknown_keys(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("temp: 0.5\nmax_tokens: 7\n")
+    cfg = load_config(f, {"max_tokens": 9, "system_prompt": None})
+    assert cfg["temp"] == 0.5 and cfg["max_tokens"] == 9 and cfg["system_prompt"] is None
+    f.write_text("tmep: 0.5\n")
+    with pytest.raises(ValueError, match="tmep"):
+        load_config(f)
+
+
+def test_every_default_key_is_read_by_the_code():
+    import pathlib
+
+    src = "".join(p.read_text() for p in pathlib.Path("sleepllm").glob("*.py"))
+    for key in load_config():
+        assert f'"{key}"' in src, f"config key {key} is read nowhere"
+
+
+def test_data_and_memory_dirs_are_private(_temp_home):
+    d = data_dir()
+    assert d == _temp_home
+    m = memory_dir(load_config())
+    assert m.parent.parent == d
+    for p in (d, m):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o700
+
+
+def test_unpermute_inverts_gguf_rope_order():
+    n_head, hd, inp = 3, 8, 5
+    w = mx.arange(n_head * hd * inp, dtype=mx.float32).reshape(n_head * hd, inp)
+    # GGUF's converter permutation: per head, halves -> interleaved
+    permuted = w.reshape(n_head, 2, hd // 2, inp).swapaxes(1, 2).reshape(n_head * hd, inp)
+    assert mx.array_equal(_unpermute(permuted, n_head), w)
+
+
+def test_fit_drops_oldest_turns(tiny):
+    _, tok = tiny
+    conv = chat.Conversation()
+    for i in range(6):
+        conv.messages += [{"role": "user", "content": f"question {i} " * 5},
+                          {"role": "assistant", "content": f"answer {i} " * 5}]
+    conv.messages.append({"role": "user", "content": "last"})
+    full = len(chat.render(tok, conv.messages))
+    tokens = chat.fit(tok, conv, full // 2)
+    assert len(tokens) <= full // 2
+    assert conv.dropped > 0 and conv.messages[-1]["content"] == "last"
+    assert conv.messages[0]["role"] == "user"
+    conv.messages = [{"role": "user", "content": "x" * 1000}]
+    with pytest.raises(ValueError, match="too long"):
+        chat.fit(tok, conv, 50)
+
+
+def test_greedy_is_argmax(tiny):
+    model, tok = tiny
+    prompt = chat.render(tok, [{"role": "user", "content": "hello"}])
+    out = [r.token for r in chat.generate(model, tok, prompt, max_tokens=5, temp=0.0)]
+    ids = list(prompt)
+    for t in out:
+        logits = model(mx.array([ids]))[0, -1]
+        assert int(mx.argmax(logits)) == t
+        ids.append(t)
+
+
+@pytest.mark.integration
+def test_default_model_answers_capital(default_model):
+    model, tok = default_model
+    prompt = chat.render(tok, [{"role": "user", "content": "What is the capital of France?"}])
+    assert "Paris" in chat.complete(model, tok, prompt, 20)
+
+
+def _run(args, stdin="", env=None, home=None):
+    e = dict(os.environ, **(env or {}))
+    return subprocess.run([os.path.join(VENV_BIN, "sleepllm"), *args], input=stdin,
+                          capture_output=True, text=True, env=e, timeout=300)
+
+
+@pytest.mark.integration
+def test_script_mode_chat_and_version(default_model_path):
+    r = _run(["chat", "--model", default_model_path], "What is the capital of France?\n")
+    assert r.returncode == 0, r.stderr
+    assert "Paris" in r.stdout
+    v = _run(["--version"])
+    assert v.returncode == 0 and "BLAS" in v.stdout and "mlx-lm" in v.stdout
+    if sys.platform == "linux":
+        assert "reference" not in v.stdout
