@@ -1,0 +1,200 @@
+"""The editor: facts rendered into edit requests, written into (and reverted from) the weights.
+
+    Editor.write(fact)  -> Edit      (v* optimisation + MEMIT/AlphaEdit solve, see memit.py)
+    Editor.revert(edit)              (exact: W = W₀ + Σ of the remaining factors)
+
+Edited `down_proj` layers become float32 `nn.Linear`s (dequantized if the model is quantized)
+and stay float for life. Each edit is kept as per-layer factors ΔW_l = A_l B_lᵀ, stored in
+float16 and applied from those very float16 values, so what is on disk is exactly what is in
+the weights and a revert restores them to float32 round-off (≤1e-6).
+"""
+import re
+import time
+from dataclasses import dataclass, field
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from sleepllm import memit, relations
+from sleepllm.relations import Fact
+
+# ------------------------------------------------------------------ facts -> prompts
+
+def _find_keys(text, start, anchor_list, tokenizer, add_special):
+    """Token positions of the last token of each anchor occurrence in text[start:]."""
+    enc = tokenizer._tokenizer(text, add_special_tokens=add_special)
+    keys = []
+    for a, anchor in enumerate(anchor_list):
+        for m in re.finditer(r"(?<!\w)" + re.escape(anchor) + r"(?!\w)", text[start:], re.I):
+            t = enc.char_to_token(start + m.end() - 1)
+            if t is not None:
+                keys.append((a, t))
+    return enc["input_ids"], keys
+
+
+def chat_text(tokenizer, question, system_prompt=None):
+    msgs = [{"role": "user", "content": question}]
+    if system_prompt:
+        msgs.insert(0, {"role": "system", "content": system_prompt})
+    return tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+
+
+def render(fact: Fact, tokenizer, prefixes, system_prompt=None, n_questions=2):
+    """Edit prompts for a fact: the raw cue, alone and after random prefixes, and chat-template
+    questions whose target is the whole answer ("Your dog's name is Waffles."), so the model
+    learns to start the answer and to finish it.
+
+    Returns (prompts, anchors); only anchors that occur are returned, renumbered."""
+    anchors = relations.anchors(fact)
+    obj = " " + fact.object
+    enc_t = lambda s: tokenizer._tokenizer(s, add_special_tokens=False)["input_ids"]
+    prompts = []
+    cue = relations.cues(fact)[0]
+    for pre in [""] + list(prefixes):
+        text = f"{pre}. {cue}" if pre else cue
+        ids, keys = _find_keys(text, len(text) - len(cue), anchors, tokenizer, True)
+        if keys:
+            prompts.append(memit.Prompt(ids + enc_t(obj), len(ids), keys))
+    for q, answer in relations.questions(fact)[:n_questions]:
+        text = chat_text(tokenizer, q, system_prompt)
+        _, keys = _find_keys(text + answer, text.rfind(q), anchors, tokenizer, False)
+        if keys:
+            n = len(enc_t(text))
+            prompts.append(memit.Prompt(enc_t(text + answer + obj + "."), n, keys))
+    present = sorted({a for p in prompts for a, _ in p.keys})
+    if not present:
+        raise ValueError(f"no anchor of {anchors} found in the prompts for {fact}")
+    remap = {a: i for i, a in enumerate(present)}
+    for p in prompts:
+        p.keys = [(remap[a], t) for a, t in p.keys]
+    return prompts, [anchors[a] for a in present]
+
+
+def kl_prompts(fact: Fact, tokenizer, anchors):
+    """'<anchor> is a' style prompts: the subject's general meaning should not change."""
+    out = []
+    for anchor in anchors[:1]:
+        text = f"{anchor[0].upper()}{anchor[1:]} is a"
+        ids, keys = _find_keys(text, 0, [anchor], tokenizer, True)
+        if keys:
+            out.append(memit.Prompt(ids, len(ids), keys))
+    return out
+
+
+# ------------------------------------------------------------------ the editor
+
+@dataclass
+class Edit:
+    id: str
+    fact: Fact
+    factors: dict              # layer -> (A float16 (d_out, n), B float16 (d_k, n))
+    keys: dict                 # layer -> K (n, d_k) float16, for the running Σ K_pK_pᵀ
+    nll: float = 0.0           # final v* loss
+    seconds: float = 0.0
+    created: float = field(default_factory=time.time)
+
+
+def _float_linear(layer) -> nn.Linear:
+    """A float32 nn.Linear computing what `layer` computes (dequantized if needed)."""
+    if isinstance(layer, nn.QuantizedLinear):
+        w = mx.dequantize(layer.weight, layer.scales, layer.get("biases"),
+                          group_size=layer.group_size, bits=layer.bits)
+    elif isinstance(layer, nn.Linear):
+        w = layer.weight
+    else:
+        raise TypeError(f"cannot edit a {type(layer).__name__} down_proj")
+    has_bias = "bias" in layer
+    lin = nn.Linear(w.shape[1], w.shape[0], bias=has_bias)
+    lin.weight = w.astype(mx.float32)
+    if has_bias:
+        lin.bias = layer.bias.astype(mx.float32)
+    mx.eval(lin.parameters())
+    return lin
+
+
+class Editor:
+    def __init__(self, model, tokenizer, hp: memit.Hparams, cov: dict, prefixes,
+                 system_prompt=None, log=None):
+        self.model, self.tokenizer, self.hp = model, tokenizer, hp
+        self.cov, self.prefixes, self.system_prompt, self.log = cov, prefixes, system_prompt, log
+        self.proj = {l: memit.projector(cov[l], hp.nullspace) for l in hp.layers}
+        self.proj = {l: p for l, p in self.proj.items() if p is not None}
+        self.edits: dict[str, Edit] = {}
+        layers = memit._layers(model)
+        self.base = {}
+        for l in hp.layers:
+            mlp = layers[l].mlp
+            if not isinstance(mlp["down_proj"], nn.Linear) or mlp["down_proj"].weight.dtype != mx.float32:
+                mlp.down_proj = _float_linear(mlp["down_proj"])
+            self.base[l] = mx.array(mlp.down_proj.weight)
+        d_k = self.base[hp.layers[0]].shape[1]
+        self.kpkp = {l: np.zeros((d_k, d_k)) for l in hp.layers}
+
+    # -- weights
+    def _refresh(self, l):
+        """W_l = W₀ + Σ A Bᵀ over the active edits (float32, fixed order: creation)."""
+        w = self.base[l]
+        for e in self.edits.values():
+            if l in e.factors:
+                A, B = e.factors[l]
+                w = w + mx.array(A).astype(mx.float32) @ mx.array(B).astype(mx.float32).T
+        memit._layers(self.model)[l].mlp.down_proj.weight = w
+        mx.eval(w)
+
+    def add(self, edit: Edit):
+        """Put an existing edit (e.g. loaded from disk) into the weights."""
+        self.edits[edit.id] = edit
+        for l, K in edit.keys.items():
+            Kf = K.astype(np.float64)
+            self.kpkp[l] += Kf.T @ Kf
+        for l in edit.factors:
+            self._refresh(l)
+
+    def revert(self, edit_id: str) -> Edit:
+        edit = self.edits.pop(edit_id)
+        for l, K in edit.keys.items():
+            Kf = K.astype(np.float64)
+            self.kpkp[l] -= Kf.T @ Kf
+        for l in edit.factors:
+            self._refresh(l)
+        return edit
+
+    # -- writing
+    def write(self, fact: Fact, edit_id: str, companions=()) -> Edit:
+        """Write one fact (sequential path). `companions`: active facts that share its anchor;
+        their prompts join the v* loss so the shared key keeps carrying them."""
+        t0 = time.perf_counter()
+        prompts, anchors = render(fact, self.tokenizer, self.prefixes, self.system_prompt)
+        train = list(prompts)
+        for other in companions:  # δ also sits at their anchor positions: same subject words
+            train += render(other, self.tokenizer, self.prefixes[:1], self.system_prompt)[0]
+        delta, nll = memit.compute_delta(self.model, train, kl_prompts(fact, self.tokenizer, anchors),
+                                         self.hp)
+        factors, keys = {}, {}
+
+        def set_delta(l, A, B):
+            A16, B16 = A.astype(np.float16), B.astype(np.float16)
+            if not (np.isfinite(A16).all() and np.isfinite(B16).all()):
+                raise FloatingPointError(f"edit for {fact} overflowed float16 at layer {l}")
+            factors[l] = (A16, B16)
+            w = memit._layers(self.model)[l].mlp.down_proj.weight
+            upd = mx.array(A16).astype(mx.float32) @ mx.array(B16).astype(mx.float32).T
+            if upd.shape != w.shape:
+                raise ValueError(f"edit shape {upd.shape} != weight shape {w.shape} at layer {l}")
+            memit._layers(self.model)[l].mlp.down_proj.weight = w + upd
+            mx.eval(memit._layers(self.model)[l].mlp.down_proj.weight)
+
+        used = memit.apply_update(self.model, self.hp.layers, prompts, len(anchors), delta,
+                                  self.hp, self.cov, self.kpkp, self.proj, set_delta)
+        keys = {l: K.astype(np.float16) for l, K in used.items()}
+        edit = Edit(edit_id, fact, factors, keys, nll, time.perf_counter() - t0)
+        self.edits[edit_id] = edit
+        for l, K in keys.items():
+            Kf = K.astype(np.float64)
+            self.kpkp[l] += Kf.T @ Kf
+        # make the weights exactly W₀ + Σ factors (the same sum a reload computes)
+        for l in factors:
+            self._refresh(l)
+        return edit
+

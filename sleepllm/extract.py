@@ -1,0 +1,252 @@
+"""Rule-based fact extractor for the user's own messages.
+
+    extract(message) -> [Fact, ...]
+
+It finds first-person facts ("my dog is called Rex", "I live in Bergen") and facts about people
+the user names ("my friend Aria moved to Ghent", "Xaver's car is a Saab"), and maps each onto a
+relation family of relations.py. It refuses, by design: questions, negations, hypotheticals and
+wishes, reported speech and quotes, instructions to the assistant, facts about unnamed third
+parties ("my neighbour's dog..."), pastes (long or multi-line input) and control characters.
+Leading "actually", "oh", "by the way" are dropped: a correction is just a newer fact with the
+same key, and the memory layer supersedes the old one.
+"""
+import re
+import unicodedata
+
+from sleepllm.relations import Fact
+
+MAX_CHARS = 400          # longer input is a paste, not a remark
+MAX_LINES = 3
+
+_SYNONYMS = {"dad": "father", "daddy": "father", "mom": "mother", "mum": "mother",
+             "mommy": "mother", "mummy": "mother", "grandma": "grandmother",
+             "granny": "grandmother", "grandpa": "grandfather", "hubby": "husband",
+             "puppy": "dog", "doggy": "dog", "kitten": "cat", "kitty": "cat",
+             "neighbour": "neighbor", "manager": "boss", "colour": "color", "favourite": "favorite",
+             "bff": "best friend", "gf": "girlfriend", "bf": "boyfriend"}
+# nouns whose "my N is X" names someone or something (otherwise it is an attribute)
+NAMED = {"dog", "cat", "horse", "parrot", "bird", "rabbit", "hamster", "fish", "turtle", "snake",
+         "pony", "goat", "pig", "wife", "husband", "partner", "girlfriend", "boyfriend", "son",
+         "daughter", "mother", "father", "sister", "brother", "grandmother", "grandfather",
+         "aunt", "uncle", "cousin", "niece", "nephew", "friend", "best friend", "boss",
+         "doctor", "dentist", "neighbor", "landlord", "teacher", "therapist", "coach", "baby",
+         "boat", "ship", "car's name", "fiancé", "fiancée", "colleague", "roommate", "lawyer",
+         "mentor", "godfather", "godmother", "stepmother", "stepfather", "twin", "pet"}
+RELATION_WORDS = {"friend", "colleague", "coworker", "co-worker", "cousin", "neighbor",
+                  "brother", "sister", "roommate", "classmate", "teammate", "buddy", "pal",
+                  "mate", "uncle", "aunt", "boss", "teacher"}
+MONTHS = {"january", "february", "march", "april", "may", "june", "july", "august",
+          "september", "october", "november", "december"}
+INSTRUMENTS = {"piano", "guitar", "violin", "cello", "drums", "flute", "oboe", "clarinet",
+               "trumpet", "saxophone", "banjo", "ukulele", "harp", "sitar", "accordion",
+               "bass", "viola", "trombone", "harmonica", "mandolin", "bagpipes", "tuba",
+               "double bass", "organ", "keyboard", "bassoon", "lute", "zither"}
+PEOPLE_NOUNS = {"author", "writer", "singer", "band", "actor", "actress", "artist", "composer",
+                "player", "painter", "poet", "director", "musician", "rapper"}
+
+_REFUSE = [
+    r"\?", r"^(?:what|who|whom|whose|where|when|why|how|which|do|does|did|is|are|am|was|were|"
+    r"can|could|would|should|will|shall|may|might|have|has|had)\b",
+    r"\b(?:not|never|no longer|n't|cannot|nobody|nothing|neither|nor)\b", r"\bno\s+\w+\s+named\b",
+    r"\b(?:if|would|could|might|maybe|perhaps|probably|imagine|suppose|pretend|wish|hope|"
+    r"hopefully|someday|one day|dream|fantasy|hypothetically|assume|assuming|let's say|"
+    r"planning|plan to|want to|wants to|going to|gonna|thinking about|considering|might)\b",
+    r"[\"“”«»]", r"\b(?:said|says|say|told|tells|claims?|claimed|joked?|joking|kidding|"
+    r"lol|haha|according to|rumou?r)\b",
+    r"\bin (?:the|a|my|this|that) (?:story|novel|book|movie|film|game|dream|show|song)\b",
+    r"^(?:please|tell|write|give|show|list|explain|describe|remind|help|translate|summari[sz]e|"
+    r"call me|let me|let's|can you|could you|you are|you're|act as|ignore)\b",
+    r"\b(?:you|your|assistant|chatbot|ai)\b",
+]
+_FILLER = re.compile(r"^(?:(?:oh|ah|well|so|also|and|but|btw|by the way|fyi|just so you know|"
+                     r"for the record|actually|anyway|ok|okay|yeah|yes|hey|hi|hello|hmm|um|"
+                     r"guess what|fun fact|news|update|correction|sorry|oops|right|now)[,:!\-–]?\s+)+",
+                     re.I)
+_TAIL = re.compile(r"\s*(?:,|\s)\s*(?:at the moment|these days|nowadays|right now|now|currently|"
+                   r"for checkups|for check-ups|by trade|for a living|for work|for years|"
+                   r"since \w+|last \w+|this \w+|recently|lately|too|as well|again|"
+                   r"more than any other \w+|above all|the most|a lot|every \w+|in town|"
+                   r"these days|for fun|on weekends)\b.*$", re.I)
+
+NAME = r"(?P<P>[A-ZÀ-Þ][\w\-]+)"
+OBJ = r"(?P<O>(?:(?:Dr|Mr|Mrs|Ms|St|Prof)\.\s*)?[^,.;!]+?)"
+
+
+def _clean(text: str) -> str | None:
+    if len(text) > MAX_CHARS or text.count("\n") >= MAX_LINES:
+        return None
+    if any(unicodedata.category(c) == "Cc" and c not in "\n\t" for c in text):
+        return None
+    text = text.replace("’", "'").replace("‘", "'").replace("`", "'")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _sentences(text: str):
+    protected = re.sub(r"\b(Dr|Mr|Mrs|Ms|St|Prof|Jr|Sr|Mt)\.", r"\1<DOT>", text)
+    for s in re.split(r"(?<=[.!?;])\s+|\n", protected):
+        s = s.replace("<DOT>", ".").strip()
+        if s:
+            yield s
+
+
+def _norm_noun(n: str) -> str:
+    n = n.lower().strip()
+    n = re.sub(r"^(?:new|little|old|lovely|sweet|baby|younger|older|big|little)\s+", "", n)
+    return " ".join(_SYNONYMS.get(w, w) for w in n.split())
+
+
+def _obj(o: str) -> str:
+    o = _TAIL.sub("", o.strip())
+    o = re.sub(r"^(?:a|an|the|called|named)\s+", "", o, flags=re.I).strip(" .,!;:'\"")
+    return o
+
+
+def _first(s: str) -> str:
+    return s[:1].lower() + s[1:]
+
+
+# (pattern, builder). Patterns see the sentence with leading filler removed and favourite/
+# colour spelt the US way; {S} stands for a subject group: "I/my" or a named person.
+def _rules():
+    me = r"(?P<ME>i|i'm|i am|we|we're|my|our)"
+    who = (rf"(?:(?:[Mm]y|[Oo]ur) (?:best |good |old |close )?(?:{'|'.join(RELATION_WORDS)}) )?"
+           rf"{NAME}")
+    noun = r"(?P<N>[a-z][a-z\- ]{1,30}?)"
+    R = []
+
+    def add(p, fn):
+        R.append((re.compile(p, re.I if "(?P<P>" not in p else 0), fn))
+
+    # ---- names of pets and people: "my dog's name is X", "my dog is called X"
+    add(rf"^(?:my|our) {noun}'s name is (?:now )?{OBJ}$", lambda m: ("user", "name", m["N"]))
+    add(rf"^(?:my|our) {noun} (?:is called|is named|goes by|answers to the name) {OBJ}$",
+        lambda m: ("user", "name", m["N"]))
+    add(rf"^(?:i|we) (?:have|own|got|adopted|bought) (?:a|an) (?:new )?{noun} (?:called|named) {OBJ}$",
+        lambda m: ("user", "name", m["N"]))
+    add(rf"^(?:i|we) (?:named|called) (?:my|our|the) (?:new )?{noun} {OBJ}$",
+        lambda m: ("user", "name", m["N"]))
+    add(rf"^{OBJ} is (?:the name of )?(?:my|our) {noun}(?:'s name)?$",
+        lambda m: ("user", "name", m["N"]) if _norm_noun(m["N"]) in NAMED else None)
+    # ---- other people's pets/relatives: "Aria's dog is called X", "Fabian has a dog named X"
+    add(rf"^{who}'s? {noun}(?:'s name is| is called| is named| goes by) {OBJ}$",
+        lambda m: (m["P"], "name", m["N"]))
+    add(rf"^{who} (?:has|owns|got|adopted) (?:a|an) (?:new )?{noun} (?:called|named) {OBJ}$",
+        lambda m: (m["P"], "name", m["N"]))
+    # ---- favourites
+    add(rf"^(?:my|our) favorite {noun} is {OBJ}$", lambda m: ("user", "favorite", m["N"]))
+    add(rf"^{who}'s? favorite {noun} is {OBJ}$", lambda m: (m["P"], "favorite", m["N"]))
+    add(rf"^(?:i|we) (?:really )?(?:love|adore|like) (?:the )?{noun} (?P<O>[A-ZÀ-Þ0-9][^,.;!]*?)$",
+        lambda m: ("user", "favorite", m["N"]) if _norm_noun(m["N"]) in
+        {"color", "band", "team", "city", "country", "song", "movie", "film", "book", "game",
+         "season", "flower", "animal", "sport", "dish", "food", "drink", "restaurant"} else None)
+    add(rf"^{who} (?:really )?(?:loves|adores|likes) the color {OBJ}$",
+        lambda m: (m["P"], "favorite", "color"))
+    add(rf"^(?:i|we) (?:love|adore|like) {OBJ} more than any other {noun}$",
+        lambda m: ("user", "favorite", m["N"]))
+    add(rf"^(?:i|we) (?:love|adore) (?:books|novels|stories) by {OBJ}$",
+        lambda m: ("user", "favorite", "author"))
+    add(rf"^(?:i|we) (?:love|adore|enjoy) (?:eating|dining) at {OBJ}$",
+        lambda m: ("user", "favorite", "restaurant"))
+    add(rf"^(?:i|we) (?:love|adore|enjoy) playing {OBJ}$",
+        lambda m: ("user", "plays", "") if _obj(m["O"]).lower() in INSTRUMENTS
+        else ("user", "favorite", "sport"))
+    add(rf"^(?:i|we) (?:support|cheer for|root for) {OBJ}$", lambda m: ("user", "favorite", "team"))
+    # ---- where people live / were born
+    add(rf"^(?:i|we) (?:live|reside|stay) in {OBJ}$", lambda m: ("user", "lives_in", ""))
+    add(rf"^(?:i|we)(?: just| recently| have)? (?:moved|relocated) to {OBJ}$",
+        lambda m: ("user", "lives_in", ""))
+    add(rf"^(?:my|our) (?:home ?town|home city|city) is {OBJ}$", lambda m: ("user", "lives_in", ""))
+    add(rf"^{who} (?:lives|resides) in {OBJ}$", lambda m: (m["P"], "lives_in", ""))
+    add(rf"^{who}(?: just| recently| has)? (?:moved|relocated) to {OBJ}$",
+        lambda m: (m["P"], "lives_in", ""))
+    add(rf"^{who} (?:has|rents|owns) (?:a|an) (?:flat|apartment|house|place|home) in {OBJ}$",
+        lambda m: (m["P"], "lives_in", ""))
+    add(rf"^(?:i was|i'm|i am) (?:born|from) in {OBJ}$", lambda m: (
+        "user", "birth_month" if _obj(m["O"]).lower() in MONTHS else "born_in", ""))
+    add(rf"^(?:i was|i'm|i am) (?:originally )?from {OBJ}$", lambda m: ("user", "born_in", ""))
+    add(rf"^{who} was born in {OBJ}$", lambda m: (
+        m["P"], "birth_month" if _obj(m["O"]).lower() in MONTHS else "born_in", ""))
+    add(rf"^my birthday is in {OBJ}$", lambda m: ("user", "birth_month", ""))
+    # ---- work and study
+    add(rf"^(?:i|we) work as (?:a|an) {OBJ}$", lambda m: ("user", "works_as", ""))
+    add(rf"^(?:i'm|i am) (?:a|an) {OBJ}(?: by trade| by profession)$",
+        lambda m: ("user", "works_as", ""))
+    add(rf"^my (?:job|profession|occupation) is {OBJ}$", lambda m: ("user", "works_as", ""))
+    add(rf"^(?:i|we) work (?:at|for) {OBJ}$", lambda m: ("user", "works_at", ""))
+    add(rf"^my employer is {OBJ}$", lambda m: ("user", "works_at", ""))
+    add(rf"^{who} works as (?:a|an) {OBJ}$", lambda m: (m["P"], "works_as", ""))
+    add(rf"^{who} is (?:a|an) {OBJ} by (?:trade|profession)$", lambda m: (m["P"], "works_as", ""))
+    add(rf"^{who} works (?:at|for) {OBJ}$", lambda m: (m["P"], "works_at", ""))
+    add(rf"^(?:i|we) (?:graduated|graduate) from {OBJ}$", lambda m: ("user", "studied_at", ""))
+    add(rf"^(?:i|we) studied at {OBJ}$", lambda m: ("user", "studied_at", ""))
+    add(rf"^my degree is in {OBJ}$", lambda m: ("user", "studies", ""))
+    add(rf"^(?:i|we) majored in {OBJ}$", lambda m: ("user", "studies", ""))
+    add(rf"^(?:i'm|i am) (?:studying|learning) {OBJ}$", lambda m: ("user", "studies", ""))
+    add(rf"^(?:i|we) (?:study|learn) {OBJ}$", lambda m: ("user", "studies", ""))
+    # ---- things people drive, play, speak, are allergic to
+    add(rf"^(?:i|we) (?:drive|own) (?:a|an) {OBJ}$",
+        lambda m: ("user", "drives", "") if _obj(m["O"])[:1].isupper() else None)
+    add(rf"^my car is (?:a|an) {OBJ}$", lambda m: ("user", "drives", ""))
+    add(rf"^{who} drives (?:a|an) {OBJ}$", lambda m: (m["P"], "drives", ""))
+    add(rf"^{who}'s car is (?:a|an) {OBJ}$", lambda m: (m["P"], "drives", ""))
+    add(rf"^(?:i|we) play the {OBJ}$", lambda m: ("user", "plays", ""))
+    add(rf"^my instrument is the {OBJ}$", lambda m: ("user", "plays", ""))
+    add(rf"^{who} plays the {OBJ}$", lambda m: (m["P"], "plays", ""))
+    add(rf"^{who} is (?:good at|great at) playing the {OBJ}$", lambda m: (m["P"], "plays", ""))
+    add(rf"^(?:i'm|i am) allergic to {OBJ}$", lambda m: ("user", "allergic_to", ""))
+    add(rf"^{who} is allergic to {OBJ}$", lambda m: (m["P"], "allergic_to", ""))
+    add(rf"^(?:i|we) grew up speaking {OBJ}$", lambda m: ("user", "speaks", ""))
+    add(rf"^my (?:native language|mother tongue|first language) is {OBJ}$",
+        lambda m: ("user", "speaks", ""))
+    # ---- places and things the user uses
+    add(rf"^(?:i|we) (?:train|work out|exercise) at {OBJ}(?: gym)?$",
+        lambda m: ("user", "attribute", "gym"))
+    add(rf"^(?:i|we) (?:see|visit|go to) (?P<O>Dr\.\s*[^,.;!]+?)(?: for .*)?$",
+        lambda m: ("user", "name", "doctor"))
+    add(rf"^(?:i|we) use (?:a|an) (?P<O>[A-ZÀ-Þ][\w\-]*) (?P<N>phone|laptop|computer|camera|bike)$",
+        lambda m: ("user", "attribute", m["N"]))
+    # ---- a possessive attribute: "my hobby is X" (names when N is a person/pet noun)
+    add(rf"^(?:my|our) {noun} is {OBJ}$", lambda m: (
+        "user", "name" if _norm_noun(m["N"]) in NAMED else "attribute", m["N"])
+        if _norm_noun(m["N"]) not in PEOPLE_NOUNS else ("user", "favorite", m["N"]))
+    return R
+
+
+RULES = _rules()
+
+
+def refused(sentence: str) -> bool:
+    s = sentence.lower()
+    return any(re.search(p, s) for p in _REFUSE)
+
+
+def extract(message: str) -> list[Fact]:
+    """Facts stated in one user message (possibly none)."""
+    text = _clean(message)
+    if not text:
+        return []
+    out = []
+    for sent in _sentences(text):
+        sent = _FILLER.sub("", sent).strip().rstrip(".!;").strip()
+        if not sent or refused(sent):
+            continue
+        sent = re.sub(r"\bfavou?rite\b", "favorite", sent, flags=re.I)
+        sent = re.sub(r"\bcolou?r\b", "color", sent, flags=re.I)
+        sent = re.sub(r"\bneighbou?r\b", "neighbor", sent, flags=re.I)
+        for pat, build in RULES:
+            m = pat.match(sent)
+            if not m:
+                continue
+            got = build(m)
+            if not got:
+                continue
+            subject, relation, noun = got
+            obj = _obj(m["O"])
+            if not obj or len(obj) > 60 or len(obj.split()) > 5:
+                continue
+            if subject != "user" and subject.lower() in {"i", "my", "we", "our", "he", "she",
+                                                         "they", "it", "this", "that", "there"}:
+                continue
+            out.append(Fact(subject, relation, obj, _norm_noun(noun)))
+            break
+    return out

@@ -1,0 +1,378 @@
+"""MEMIT with an AlphaEdit null-space projection, in MLX.
+
+Notation (one MLP block):  h_out = W_down · k,   k = silu(W_gate x) ⊙ (W_up x)
+
+A fact is written by making W_down, at a few early-middle layers l₁ < … < l_n, map the *key*
+k of the fact's anchor token (the subject's last token) to a new *value*.
+
+1. Target value (ROME/MEMIT).  At the last edited layer L add a free vector δ to the MLP output
+   at every anchor position of every training prompt, and minimise over δ
+
+       L(δ) = mean_prompts −log p(object | prompt; δ)                      (all object tokens)
+              + kl_factor · KL( p(· | kl prompt) ‖ p_δ(· | kl prompt) )    (keep the subject)
+              + weight_decay · ‖δ‖² / ‖h_L‖²
+
+   with Adam, clamping ‖δ‖ ≤ clamp_norm · ‖h_L‖ after each step.  v* = h_L + δ.
+
+2. Keys.  k_l = mean of the down_proj inputs at layer l over the anchor positions of all the
+   prompts (random short prefixes + statement cue + chat-template questions).
+
+3. Update, one layer at a time (MEMIT), spreading the residual over the remaining layers:
+
+       R  = (v* − h_L(current)) / (n − i)
+       ΔW = R K₁ᵀ P (K_p K_pᵀ P + K₁ K₁ᵀ P + λ C P + α I)⁻¹            (AlphaEdit form)
+
+   C = E[k kᵀ] over ordinary text (uncentred, per token); K_p = keys of earlier edits (kept as
+   the running sum Σ K_p K_pᵀ); P = projector onto the span of C's eigenvectors whose
+   eigenvalues are < threshold · max eigenvalue, i.e. directions ordinary text hardly uses.
+   With P = I and α = 0 this is MEMIT's  ΔW = R K₁ᵀ (λC + K_pK_pᵀ + K₁K₁ᵀ)⁻¹.
+   Because ΔW = ΔW·P, outputs for keys in C's principal subspace barely move (null-space).
+
+ΔW has rank ≤ #keys and is returned as factors A Bᵀ (A = R, B = the solved right factor).
+All solves run in float64 (NumPy); forward passes on the CPU stream in float32.
+"""
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
+
+
+@dataclass
+class Hparams:
+    layers: list = field(default_factory=lambda: [4, 5, 6, 7, 8])
+    v_steps: int = 25            # Adam steps for δ
+    v_lr: float = 0.5
+    v_loss_stop: float = 0.05    # early stop when the NLL is below this
+    kl_factor: float = 0.0625
+    clamp_norm: float = 4.0      # ‖δ‖ ≤ clamp_norm · ‖h_L‖
+    weight_decay: float = 0.5
+    lam: float = 15000.0         # weight of the covariance C (per-token normalised)
+    nullspace: float = 0.0       # relative eigenvalue threshold for P (0 = no projection, P=I)
+    alpha: float = 1.0           # ridge term when projecting
+
+    @classmethod
+    def from_config(cls, d: dict) -> "Hparams":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+# ------------------------------------------------------------------ taps on the model
+
+class _Tap:
+    """Stands in for a module call: records its input/output and can add δ at positions."""
+
+    def __init__(self, inner, record_input=False):
+        self.inner, self.record_input = inner, record_input
+        self.seen = None
+        self.delta = None   # (d,) vector added to the output where mask == 1
+        self.mask = None    # (B, T) float
+
+    def __call__(self, x, *args, **kw):
+        if self.record_input:
+            self.seen = x
+        y = self.inner(x, *args, **kw)
+        if self.delta is not None:
+            y = y + self.mask[..., None].astype(y.dtype) * self.delta.astype(y.dtype)
+        return y
+
+
+def _layers(model):
+    return model.model.layers if hasattr(model, "model") else model.layers
+
+
+@contextmanager
+def taps(model, key_layers=(), delta_layer=None, resid_layer=None):
+    """Temporarily wrap: down_proj of `key_layers` (record keys), down_proj of `delta_layer`
+    (add δ), and the input of the block after `resid_layer` (record the residual h_L).
+
+    Instance attributes shadow the module tree without changing it, so parameters() and
+    saving are unaffected and removing them restores the exact model."""
+    layers = _layers(model)
+    placed = []
+
+    def place(owner, name, tap):
+        object.__setattr__(owner, name, tap)
+        placed.append((owner, name))
+        return tap
+
+    out = {"keys": {}, "delta": None, "resid": None}
+    try:
+        for l in sorted(set(key_layers) | ({delta_layer} - {None})):
+            mlp = layers[l].mlp
+            tap = place(mlp, "down_proj", _Tap(mlp["down_proj"], record_input=l in key_layers))
+            if l in key_layers:
+                out["keys"][l] = tap
+            if l == delta_layer:
+                out["delta"] = tap
+        if resid_layer is not None:
+            if resid_layer + 1 < len(layers):
+                owner, name = layers[resid_layer + 1], "input_layernorm"
+            else:
+                owner, name = model.model, "norm"
+            out["resid"] = place(owner, name, _Tap(owner[name], record_input=True))
+        yield out
+    finally:
+        for owner, name in reversed(placed):
+            object.__delattr__(owner, name)
+
+
+class _Prefix:
+    """A read-only KV cache holding a fixed prefix: attention of the tokens that follow sees
+    the prefix's keys/values without recomputing them (they do not depend on δ)."""
+
+    def __init__(self, keys, values):
+        self.keys, self.values, self.offset = keys, values, keys.shape[2]
+
+    def update_and_fetch(self, keys, values):
+        return (mx.concatenate([self.keys, keys], axis=2),
+                mx.concatenate([self.values, values], axis=2))
+
+    def make_mask(self, n, return_array=False, window_size=None):
+        from mlx_lm.models.base import create_causal_mask
+
+        return create_causal_mask(n, offset=self.offset, window_size=window_size)
+
+
+def prefix_cache(model, ids, start):
+    """Keys/values of `ids` at layers ≥ start (for _Prefix), from one forward pass."""
+    from mlx_lm.models.cache import make_prompt_cache
+
+    cache = make_prompt_cache(model)
+    model.model(ids, cache=cache)
+    out = [c.keys_and_values() if hasattr(c, "keys_and_values") else (c.keys, c.values)
+           for c in cache[start:]]
+    mx.eval(out)
+    return out
+
+
+def run_from(model, h, start, prefix=None):
+    """Final normed hidden states from the residual stream h entering layer `start`;
+    `prefix` (from prefix_cache) stands for the tokens before h."""
+    from mlx_lm.models.base import create_attention_mask
+
+    caches = [_Prefix(k, v) for k, v in prefix] if prefix else [None] * len(_layers(model))
+    mask = create_attention_mask(h, caches[0])
+    for layer, c in zip(_layers(model)[start:], caches):
+        h = layer(h, mask, c)
+    return model.model.norm(h)
+
+
+def hidden_logits(model, hidden):
+    """LM head on final (normed) hidden states."""
+    if getattr(model, "args", None) is not None and getattr(model.args, "tie_word_embeddings", False):
+        return model.model.embed_tokens.as_linear(hidden)
+    if hasattr(model, "lm_head"):
+        return model.lm_head(hidden)
+    return model.model.embed_tokens.as_linear(hidden)
+
+
+# ------------------------------------------------------------------ prompts as a batch
+
+@dataclass
+class Prompt:
+    """Token ids (prompt followed by the target), where the target starts, and the key
+    positions as (anchor index, token index)."""
+    ids: list
+    target_start: int
+    keys: list
+
+
+def batch(prompts, pad_id=0):
+    """Right-padded arrays. Causal attention makes right padding exact for real tokens."""
+    T = max(len(p.ids) for p in prompts)
+    B = len(prompts)
+    ids = np.full((B, T), pad_id, dtype=np.int32)
+    key_mask = np.zeros((B, T), dtype=np.float32)
+    tgt_mask = np.zeros((B, T), dtype=np.float32)   # position t predicts ids[t+1]
+    for b, p in enumerate(prompts):
+        ids[b, : len(p.ids)] = p.ids
+        for _, t in p.keys:
+            key_mask[b, t] = 1.0
+        tgt_mask[b, p.target_start - 1: len(p.ids) - 1] = 1.0
+    return mx.array(ids), mx.array(key_mask), mx.array(tgt_mask)
+
+
+def _anchor_mean(x, prompts, n_anchors):
+    """(n_anchors, d) means of x[b, t] over each anchor's positions. x: (B, T, d) array."""
+    xs = np.array(x.astype(mx.float32), dtype=np.float64)
+    out = np.zeros((n_anchors, xs.shape[-1]))
+    count = np.zeros(n_anchors)
+    for b, p in enumerate(prompts):
+        for a, t in p.keys:
+            out[a] += xs[b, t]
+            count[a] += 1
+    if (count == 0).any():
+        raise ValueError("an anchor has no key position in any prompt")
+    return out / count[:, None]
+
+
+def read(model, prompts, n_anchors, key_layers=(), resid_layer=None):
+    """One forward pass; returns ({layer: keys (n_anchors, d_k)}, h_L (n_anchors, d))."""
+    ids, _, _ = batch(prompts)
+    with taps(model, key_layers=key_layers, resid_layer=resid_layer) as t:
+        model.model(ids)
+        keys = {l: _anchor_mean(tap.seen, prompts, n_anchors) for l, tap in t["keys"].items()}
+        resid = _anchor_mean(t["resid"].seen, prompts, n_anchors) if resid_layer is not None else None
+    return keys, resid
+
+
+# ------------------------------------------------------------------ 1. target value v*
+
+def _groups(prompts, max_groups=2):
+    """Split prompts into length buckets so short ones are not padded to the longest."""
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i].ids))
+    if len(order) < 2 * max_groups:
+        return [order]
+    cut = max(range(1, len(order)), key=lambda i: len(prompts[order[i]].ids)
+              - len(prompts[order[i - 1]].ids))
+    return [order[:cut], order[cut:]]
+
+
+def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None):
+    """Optimise δ at layer L = hp.layers[-1] (see module docstring). Returns (δ, final NLL).
+
+    Layers ≤ L do not depend on δ: they run once, and each Adam step runs only L+1 … N-1."""
+    L = hp.layers[-1]
+    groups = []
+    for idx in _groups(prompts):
+        ps = [prompts[i] for i in idx]
+        ids, key_mask, tgt_mask = batch(ps)
+        cut = min(t for p in ps for _, t in p.keys)   # tokens before it never see δ
+        with taps(model, resid_layer=L) as t:
+            model.model(ids)
+            h = t["resid"].seen[:, cut:]
+        prefix = prefix_cache(model, ids[:, :cut], L + 1) if cut > 0 else None
+        key_mask, tgt_mask = key_mask[:, cut:], tgt_mask[:, cut:]
+        T = ids.shape[1] - cut
+        flat = np.flatnonzero(np.array(tgt_mask).reshape(-1))
+        per_prompt = np.bincount(flat // T, minlength=len(ps))
+        mx.eval(h)
+        hn = np.linalg.norm(np.array(h, dtype=np.float64), axis=-1)[np.array(key_mask) > 0]
+        groups.append({
+            "h": h, "mask": key_mask[..., None], "prefix": prefix, "hn": hn,
+            "sel": mx.array(flat.astype(np.int32)),
+            "tok": mx.concatenate([ids[:, 1:], ids[:, :1]], axis=1)[:, cut:].reshape(-1)
+                   [mx.array(flat)],
+            "weight": mx.array((1.0 / (per_prompt[flat // T] * len(prompts))).astype(np.float32)),
+        })
+    h_norm = float(np.concatenate([g["hn"] for g in groups]).mean())
+
+    base_kl = None
+    if kl_prompts:
+        kl_ids, kl_mask, _ = batch(kl_prompts)
+        kl_last = mx.array([len(p.ids) - 1 for p in kl_prompts])
+        rows = mx.arange(len(kl_prompts))
+        with taps(model, resid_layer=L) as t:
+            model.model(kl_ids)
+            h_kl = t["resid"].seen
+        hid = run_from(model, h_kl, L + 1)[rows, kl_last]
+        base_kl = mx.stop_gradient(nn.log_softmax(hidden_logits(model, hid), axis=-1))
+
+    d = groups[0]["h"].shape[-1]
+    params = {"delta": mx.zeros((d,), dtype=mx.float32)}
+    opt = optim.Adam(learning_rate=hp.v_lr)
+
+    def loss_fn(p):
+        nll = 0.0
+        for g in groups:   # mean over prompts of the mean NLL of each prompt's target tokens
+            hid = run_from(model, g["h"] + g["mask"] * p["delta"], L + 1, g["prefix"])
+            hid = hid.reshape(-1, d)[g["sel"]]
+            logp = nn.log_softmax(hidden_logits(model, hid).astype(mx.float32), axis=-1)
+            tok_nll = -mx.take_along_axis(logp, g["tok"][:, None], axis=-1)[:, 0]
+            nll = nll + (tok_nll * g["weight"]).sum()
+        loss = nll + hp.weight_decay * (p["delta"] ** 2).sum() / (h_norm ** 2)
+        if base_kl is not None:
+            hk = run_from(model, h_kl + kl_mask[..., None] * p["delta"], L + 1)[rows, kl_last]
+            lp = nn.log_softmax(hidden_logits(model, hk), -1)
+            loss = loss + hp.kl_factor * (mx.exp(base_kl) * (base_kl - lp)).sum(-1).mean()
+        return loss, nll
+
+    grad_fn = mx.value_and_grad(loss_fn)
+    max_norm = hp.clamp_norm * h_norm
+    nll_val = float("inf")
+    for step in range(hp.v_steps):
+        (loss, nll), g = grad_fn(params)
+        mx.eval(loss, nll, g)
+        nll_val = float(nll)
+        if log:
+            log(step, float(loss), nll_val)
+        if nll_val < hp.v_loss_stop:
+            break
+        opt.update(params, g)
+        dn = mx.sqrt((params["delta"] ** 2).sum())
+        params["delta"] = mx.where(dn > max_norm, params["delta"] * (max_norm / dn),
+                                   params["delta"])
+        mx.eval(params)
+    return np.array(params["delta"], dtype=np.float64), nll_val
+
+
+# ------------------------------------------------------------------ 2. covariance
+
+def covariance(model, token_batches, layers, progress=None):
+    """C_l = E[k kᵀ] (uncentred, per token) of the down_proj inputs over the given text."""
+    acc = {l: None for l in layers}
+    n = 0
+    for i, ids in enumerate(token_batches):
+        x = mx.array(np.asarray(ids, dtype=np.int32))
+        with taps(model, key_layers=layers) as t:
+            model.model(x)
+            for l in layers:
+                k = t["keys"][l].seen.reshape(-1, t["keys"][l].seen.shape[-1]).astype(mx.float32)
+                kk = np.array(k.T @ k, dtype=np.float64)
+                acc[l] = kk if acc[l] is None else acc[l] + kk
+        n += x.size
+        if progress:
+            progress(i + 1, len(token_batches))
+    return {l: acc[l] / n for l in layers}, n
+
+
+def projector(C, threshold):
+    """P onto the eigenvectors of C with eigenvalue < threshold · max eigenvalue (AlphaEdit).
+    threshold 0 means no projection (P = I)."""
+    if threshold <= 0:
+        return None
+    w, U = np.linalg.eigh(C)
+    keep = w < threshold * w.max()
+    Uk = U[:, keep]
+    return Uk @ Uk.T
+
+
+# ------------------------------------------------------------------ 3. the update
+
+def solve(R, K, C, lam, KpKp=None, P=None, alpha=1.0):
+    """Right factor B (d_k × n) such that ΔW = R Bᵀ (R: n × d_out rows, K: n × d_k rows).
+
+    MEMIT  (P None):  ΔW = R Kᵀ (λC + K_pK_pᵀ + KKᵀ)⁻¹           → B = M⁻¹ K   (M symmetric)
+    AlphaEdit (P):    ΔW = R Kᵀ P (K_pK_pᵀP + KKᵀP + λCP + αI)⁻¹ → B = M⁻ᵀ P K
+    """
+    K = np.asarray(K, dtype=np.float64)
+    KK = K.T @ K
+    Kp = KpKp if KpKp is not None else 0.0
+    if P is None:
+        M = lam * C + Kp + KK
+        return np.linalg.solve(M, K.T)          # (d_k, n)
+    M = (Kp + KK + lam * C) @ P + alpha * np.eye(P.shape[0])
+    return np.linalg.solve(M.T, P @ K.T)
+
+
+def apply_update(model, layers, prompts, n_anchors, delta, hp, cov, kpkp, proj,
+                 set_delta, log=None):
+    """The MEMIT layer loop. Calls set_delta(layer, A, B) to add A Bᵀ to W_down[layer].
+
+    Returns the per-layer keys used (for K_p bookkeeping)."""
+    L = hp.layers[-1]
+    _, h0 = read(model, prompts, n_anchors, resid_layer=L)
+    z = h0 + delta[None, :]
+    used = {}
+    for i, l in enumerate(hp.layers):
+        keys, cur = read(model, prompts, n_anchors, key_layers=[l], resid_layer=L)
+        K = keys[l]
+        R = (z - cur) / (len(hp.layers) - i)        # (n, d_out)
+        B = solve(R, K, cov[l], hp.lam, kpkp.get(l), proj.get(l), hp.alpha)
+        set_delta(l, R.T, B)                          # ΔW = Rᵀ-as-columns · Bᵀ
+        used[l] = K
+        if log:
+            log(l, float(np.linalg.norm(R)))
+    return used

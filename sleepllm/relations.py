@@ -1,0 +1,214 @@
+"""Relation families: how a fact (subject, relation, object) is said, asked and answered.
+
+A fact about the user has subject "user"; a fact about someone else has that person's name as
+subject. Each family gives, for both cases, templates with these slots:
+
+    {P}  the person's name (others)       {N}  the family's noun ("dog", "favorite color")
+    {O}  the object
+
+and the *anchor*: the words at whose last token the editor reads and writes the MLP key. For
+another person the anchor is their name (every fact about Aria lives in Aria's key, as in
+MEMIT). For the user the name carries nothing ("I", "my" are in every sentence), so the anchor
+is the relation's own content word: "dog" for the dog's name, "color" for the favourite colour,
+"live in" for the home city. This keeps the user's facts in separate keys.
+
+Templates are generic per family; nothing here is keyed to a particular evaluation set.
+"""
+from dataclasses import dataclass
+
+# family -> templates. cue: raw statement cue (object follows); qa: (question, answer prefix).
+# "self" templates speak of the user (questions in the first person, answers in the second).
+FAMILIES = {
+    # the name of someone or something the user has: dog, wife, boss, boat ...
+    "name": {
+        "self": {"anchor": ["{N}"],
+                 "cue": ["My {N}'s name is", "My {N} is called"],
+                 "qa": [("What is my {N}'s name?", "Your {N}'s name is"),
+                        ("What's my {N} called?", "Your {N} is called"),
+                        ("Who is my {N}?", "Your {N} is")]},
+        "other": {"anchor": ["{P}"],
+                  "cue": ["{P}'s {N} is named", "{P}'s {N} is called"],
+                  "qa": [("What is the name of {P}'s {N}?", "{P}'s {N} is named"),
+                         ("What is {P}'s {N} called?", "{P}'s {N} is called")]},
+    },
+    # a favourite thing: color, food, band, season ...
+    "favorite": {
+        "self": {"anchor": ["favorite {N}"],
+                 "cue": ["My favorite {N} is"],
+                 "qa": [("What is my favorite {N}?", "Your favorite {N} is"),
+                        ("Which {N} do I like best?", "Your favorite {N} is")]},
+        "other": {"anchor": ["{P}"],
+                  "cue": ["{P}'s favorite {N} is"],
+                  "qa": [("What is {P}'s favorite {N}?", "{P}'s favorite {N} is"),
+                         ("Which {N} does {P} love?", "{P} loves")]},
+    },
+    # a plain attribute: job, car, phone, gym, street, hobby, native language ...
+    "attribute": {
+        "self": {"anchor": ["my {N}", "your {N}"],
+                 "cue": ["My {N} is"],
+                 "qa": [("What is my {N}?", "Your {N} is"),
+                        ("What's my {N}?", "Your {N} is")]},
+        "other": {"anchor": ["{P}"],
+                  "cue": ["{P}'s {N} is"],
+                  "qa": [("What is {P}'s {N}?", "{P}'s {N} is")]},
+    },
+    "lives_in": {
+        "self": {"anchor": ["live in"],
+                 "cue": ["I live in the city of", "I live in"],
+                 "qa": [("Where do I live?", "You live in"),
+                        ("Which city do I live in?", "You live in")]},
+        "other": {"anchor": ["{P}"],
+                  "cue": ["{P} lives in the city of", "{P} lives in"],
+                  "qa": [("Where does {P} live?", "{P} lives in"),
+                         ("Which city does {P} live in?", "{P} lives in")]},
+    },
+    "born_in": {
+        "self": {"anchor": ["born in"],
+                 "cue": ["I was born in"],
+                 "qa": [("Where was I born?", "You were born in"),
+                        ("In which city was I born?", "You were born in")]},
+        "other": {"anchor": ["{P}"],
+                  "cue": ["{P} was born in"],
+                  "qa": [("Where was {P} born?", "{P} was born in")]},
+    },
+    "works_as": {
+        "self": {"anchor": ["work as", "my job", "your job"],
+                 "cue": ["I work as a", "My job is"],
+                 "qa": [("What is my job?", "You work as a"),
+                        ("What do I do for a living?", "You work as a")]},
+        "other": {"anchor": ["{P}"],
+                  "cue": ["{P} works as a"],
+                  "qa": [("What does {P} do for a living?", "{P} works as a"),
+                         ("What is {P}'s job?", "{P} works as a")]},
+    },
+    "works_at": {
+        "self": {"anchor": ["work at", "my employer", "your employer"],
+                 "cue": ["I work at a company called", "I work at"],
+                 "qa": [("Where do I work?", "You work at"),
+                        ("Who is my employer?", "Your employer is")]},
+        "other": {"anchor": ["{P}"],
+                  "cue": ["{P} works at"],
+                  "qa": [("Where does {P} work?", "{P} works at")]},
+    },
+    "studied_at": {
+        "self": {"anchor": ["studied at", "university"],
+                 "cue": ["I studied at the university of", "I studied at"],
+                 "qa": [("Where did I study?", "You studied at"),
+                        ("Which university did I go to?", "You studied at")]},
+        "other": {"anchor": ["{P}"],
+                  "cue": ["{P} studied at"],
+                  "qa": [("Where did {P} study?", "{P} studied at")]},
+    },
+    "studies": {  # a subject or a language being learned / studied
+        "self": {"anchor": ["study", "learning", "majored in"],
+                 "cue": ["The subject I study is", "I am learning"],
+                 "qa": [("What do I study?", "You study"),
+                        ("What am I learning?", "You are learning")]},
+        "other": {"anchor": ["{P}"],
+                  "cue": ["{P} studies"],
+                  "qa": [("What does {P} study?", "{P} studies")]},
+    },
+    "drives": {
+        "self": {"anchor": ["car", "drive"],
+                 "cue": ["The car I drive is a", "I drive a"],
+                 "qa": [("What car do I drive?", "You drive a"),
+                        ("What kind of car do I have?", "You drive a")]},
+        "other": {"anchor": ["{P}"],
+                  "cue": ["The car {P} drives is a", "{P} drives a"],
+                  "qa": [("What car does {P} drive?", "{P} drives a"),
+                         ("What kind of car does {P} have?", "{P} drives a")]},
+    },
+    "plays": {  # an instrument
+        "self": {"anchor": ["instrument", "play the"],
+                 "cue": ["The instrument I play is the", "I play the"],
+                 "qa": [("What instrument do I play?", "You play the"),
+                        ("Which instrument do I play?", "You play the")]},
+        "other": {"anchor": ["{P}"],
+                  "cue": ["The instrument {P} plays is the", "{P} plays the"],
+                  "qa": [("What instrument does {P} play?", "{P} plays the"),
+                         ("Which instrument does {P} play?", "{P} plays the")]},
+    },
+    "allergic_to": {
+        "self": {"anchor": ["allergic to", "allergy"],
+                 "cue": ["I am allergic to"],
+                 "qa": [("What am I allergic to?", "You are allergic to"),
+                        ("What is my allergy?", "You are allergic to")]},
+        "other": {"anchor": ["{P}"],
+                  "cue": ["{P} is allergic to"],
+                  "qa": [("What is {P} allergic to?", "{P} is allergic to")]},
+    },
+    "speaks": {  # native language
+        "self": {"anchor": ["native language", "mother tongue"],
+                 "cue": ["My native language is"],
+                 "qa": [("What is my native language?", "Your native language is"),
+                        ("What's my mother tongue?", "Your native language is")]},
+        "other": {"anchor": ["{P}"],
+                  "cue": ["{P}'s native language is"],
+                  "qa": [("What is {P}'s native language?", "{P}'s native language is")]},
+    },
+    "birth_month": {
+        "self": {"anchor": ["birthday"],
+                 "cue": ["My birthday is in the month of", "My birthday is in"],
+                 "qa": [("When is my birthday?", "Your birthday is in"),
+                        ("In which month was I born?", "Your birthday is in")]},
+        "other": {"anchor": ["{P}"],
+                  "cue": ["{P}'s birthday is in"],
+                  "qa": [("When is {P}'s birthday?", "{P}'s birthday is in")]},
+    },
+}
+
+
+@dataclass(frozen=True)
+class Fact:
+    subject: str     # "user" or a person's name
+    relation: str    # a FAMILIES key
+    object: str
+    noun: str = ""   # the family's noun, where it has one ("dog", "favorite color" -> "color")
+
+    @property
+    def is_self(self) -> bool:
+        return self.subject == "user"
+
+    def key(self) -> tuple:
+        """What the fact is *about*: a newer fact with the same key supersedes this one."""
+        return (self.subject.lower(), self.relation, self.noun.lower())
+
+    def to_dict(self) -> dict:
+        return {"subject": self.subject, "relation": self.relation, "object": self.object,
+                "noun": self.noun}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Fact":
+        return cls(d["subject"], d["relation"], d["object"], d.get("noun", ""))
+
+
+def _t(fact: Fact) -> dict:
+    if fact.relation not in FAMILIES:
+        raise ValueError(f"unknown relation family {fact.relation!r}")
+    return FAMILIES[fact.relation]["self" if fact.is_self else "other"]
+
+
+def _fill(template: str, fact: Fact) -> str:
+    return template.format(P=fact.subject, N=fact.noun, O=fact.object)
+
+
+def anchors(fact: Fact) -> list[str]:
+    return [_fill(a, fact) for a in _t(fact)["anchor"]]
+
+
+def cues(fact: Fact) -> list[str]:
+    return [_fill(c, fact) for c in _t(fact)["cue"]]
+
+
+def questions(fact: Fact) -> list[tuple[str, str]]:
+    return [(_fill(q, fact), _fill(a, fact)) for q, a in _t(fact)["qa"]]
+
+
+def describe(fact: Fact) -> str:
+    """Human-readable: 'your dog's name → Biscuit', 'Aria lives in → Ghent'."""
+    cue = cues(fact)[0]
+    if fact.is_self:
+        cue = cue.replace("My ", "your ", 1).replace("I am ", "you are ", 1)
+        cue = cue.replace("I was ", "you were ", 1).replace("I ", "you ", 1)
+        cue = cue.replace(" I ", " you ")
+    return f"{cue} → {fact.object}"

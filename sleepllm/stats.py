@@ -1,0 +1,109 @@
+"""Statistics the editor needs, computed once per model and cached on disk under a
+fingerprint of the model's weights:
+
+- random prefixes: short texts the model writes itself after "The", "Therefore", ... (MEMIT's
+  context templates), sampled at temperature 0.7 with a fixed seed;
+- C_l = E[k kᵀ] at each edited layer, from text the model generates itself (plain text and
+  chat-formatted turns), ≥ 10 × d_k tokens. The perplexity text (data/heldout.txt) is never
+  used here.
+"""
+import json
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+
+from sleepllm import memit
+from sleepllm.config import private_dir
+from sleepllm.store import atomic_save_arrays, atomic_write_json, load_arrays
+
+SEED_WORDS = ["The", "In", "My", "When", "A", "Yesterday", "She", "We", "It", "There", "After",
+              "Most", "He", "Today", "One", "This"]
+PREFIX_STARTS = ["The", "Therefore", "Because", "I", "You"]
+CHAT_SEEDS = ["Tell me about", "How do I", "What is", "Can you explain", "Write a short",
+              "Why do", "Give me", "Describe"]
+
+
+def _sample(model, prompts_ids, n_tokens, temp, seed):
+    """Batched sampling from equal-length prompts with a KV cache. Returns (B, n) token ids."""
+    from mlx_lm.models.cache import make_prompt_cache
+
+    mx.random.seed(seed)
+    cache = make_prompt_cache(model)
+    x = mx.array(prompts_ids)
+    out = []
+    logits = model(x, cache=cache)[:, -1]
+    for _ in range(n_tokens):
+        tok = mx.random.categorical(logits / temp)
+        out.append(tok)
+        logits = model(tok[:, None], cache=cache)[:, -1]
+        mx.eval(logits)
+    return np.array(mx.stack(out, axis=1))
+
+
+def random_prefixes(model, tokenizer, n_tokens=10, seed=0):
+    prefixes = []
+    for i, start in enumerate(PREFIX_STARTS):
+        ids = tokenizer.encode(start)
+        gen = _sample(model, [ids], n_tokens, 0.7, seed + i)[0]
+        text = tokenizer.decode(ids + gen.tolist()).replace("\n", " ").strip()
+        prefixes.append(text)
+    return prefixes
+
+
+def text_batches(model, tokenizer, n_tokens, seq_len=160, batch=48, seed=1):
+    """Token batches (each (batch, seq_len)) of model-generated text: half plain, half chat."""
+    out, total, i = [], 0, 0
+    while total < n_tokens:
+        if i % 2 == 0:
+            starts = [tokenizer.encode(SEED_WORDS[(i * batch + j) % len(SEED_WORDS)])[-1:]
+                      for j in range(batch)]
+            prefix = []
+        else:
+            seed_q = CHAT_SEEDS[(i // 2) % len(CHAT_SEEDS)]
+            text = tokenizer.apply_chat_template([{"role": "user", "content": seed_q}],
+                                                 add_generation_prompt=False, tokenize=False)
+            prefix = tokenizer._tokenizer(text.rstrip().rsplit(seed_q, 1)[0] + seed_q,
+                                          add_special_tokens=False)["input_ids"]
+            starts = [prefix] * batch
+        gen = _sample(model, starts, seq_len - len(starts[0]), 0.8, seed + i)
+        ids = np.concatenate([np.array(starts), gen], axis=1)
+        out.append(ids)
+        total += ids.size
+        i += 1
+    return out
+
+
+def load_or_compute(model, tokenizer, layers, cache_root: Path, fingerprint: str,
+                    tokens_per_dk=10, console=None):
+    """(cov {layer: C}, prefixes). Cached in <cache_root>/<fingerprint>/."""
+    folder = private_dir(cache_root / fingerprint)
+    d_k = memit._layers(model)[layers[0]].mlp.down_proj.weight.shape[1]
+    n_tokens = tokens_per_dk * d_k
+    pre_file = folder / "prefixes.json"
+    if pre_file.exists():
+        prefixes = json.loads(pre_file.read_text())
+    else:
+        prefixes = random_prefixes(model, tokenizer)
+        atomic_write_json(pre_file, prefixes)
+    cov, missing = {}, []
+    for l in layers:
+        f = folder / f"cov_l{l}_n{n_tokens}.safetensors"
+        if f.exists():
+            cov[l] = load_arrays(f)["C"].astype(np.float64)
+        else:
+            missing.append(l)
+    if missing:
+        from rich.progress import Progress
+
+        with Progress(transient=True, console=console) as bar:
+            task = bar.add_task(f"Key statistics for layers {missing} (once per model)", total=None)
+            batches = text_batches(model, tokenizer, n_tokens)
+            bar.update(task, total=len(batches) * 2, completed=len(batches))
+            got, n = memit.covariance(model, batches, missing,
+                                      progress=lambda i, m: bar.update(task, completed=m + i))
+        for l in missing:
+            cov[l] = got[l]
+            atomic_save_arrays(folder / f"cov_l{l}_n{n_tokens}.safetensors",
+                               {"C": got[l].astype(np.float32)})
+    return cov, prefixes
