@@ -1,6 +1,7 @@
 """Command line: each sub-command maps to one function."""
 import argparse
 import sys
+from pathlib import Path
 
 from sleepllm import __version__
 
@@ -37,11 +38,151 @@ def cmd_chat(args) -> int:
     cfg = _load_cfg(args, temp=args.temp, max_tokens=args.max_tokens,
                     max_context=args.max_context, system_prompt=args.system)
     console = Console(stderr=True)
-    model, tokenizer, path = models.load(cfg["model"], console)
-    session = Session(model, tokenizer, path, cfg, models.context_window(path, model))
+    model, tokenizer, path, mem = _open_memory(args, cfg, console)
+    session = Session(model, tokenizer, path, cfg, models.context_window(path, model), mem)
     if sys.stdin.isatty():
         return run_tty(session, console, data_dir() / "history")
     return run_script(session, sys.stdin, console)
+
+
+def _open_memory(args, cfg, console, folder=None):
+    """Load the model and the memory folder (checkpoint + journal) into its weights."""
+    from sleepllm import model as models
+    from sleepllm.config import memory_dir
+    from sleepllm.memory import Memory
+
+    model, tokenizer, path = models.load(cfg["model"], console)
+    mem = Memory(folder or memory_dir(cfg, args.memory), model, tokenizer, cfg,
+                 cfg["model"] if cfg["model"] != "default" else "default", console)
+    for w in mem.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}")
+    return model, tokenizer, path, mem
+
+
+def cmd_eval(args) -> int:
+    import json
+    import tempfile
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from sleepllm import evaluate
+
+    cfg = _load_cfg(args)
+    console = Console(stderr=True)
+    facts = evaluate.load_facts(args.facts, args.n)
+    with tempfile.TemporaryDirectory(prefix="sleepllm-eval-") as tmp:
+        folder = args.memory or tmp
+        model, tokenizer, path, mem = _open_memory(args, cfg, console, folder)
+        if mem.records:
+            console.print(f"[red]memory folder {folder} is not empty; eval needs a fresh one[/red]")
+            return 2
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("writing facts", total=len(facts))
+            report = evaluate.eval_direct(mem, model, tokenizer, facts, console,
+                                          lambda i, n: bar.update(task, completed=i))
+    report["model"] = path
+    evaluate.table(report, Console())
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    return 0
+
+
+def cmd_sleep(args) -> int:
+    """Consolidate a memory folder offline (same as /sleep in the REPL)."""
+    import time
+
+    from rich.console import Console
+
+    from sleepllm.repl import Session, do_sleep
+
+    cfg = _load_cfg(args)
+    console = Console(stderr=True)
+    model, tokenizer, path, mem = _open_memory(args, cfg, console)
+    if not mem.records:
+        console.print("no memories to consolidate")
+        return 0
+    do_sleep(Session(model, tokenizer, path, cfg, 4096, mem), console)
+    return 0
+
+
+def cmd_facts(args) -> int:
+    """List the memories of a folder (no model needed)."""
+    import json
+
+    from rich.console import Console
+
+    from sleepllm import store
+    from sleepllm.config import memory_dir
+
+    cfg = _load_cfg(args)
+    folder = memory_dir(cfg, args.memory)
+    records = {}
+    manifest = store.read_manifest(folder)
+    if manifest.get("current"):
+        ledger = folder / "checkpoints" / manifest["current"] / "ledger.json"
+        records = {r["id"]: r for r in json.loads(ledger.read_text())}
+    for e in store.journal_read(folder / "journal.jsonl"):
+        if e.get("op") == "learn":
+            records.pop(e.get("supersedes"), None)
+            records[e["id"]] = {k: v for k, v in e.items() if k != "op"}
+    if args.json:
+        print(json.dumps(list(records.values()), indent=1, ensure_ascii=False))
+        return 0
+    from sleepllm.repl import show_facts
+
+    class _View:
+        pass
+
+    view = _View()
+    view.folder, view.records = folder, records
+    show_facts(view, Console())
+    return 0
+
+
+def cmd_rollback(args) -> int:
+    """Make an earlier checkpoint the current one."""
+    from sleepllm import store
+    from sleepllm.config import memory_dir
+
+    folder = memory_dir(_load_cfg(args), args.memory)
+    history = store.read_manifest(folder).get("history", [])
+    target = args.to or (history[1] if len(history) > 1 else None)
+    if target not in history or target == history[0]:
+        print(f"no earlier checkpoint to roll back to (have: {', '.join(history) or 'none'})")
+        return 1
+    rest = history[history.index(target):]
+    store.atomic_write_json(folder / "manifest.json", {"version": 1, "current": target,
+                                                       "history": rest})
+    print(f"current checkpoint is now {target}; later ones were set aside")
+    return 0
+
+
+def cmd_export(args) -> int:
+    """A standalone mlx-lm folder with the memories fused in (edited layers stay float)."""
+    import shutil
+
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from rich.console import Console
+
+    cfg = _load_cfg(args)
+    console = Console(stderr=True)
+    model, tokenizer, path, mem = _open_memory(args, cfg, console)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    src = Path(path) if Path(path).exists() else None
+    if src is None:
+        from mlx_lm.utils import hf_repo_to_path
+
+        src = hf_repo_to_path(path)
+    for f in src.iterdir():
+        if f.suffix != ".safetensors" and f.name != "model.safetensors.index.json" and f.is_file():
+            shutil.copy(f, out / f.name)
+    weights = dict(tree_flatten(model.parameters()))
+    mx.save_safetensors(str(out / "model.safetensors"), weights, metadata={"format": "mlx"})
+    console.print(f"exported {len(mem.records)} memories into {out}")
+    return 0
 
 
 def cmd_setup(args) -> int:
@@ -64,6 +205,28 @@ def build_parser():
     c.add_argument("--max-context", type=int, help="conversation token budget")
     c.add_argument("--system", help="system prompt")
     c.set_defaults(func=cmd_chat)
+    e = sub.add_parser("eval", help="measure recall and locality on a fact file")
+    _common(e)
+    e.add_argument("--facts", required=True, help="JSONL fact file (shared/eval schema)")
+    e.add_argument("--via", choices=["direct", "chat"], default="direct")
+    e.add_argument("--n", type=int, help="first N facts only")
+    e.add_argument("--json", help="write the full report here")
+    e.set_defaults(func=cmd_eval)
+    sl = sub.add_parser("sleep", help="consolidate a memory folder (audit, refresh, prune)")
+    _common(sl)
+    sl.set_defaults(func=cmd_sleep)
+    f = sub.add_parser("facts", help="list the memories of a folder")
+    _common(f)
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(func=cmd_facts)
+    r = sub.add_parser("rollback", help="restore an earlier checkpoint")
+    _common(r)
+    r.add_argument("--to", help="checkpoint name (default: the previous one)")
+    r.set_defaults(func=cmd_rollback)
+    x = sub.add_parser("export", help="write an mlx-lm model folder with the memories fused in")
+    _common(x)
+    x.add_argument("--out", required=True)
+    x.set_defaults(func=cmd_export)
     s = sub.add_parser("setup", help="fetch and convert the default model")
     s.set_defaults(func=cmd_setup)
     return p

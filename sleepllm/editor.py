@@ -71,6 +71,16 @@ def render(fact: Fact, tokenizer, prefixes, system_prompt=None, n_questions=2):
     return prompts, [anchors[a] for a in present]
 
 
+def contrast_prompts(fact: Fact, tokenizer):
+    """Key positions of the anchor said of someone else ("Her dog", "The dog")."""
+    out = []
+    for text, anchor in relations.contrasts(fact):
+        ids, keys = _find_keys(text, 0, [anchor], tokenizer, True)
+        if keys:
+            out.append(memit.Prompt(ids, len(ids), [(0, keys[-1][1])]))
+    return out
+
+
 def kl_prompts(fact: Fact, tokenizer, anchors):
     """'<anchor> is a' style prompts: the subject's general meaning should not change."""
     out = []
@@ -143,7 +153,16 @@ class Editor:
         mx.eval(w)
 
     def add(self, edit: Edit):
-        """Put an existing edit (e.g. loaded from disk) into the weights."""
+        """Put an existing edit (e.g. loaded from disk) into the weights. A factor whose shape
+        does not fit the layer is an error, never skipped."""
+        for l, (A, B) in edit.factors.items():
+            if l not in self.base:
+                raise ValueError(f"edit {edit.id} touches layer {l}, not an edited layer")
+            d_out, d_k = self.base[l].shape
+            if A.shape[0] != d_out or B.shape[0] != d_k or A.shape[1] != B.shape[1] \
+                    or edit.keys[l].shape != (A.shape[1], d_k):
+                raise ValueError(f"edit {edit.id} layer {l}: factor shapes {A.shape}/{B.shape} "
+                                 f"do not fit the weight {self.base[l].shape}")
         self.edits[edit.id] = edit
         for l, K in edit.keys.items():
             Kf = K.astype(np.float64)
@@ -161,16 +180,19 @@ class Editor:
         return edit
 
     # -- writing
-    def write(self, fact: Fact, edit_id: str, companions=()) -> Edit:
+    def write(self, fact: Fact, edit_id: str, companions=(), protect=None) -> Edit:
         """Write one fact (sequential path). `companions`: active facts that share its anchor;
-        their prompts join the v* loss so the shared key keeps carrying them."""
+        their prompts join the v* loss so the shared key keeps carrying them. `protect`:
+        {layer: keys (n, d_k)} whose outputs must not move at all — the update is projected
+        onto the orthogonal complement of their span (and of C's principal subspace when the
+        null-space projector is on): a hard constraint, used by sleep's refresh."""
         t0 = time.perf_counter()
         prompts, anchors = render(fact, self.tokenizer, self.prefixes, self.system_prompt)
         train = list(prompts)
         for other in companions:  # δ also sits at their anchor positions: same subject words
             train += render(other, self.tokenizer, self.prefixes[:1], self.system_prompt)[0]
-        delta, nll = memit.compute_delta(self.model, train, kl_prompts(fact, self.tokenizer, anchors),
-                                         self.hp)
+        kl = kl_prompts(fact, self.tokenizer, anchors) if self.hp.kl_factor > 0 else []
+        delta, nll = memit.compute_delta(self.model, train, kl, self.hp)
         factors, keys = {}, {}
 
         def set_delta(l, A, B):
@@ -185,8 +207,13 @@ class Editor:
             memit._layers(self.model)[l].mlp.down_proj.weight = w + upd
             mx.eval(memit._layers(self.model)[l].mlp.down_proj.weight)
 
-        used = memit.apply_update(self.model, self.hp.layers, prompts, len(anchors), delta,
-                                  self.hp, self.cov, self.kpkp, self.proj, set_delta)
+        proj = self.proj
+        if protect:
+            proj = {l: memit.protect_projector(self.cov[l], self.hp.nullspace, protect[l])
+                    for l in self.hp.layers}
+        used = memit.apply_update(self.model, prompts, len(anchors), delta, self.hp, self.cov,
+                                  self.kpkp, proj, set_delta,
+                                  contrast_prompts(fact, self.tokenizer))
         keys = {l: K.astype(np.float16) for l, K in used.items()}
         edit = Edit(edit_id, fact, factors, keys, nll, time.perf_counter() - t0)
         self.edits[edit_id] = edit

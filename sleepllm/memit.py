@@ -52,6 +52,7 @@ class Hparams:
     lam: float = 15000.0         # weight of the covariance C (per-token normalised)
     nullspace: float = 0.0       # relative eigenvalue threshold for P (0 = no projection, P=I)
     alpha: float = 1.0           # ridge term when projecting
+    contrast: float = 10.0       # weight of contrast keys (same words, someone else's)
 
     @classmethod
     def from_config(cls, d: dict) -> "Hparams":
@@ -339,26 +340,46 @@ def projector(C, threshold):
     return Uk @ Uk.T
 
 
+def protect_projector(C, threshold, K_keep):
+    """P onto the orthogonal complement of span(K_keep) ∪ (C's principal subspace, when
+    threshold > 0): ΔW = ΔW P leaves every kept key's output exactly unchanged."""
+    d = C.shape[0]
+    cols = [np.asarray(K_keep, dtype=np.float64).T] if K_keep is not None and len(K_keep) else []
+    if threshold > 0:
+        w, U = np.linalg.eigh(C)
+        cols.append(U[:, w >= threshold * w.max()])
+    if not cols:
+        return None
+    Q, r = np.linalg.qr(np.concatenate(cols, axis=1))
+    Q = Q[:, np.abs(np.diag(r)) > 1e-8 * max(1.0, np.abs(np.diag(r)).max())]
+    return np.eye(d) - Q @ Q.T
+
+
 # ------------------------------------------------------------------ 3. the update
 
-def solve(R, K, C, lam, KpKp=None, P=None, alpha=1.0):
+def solve(R, K, C, lam, KpKp=None, P=None, alpha=1.0, Kc=None, contrast=0.0):
     """Right factor B (d_k × n) such that ΔW = R Bᵀ (R: n × d_out rows, K: n × d_k rows).
 
-    MEMIT  (P None):  ΔW = R Kᵀ (λC + K_pK_pᵀ + KKᵀ)⁻¹           → B = M⁻¹ K   (M symmetric)
-    AlphaEdit (P):    ΔW = R Kᵀ P (K_pK_pᵀP + KKᵀP + λCP + αI)⁻¹ → B = M⁻ᵀ P K
+    MEMIT  (P None):  ΔW = R Kᵀ (λC + K_pK_pᵀ + w K_cK_cᵀ + KKᵀ)⁻¹       → B = M⁻¹ K
+    AlphaEdit (P):    ΔW = R Kᵀ P ((K_pK_pᵀ + w K_cK_cᵀ + KKᵀ + λC) P + αI)⁻¹ → B = M⁻ᵀ P K
+
+    K_c are *contrast* keys (the same words said of someone else) whose outputs must not
+    move, weighted by w = `contrast`: a targeted version of the covariance term.
     """
     K = np.asarray(K, dtype=np.float64)
-    KK = K.T @ K
-    Kp = KpKp if KpKp is not None else 0.0
+    M = K.T @ K + lam * C
+    if KpKp is not None:
+        M = M + KpKp
+    if Kc is not None and len(Kc) and contrast > 0:
+        M = M + contrast * (Kc.T @ Kc)
     if P is None:
-        M = lam * C + Kp + KK
-        return np.linalg.solve(M, K.T)          # (d_k, n)
-    M = (Kp + KK + lam * C) @ P + alpha * np.eye(P.shape[0])
+        return np.linalg.solve(M, K.T)          # (d_k, n), M symmetric
+    M = M @ P + alpha * np.eye(P.shape[0])
     return np.linalg.solve(M.T, P @ K.T)
 
 
-def apply_update(model, layers, prompts, n_anchors, delta, hp, cov, kpkp, proj,
-                 set_delta, log=None):
+def apply_update(model, prompts, n_anchors, delta, hp, cov, kpkp, proj, set_delta,
+                 contrast_prompts=(), log=None):
     """The MEMIT layer loop. Calls set_delta(layer, A, B) to add A Bᵀ to W_down[layer].
 
     Returns the per-layer keys used (for K_p bookkeeping)."""
@@ -368,11 +389,23 @@ def apply_update(model, layers, prompts, n_anchors, delta, hp, cov, kpkp, proj,
     used = {}
     for i, l in enumerate(hp.layers):
         keys, cur = read(model, prompts, n_anchors, key_layers=[l], resid_layer=L)
+        Kc = None
+        if contrast_prompts and hp.contrast > 0:
+            Kc = _rows(model, contrast_prompts, l)
         K = keys[l]
         R = (z - cur) / (len(hp.layers) - i)        # (n, d_out)
-        B = solve(R, K, cov[l], hp.lam, kpkp.get(l), proj.get(l), hp.alpha)
+        B = solve(R, K, cov[l], hp.lam, kpkp.get(l), proj.get(l), hp.alpha, Kc, hp.contrast)
         set_delta(l, R.T, B)                          # ΔW = Rᵀ-as-columns · Bᵀ
         used[l] = K
         if log:
             log(l, float(np.linalg.norm(R)))
     return used
+
+
+def _rows(model, prompts, layer):
+    """One key row per prompt (its single key position) at `layer`."""
+    ids, _, _ = batch(prompts)
+    with taps(model, key_layers=[layer]) as t:
+        model.model(ids)
+        seen = np.array(t["keys"][layer].seen.astype(mx.float32), dtype=np.float64)
+    return np.stack([seen[b, p.keys[0][1]] for b, p in enumerate(prompts)])

@@ -196,6 +196,26 @@ def anchors(fact: Fact) -> list[str]:
     return [_fill(a, fact) for a in _t(fact)["anchor"]]
 
 
+# Other owners of the same kind of thing: their keys must not move (see memit.solve).
+CONTRAST_OWNERS = ["The", "A", "His", "Her", "Their", "My neighbor's", "My friend's",
+                   "My colleague's", "Someone's"]
+
+
+def contrasts(fact: Fact) -> list[tuple[str, str]]:
+    """(text, anchor) pairs naming the anchor for someone other than the user. Only facts
+    about the user need them: their anchor is a common word ("dog"), a person's name is not."""
+    if not fact.is_self:
+        return []
+    out = []
+    for a in anchors(fact):
+        words = a.split()
+        if words[0].lower() in ("my", "your"):
+            words = words[1:]
+        core = " ".join(words)
+        out += [(f"{o} {core}", core) for o in CONTRAST_OWNERS]
+    return out
+
+
 def cues(fact: Fact) -> list[str]:
     return [_fill(c, fact) for c in _t(fact)["cue"]]
 

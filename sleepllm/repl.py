@@ -1,28 +1,49 @@
-"""The chat REPL: prompt-toolkit on a terminal, line-by-line script mode on a pipe."""
+"""The chat REPL (wake): prompt-toolkit on a terminal, line-by-line script mode on a pipe.
+
+Each user message is answered first (streamed), then the extractor looks at that message
+only — never at the assistant's words — and every fact found is written into the weights,
+saved, and journalled before "learned: ..." is printed. Nothing about memories ever enters the
+conversation sent to the model.
+"""
 import sys
 import time
 
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.table import Table
 
-from sleepllm import chat
+from sleepllm import chat, relations
+from sleepllm.extract import extract
 
 COMMANDS = {
     "/help": "show this help",
-    "/clear": "clear the conversation",
-    "/status": "model, BLAS and context",
+    "/facts": "list memories: id, text, status, when learned, last audit",
+    "/forget": "/forget <id or words>: remove a memory (exact revert of its edit)",
+    "/undo": "forget the last learned fact",
+    "/sleep": "consolidate: audit, refresh, prune, checkpoint",
+    "/nap": "quick audit of every memory, no changes",
+    "/status": "model, BLAS, memory counts, drowsiness, checkpoint",
+    "/clear": "clear the conversation (memories stay)",
+    "/speed": "show tokens/s after each reply (toggle)",
     "/quit": "quit (Ctrl-D also quits)",
 }
 
 
 class Session:
-    """One chat: the loaded model, the conversation and the settings."""
+    """One chat: the loaded model, the conversation, the memory and the settings."""
 
-    def __init__(self, model, tokenizer, model_path, cfg, context_window):
+    def __init__(self, model, tokenizer, model_path, cfg, context_window, memory=None):
         self.model, self.tokenizer, self.model_path, self.cfg = model, tokenizer, model_path, cfg
+        self.memory = memory
         self.conv = chat.Conversation(system_prompt=cfg["system_prompt"])
         self.budget = min(int(cfg["max_context"]), context_window)
         self.show_speed = False
+        self.last_speed = 0.0
+        self.learned: list[str] = []    # ids learned this session, for /undo
+
+    def prompt_tokens(self) -> list[int]:
+        """The tokens fed to the model for the next reply: the conversation only."""
+        return chat.fit(self.tokenizer, self.conv, self.budget - int(self.cfg["max_tokens"]))
 
     def reply(self, text: str, out) -> str:
         """Send a user message, stream the reply to `out(str)`, return it.
@@ -30,7 +51,7 @@ class Session:
         KeyboardInterrupt stops the reply; what was generated so far is kept."""
         self.conv.messages.append({"role": "user", "content": text})
         try:
-            tokens = chat.fit(self.tokenizer, self.conv, self.budget - int(self.cfg["max_tokens"]))
+            tokens = self.prompt_tokens()
         except ValueError:
             self.conv.messages.pop()
             raise
@@ -48,33 +69,163 @@ class Session:
         self.last_speed = last.generation_tps if last else 0.0
         return answer
 
+    def learn_from(self, text: str, console) -> list[str]:
+        """Extract facts from a user message and write each one. Returns the learned ids."""
+        if self.memory is None:
+            return []
+        ids = []
+        for fact in extract(text):
+            with console.status(f"learning: {relations.describe(fact)}"):
+                fid, superseded = self.memory.learn(fact, text)
+            if fid in self.learned or fid in ids:
+                continue
+            note = f" (replaces {superseded})" if superseded else ""
+            console.print(f"[green]learned[/green] [{fid}]: {relations.describe(fact)}{note}")
+            ids.append(fid)
+        self.learned += ids
+        return ids
 
-def _help(console):
-    for name, text in COMMANDS.items():
-        console.print(f"  [bold]{name:<10}[/bold] {text}")
+    def drowsiness(self) -> float:
+        if self.memory is None:
+            return 0.0
+        return self.memory.counts()["pending"] / max(1, int(self.cfg["wake_capacity"]))
+
+
+def drowsy_label(d: float) -> str:
+    return "awake" if d < 0.5 else "drowsy" if d < 1.0 else "sleepy"
+
+
+def _need_memory(session, console) -> bool:
+    if session.memory is None:
+        console.print("[red]no memory loaded[/red]")
+        return False
+    return True
+
+
+def show_facts(memory, console):
+    t = Table(title=f"memories in {memory.folder}")
+    for c in ("id", "memory", "status", "learned", "last audit"):
+        t.add_column(c)
+    for r in memory.records.values():
+        audit = r.get("last_audit") or {}
+        t.add_row(r["id"], r["text"], r["status"], r["learned_at"].replace("T", " ")[:16],
+                  f"{audit.get('status', '')} {audit.get('time', '')[:16].replace('T', ' ')}")
+    console.print(t)
+
+
+def do_sleep(session, console):
+    from rich.progress import Progress
+
+    from sleepllm import sleep
+
+    with Progress(console=console, transient=True) as bar:
+        tasks = {}
+
+        def progress(phase, done, total):
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total or 1)
+            bar.update(tasks[phase], completed=done, total=total or 1)
+
+        t0 = time.perf_counter()
+        report = sleep.run(session.memory, progress)
+    print_sleep_report(report, console, time.perf_counter() - t0)
+    return report
+
+
+def print_sleep_report(report, console, seconds):
+    c = report["counts"]
+    console.print(f"[bold]slept[/bold] {seconds:.0f} s: {c['healthy']} healthy, {c['degraded']} "
+                  f"degraded, {c['lost']} lost; refreshed {len(report['refreshed'])}; "
+                  f"pruned {len(report['pruned'])}; checkpoint {report['checkpoint']}; "
+                  f"perplexity {report['ppl_before']:.2f} → {report['ppl_after']:.2f}")
+    for p in report["pruned"]:
+        console.print(f"  pruned [{p['id']}] {p['text']}: {p['why']}")
+    for fid in report["unrestored"]:
+        console.print(f"  [yellow]could not restore[/yellow] [{fid}]")
+    if report["rolled_back"]:
+        console.print(f"  [yellow]rolled back:[/yellow] {report['rolled_back']}")
+    phases = ", ".join(f"{k} {v:.1f}s" for k, v in report["phases"].items())
+    console.print(f"  [dim]{phases}[/dim]")
 
 
 def handle_command(session, line: str, console) -> bool:
     """Run a slash command. Returns False when the REPL should exit."""
     from sleepllm.blas import blas_in_use
 
-    cmd = line.split()[0].lower()
+    cmd, _, arg = line.strip().partition(" ")
+    cmd, arg = cmd.lower(), arg.strip()
+    mem = session.memory
     if cmd in ("/quit", "/exit"):
         return False
     if cmd == "/help":
-        _help(console)
+        for name, text in COMMANDS.items():
+            console.print(f"  [bold]{name:<8}[/bold] {text}")
     elif cmd == "/clear":
         session.conv.clear()
-        console.print("[dim]conversation cleared[/dim]")
-    elif cmd == "/status":
-        console.print(f"model: {session.model_path}\nBLAS: {blas_in_use()}\n"
-                      f"context: {len(session.conv.messages)} messages, budget "
-                      f"{session.budget} tokens, {session.conv.dropped} old turns dropped")
+        console.print("[dim]conversation cleared (memories stay)[/dim]")
     elif cmd == "/speed":
         session.show_speed = not session.show_speed
+        console.print(f"[dim]speed display {'on' if session.show_speed else 'off'}[/dim]")
+    elif cmd == "/status":
+        lines = [f"model: {session.model_path}", f"BLAS: {blas_in_use()}",
+                 f"context: {len(session.conv.messages)} messages, budget {session.budget} "
+                 f"tokens, {session.conv.dropped} old turns dropped"]
+        if mem:
+            c = mem.counts()
+            d = session.drowsiness()
+            lines += [f"memory: {mem.folder}", f"memories: {c['pending']} pending, "
+                      f"{c['consolidated']} consolidated, {c['degraded']} degraded",
+                      f"drowsiness: {d:.2f} ({drowsy_label(d)})",
+                      f"checkpoint: {mem.checkpoint_name or 'none yet'}"]
+        console.print("\n".join(lines))
+    elif cmd == "/facts":
+        if _need_memory(session, console):
+            show_facts(mem, console)
+    elif cmd in ("/forget", "/undo"):
+        if not _need_memory(session, console):
+            return True
+        if cmd == "/undo":
+            live = [i for i in session.learned if i in mem.records]
+            if not live:
+                console.print("nothing learned in this session to undo")
+                return True
+            ids = [live[-1]]
+        else:
+            if not arg:
+                console.print("usage: /forget <id or words>")
+                return True
+            ids = mem.find(arg)
+            if len(ids) != 1:
+                console.print(f"{'no memory matches' if not ids else 'several memories match'} "
+                              f"{arg!r}{': ' + ', '.join(ids) if ids else ''}; use an id from /facts")
+                return True
+        rec = mem.forget(ids[0])
+        console.print(f"[yellow]forgot[/yellow] [{rec['id']}]: {rec['text']}")
+    elif cmd == "/sleep":
+        if _need_memory(session, console):
+            do_sleep(session, console)
+    elif cmd == "/nap":
+        if _need_memory(session, console):
+            from sleepllm import probes
+
+            res = probes.audit(session.model, session.tokenizer, mem.active(),
+                               session.cfg["system_prompt"])
+            for fid, r in res.items():
+                console.print(f"  [{fid}] {mem.records[fid]['text']}: {probes.status(r)}")
     else:
         console.print(f"[red]unknown command {cmd}[/red]; /help lists the commands")
     return True
+
+
+def _after_message(session, line, console):
+    session.learn_from(line, console)
+    d = session.drowsiness()
+    if d >= 1.0:
+        if session.cfg["auto_sleep"]:
+            console.print("[dim]drowsy: sleeping now (auto_sleep)[/dim]")
+            do_sleep(session, console)
+        else:
+            console.print("[dim]I'm getting sleepy: /sleep consolidates what I learned[/dim]")
 
 
 def run_script(session, lines, console) -> int:
@@ -94,6 +245,7 @@ def run_script(session, lines, console) -> int:
             continue
         sys.stdout.write("\n")
         sys.stdout.flush()
+        _after_message(session, line, console)
     return 0
 
 
@@ -109,17 +261,36 @@ def run_tty(session, console, history_file) -> int:
     def _(event):
         event.current_buffer.insert_text("\n")
 
+    def toolbar():
+        parts = [f" {session.model_path.rstrip('/').split('/')[-1]}"]
+        if session.memory:
+            c = session.memory.counts()
+            d = session.drowsiness()
+            parts.append(f"memories {c['pending']} pending / {c['consolidated']} consolidated / "
+                         f"{c['degraded']} degraded")
+            parts.append(f"{drowsy_label(d)} {d:.1f}")
+        return "  |  ".join(parts + ["/help"])
+
     prompt = PromptSession(history=FileHistory(str(history_file)),
-                           completer=WordCompleter(list(COMMANDS) + ["/speed"], sentence=True),
-                           key_bindings=bindings,
-                           bottom_toolbar=lambda: f" {session.model_path}  |  /help ")
-    console.print("[bold]sleepllm[/bold] — /help for commands, Ctrl-D to quit")
+                           completer=WordCompleter(list(COMMANDS), sentence=True),
+                           key_bindings=bindings, bottom_toolbar=toolbar)
+    console.print("[bold]sleepllm[/bold]: /help for commands, Alt-Enter for a new line, "
+                  "Ctrl-C stops a reply, Ctrl-D quits")
     while True:
         try:
             line = prompt.prompt("you> ")
         except KeyboardInterrupt:
             continue
         except EOFError:
+            if session.memory and session.memory.counts()["pending"]:
+                try:
+                    ans = prompt.prompt(f"{session.memory.counts()['pending']} memories are not "
+                                        "consolidated yet (they are safe in the journal). "
+                                        "Sleep now? [y/N] ")
+                except (EOFError, KeyboardInterrupt):
+                    ans = ""
+                if ans.strip().lower().startswith("y"):
+                    do_sleep(session, console)
             break
         if not line.strip():
             continue
@@ -133,11 +304,11 @@ def run_tty(session, console, history_file) -> int:
         except ValueError as e:
             console.print(f"[red]{e}[/red]")
             continue
-        # streamed raw; re-render as Markdown when it has formatting worth rendering
         sys.stdout.write("\n")
         if any(m in answer for m in ("**", "```", "\n- ", "\n1. ", "# ")):
-            console.print(Markdown(answer))
+            console.print(Markdown(answer))   # re-render formatted replies
         if session.show_speed:
             console.print(f"[dim]{session.last_speed:.1f} tok/s, "
                           f"{time.perf_counter() - t0:.1f} s[/dim]")
+        _after_message(session, line, console)
     return 0

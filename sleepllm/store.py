@@ -71,3 +71,136 @@ def atomic_save_arrays(path: Path, arrays: dict, metadata: dict | None = None):
 def load_arrays(path: Path) -> dict:
     """safetensors -> {name: numpy array}."""
     return {k: np.array(v) for k, v in mx.load(str(path)).items()}
+
+
+# ------------------------------------------------------------------ edits <-> arrays
+
+def edit_arrays(edit) -> dict:
+    out = {}
+    for l, (A, B) in edit.factors.items():
+        out[f"{edit.id}.{l}.A"], out[f"{edit.id}.{l}.B"] = A, B
+        out[f"{edit.id}.{l}.K"] = edit.keys[l]
+    return out
+
+
+def split_edit_arrays(arrays: dict) -> dict:
+    """{edit id: {"factors": {l: (A, B)}, "keys": {l: K}}} from edit_arrays' naming."""
+    out = {}
+    for name, a in arrays.items():
+        eid, l, part = name.rsplit(".", 2)
+        d = out.setdefault(eid, {"factors": {}, "keys": {}, "parts": {}})
+        d["parts"].setdefault(int(l), {})[part] = a
+    for d in out.values():
+        for l, p in d.pop("parts").items():
+            if set(p) != {"A", "B", "K"}:
+                raise ValueError(f"incomplete edit factors at layer {l}")
+            d["factors"][l] = (p["A"], p["B"])
+            d["keys"][l] = p["K"]
+    return out
+
+
+def sha256_file(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------ journal
+
+def journal_append(path: Path, entry: dict):
+    """One JSON line, fsync'd before returning: after this the fact is durable."""
+    line = json.dumps(entry, ensure_ascii=False) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def journal_read(path: Path) -> list[dict]:
+    """Entries in order; a torn last line (crash mid-write) is ignored."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_bytes().split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+# ------------------------------------------------------------------ checkpoints
+
+class CheckpointError(Exception):
+    pass
+
+
+def write_checkpoint(folder: Path, edits: dict, ledger: list, meta: dict, keep: int) -> str:
+    """Write ckpt-<n> (edits + ledger + meta with file hashes), then the manifest last.
+
+    Returns the checkpoint name. Older checkpoints beyond `keep` are removed."""
+    import shutil
+
+    root = folder / "checkpoints"
+    root.mkdir(mode=0o700, exist_ok=True)
+    manifest = read_manifest(folder)
+    n = 1 + max([int(c.split("-")[1]) for c in manifest.get("history", [])] + [0])
+    name = f"ckpt-{n}"
+    tmp = root / f".{name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(mode=0o700)
+    arrays = {}
+    for e in edits.values():
+        arrays.update(edit_arrays(e))
+    atomic_save_arrays(tmp / "edits.safetensors", arrays)
+    atomic_write_json(tmp / "ledger.json", ledger)
+    meta = dict(meta, files={f: sha256_file(tmp / f) for f in ("edits.safetensors", "ledger.json")})
+    atomic_write_json(tmp / "meta.json", meta)
+    os.replace(tmp, root / name)
+    _fsync_dir(root)
+    history = [name] + [c for c in manifest.get("history", []) if (root / c).exists()]
+    atomic_write_json(folder / "manifest.json", {"version": 1, "current": name,
+                                                 "history": history[:keep]})
+    for old in history[keep:]:
+        shutil.rmtree(root / old, ignore_errors=True)
+    return name
+
+
+def read_manifest(folder: Path) -> dict:
+    path = folder / "manifest.json"
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is corrupt ({e}); run `sleepllm rollback --memory "
+                              f"{folder}` to pick an earlier checkpoint") from e
+
+
+def read_checkpoint(folder: Path, name: str, fingerprint: str):
+    """(meta, ledger, arrays) of one checkpoint, verified; CheckpointError says what is wrong."""
+    ck = folder / "checkpoints" / name
+    try:
+        meta = json.loads((ck / "meta.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"checkpoint {name} is unreadable ({e.__class__.__name__})") from e
+    if meta.get("fingerprint") != fingerprint:
+        raise CheckpointError(
+            f"checkpoint {name} was made for model {meta.get('model')!r} (weights "
+            f"{meta.get('fingerprint')}), not the loaded one ({fingerprint}); start with "
+            f"--model {meta.get('model')} or use another --memory folder")
+    for f, digest in meta.get("files", {}).items():
+        if not (ck / f).exists() or sha256_file(ck / f) != digest:
+            raise CheckpointError(f"checkpoint {name}: {f} is truncated or was modified")
+    ledger = json.loads((ck / "ledger.json").read_text())
+    arrays = load_arrays(ck / "edits.safetensors")
+    return meta, ledger, arrays

@@ -56,7 +56,7 @@ CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['cont
           "{{ '<|im_start|>assistant\n' }}{% endif %}")
 
 
-def make_tiny_model_dir(path: Path, hidden=64, layers=4, intermediate=128, seed=0) -> Path:
+def make_tiny_model_dir(path: Path, hidden=64, layers=4, intermediate=128, seed=0, scale=1.0) -> Path:
     """A random Llama folder loadable by mlx_lm.load: byte-level BPE tokenizer + ChatML."""
     import mlx.core as mx
     from mlx.utils import tree_flatten
@@ -85,8 +85,8 @@ def make_tiny_model_dir(path: Path, hidden=64, layers=4, intermediate=128, seed=
     (path / "config.json").write_text(json.dumps(config))
     mx.random.seed(seed)
     model = llama.Model(llama.ModelArgs.from_dict(config))
-    # larger random weights than the default init so the tiny model has non-trivial outputs
-    model.update(tree_map_scale(model.parameters(), 2.0))
+    if scale != 1.0:
+        model.update(tree_map_scale(model.parameters(), scale))
     mx.save_safetensors(str(path / "model.safetensors"), dict(tree_flatten(model.parameters())))
     return path
 

@@ -1,0 +1,170 @@
+"""`sleepllm eval`: recall, locality and cost of memories on a fact file
+(schema: ../shared/eval/README.md).
+
+    --via direct : each statement is parsed into a triple and written straight into the
+                   editor, one at a time as wake does (or all, then --batch is not offered:
+                   the app only ever edits sequentially), then probed in this process.
+    --via chat   : statements are told to the real chat loop (extractor included), /sleep,
+                   then a *new process* loads model + checkpoint with an empty context and
+                   runs the probes.
+
+Scoring is by free greedy generation: a fact is recalled when its object appears in the
+continuation (case-insensitive, word boundary). A neighbour cue is unchanged when its first
+5 greedy tokens equal the base model's and no stored object appears in its continuation.
+"""
+import json
+import re
+import statistics
+import time
+from pathlib import Path
+
+from sleepllm import probes
+from sleepllm.extract import extract
+
+NEIGHBOR_TOKENS = 20
+
+
+def load_facts(path, n=None) -> list[dict]:
+    facts = [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
+    return facts[:n] if n else facts
+
+
+def probe_set(facts, tokenizer, system_prompt=None):
+    """Every probe of the protocol as (kind, fact index, token ids)."""
+    items = []
+    for i, f in enumerate(facts):
+        items.append(("raw", i, probes.raw_ids(tokenizer, f["prompt"])))
+        items += [("chat", i, probes.chat_ids(tokenizer, q, system_prompt)) for q in f["questions"]]
+        items += [("para", i, probes.chat_ids(tokenizer, q, system_prompt))
+                  for q in f["paraphrases"]]
+        items += [("neighbor", i, probes.raw_ids(tokenizer, c)) for c in f["neighbors"]]
+    items += [("general", -1, probes.chat_ids(tokenizer, q, system_prompt))
+              for q in probes.general_questions()]
+    return items
+
+
+def run_probes(model, tokenizer, items):
+    out = []
+    for kind in ("raw", "chat", "para", "neighbor", "general"):
+        sel = [it for it in items if it[0] == kind]
+        n_tok = NEIGHBOR_TOKENS if kind == "neighbor" else (16 if kind == "raw" else 40)
+        texts = probes.generate(model, tokenizer, [ids for _, _, ids in sel], max_tokens=n_tok)
+        out += [(k, i, ids, t) for (k, i, ids), t in zip(sel, texts)]
+    return out
+
+
+def first_tokens(tokenizer, text, n=5):
+    return tokenizer.encode(text)[:n] if text else []
+
+
+def score(facts, base, after, tokenizer, stored_objects):
+    """Per-fact and aggregate scores from base and edited probe outputs (same order)."""
+    per = [{"id": f.get("id"), "object": f["object"], "raw": 0, "chat": [], "para": [],
+            "neighbors": [], "base_raw": 0, "base_chat": []} for f in facts]
+    general_same = []
+    contamination = []
+    objects = [o for o in stored_objects if o]
+    for (kind, i, _, b), (_, _, _, a) in zip(base, after):
+        if kind == "general":
+            general_same.append(first_tokens(tokenizer, a, 8) == first_tokens(tokenizer, b, 8))
+            continue
+        f = facts[i]
+        if kind == "raw":
+            per[i]["raw"] = probes.hit(f["object"], a)
+            per[i]["base_raw"] = probes.hit(f["object"], b)
+            per[i]["raw_text"] = a
+        elif kind in ("chat", "para"):
+            per[i][kind].append(probes.hit(f["object"], a))
+            if kind == "chat":
+                per[i]["base_chat"].append(probes.hit(f["object"], b))
+                per[i]["chat_text"] = a
+        else:
+            named = any(probes.hit(o, a) and not probes.hit(o, b) for o in objects)
+            same = first_tokens(tokenizer, a) == first_tokens(tokenizer, b) and not named
+            per[i]["neighbors"].append(same)
+            contamination.append(named)
+    mean = lambda xs: sum(xs) / len(xs) if xs else 0.0
+    new = [p for p in per if not (p["base_raw"] or any(p["base_chat"]))]
+    agg = {
+        "n": len(facts),
+        "raw_recall": mean([p["raw"] for p in per]),
+        "chat_recall": mean([mean(p["chat"]) for p in per]),
+        "paraphrase_recall": mean([mean(p["para"]) for p in per]),
+        "neighbors_unchanged": mean([x for p in per for x in p["neighbors"]]),
+        "neighbor_contamination": mean(contamination),
+        "general_unchanged": mean(general_same),
+        "base_known": len(per) - len(new),
+        "raw_recall_new": mean([p["raw"] for p in new]),
+        "chat_recall_new": mean([mean(p["chat"]) for p in new]),
+        "paraphrase_recall_new": mean([mean(p["para"]) for p in new]),
+    }
+    for p in per:
+        for k in ("chat", "para"):
+            p[k] = mean(p[k])
+        p["neighbors"] = mean(p["neighbors"])
+        p["base_chat"] = any(p["base_chat"])
+    return agg, per
+
+
+def baseline(model, tokenizer, facts, system_prompt=None):
+    items = probe_set(facts, tokenizer, system_prompt)
+    return items, run_probes(model, tokenizer, items), probes.perplexity(model, tokenizer)
+
+
+def eval_direct(memory, model, tokenizer, facts, console=None, progress=None):
+    """Tell every fact to the editor (sequential), return the JSON-ready report."""
+    system = memory.cfg["system_prompt"]
+    items, base, ppl_base = baseline(model, tokenizer, facts, system)
+    seconds, extracted = [], []
+    t_all = time.perf_counter()
+    for k, f in enumerate(facts):
+        got = extract(f["statement"])
+        extracted.append(got[0] if got else None)
+        if got:
+            t0 = time.perf_counter()
+            memory.learn(got[0], f["statement"])
+            seconds.append(time.perf_counter() - t0)
+        if progress:
+            progress(k + 1, len(facts))
+    write_seconds = time.perf_counter() - t_all
+    after = run_probes(model, tokenizer, items)
+    ppl_after = probes.perplexity(model, tokenizer)
+    agg, per = score(facts, base, after, tokenizer, [f["object"] for f in facts])
+    bytes_total = sum((memory.folder / "edits" / f"{i}.safetensors").stat().st_size
+                      for i in memory.records
+                      if (memory.folder / "edits" / f"{i}.safetensors").exists())
+    agg.update({
+        "via": "direct",
+        "ppl_base": ppl_base, "ppl_after": ppl_after, "ppl_drift": ppl_after / ppl_base - 1,
+        "edit_seconds_median": statistics.median(seconds) if seconds else None,
+        "edit_seconds_p90": _p90(seconds),
+        "write_seconds_total": write_seconds,
+        "bytes_per_fact": bytes_total / max(1, len(memory.records)),
+        "extracted": sum(e is not None for e in extracted),
+        "editor": memory.cfg["editor"],
+        "facts": per,
+    })
+    return agg
+
+
+def _p90(xs):
+    if not xs:
+        return None
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(round(0.9 * (len(s) - 1))))]
+
+
+def table(report, console, title="sleepllm eval"):
+    from rich.table import Table
+
+    t = Table(title=title)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k in ("n", "raw_recall", "chat_recall", "paraphrase_recall", "neighbors_unchanged",
+              "neighbor_contamination", "general_unchanged", "base_known", "chat_recall_new",
+              "ppl_base", "ppl_after", "ppl_drift", "edit_seconds_median", "edit_seconds_p90",
+              "bytes_per_fact", "extraction_precision", "extraction_recall"):
+        if k in report and report[k] is not None:
+            v = report[k]
+            t.add_row(k, f"{v:.3f}" if isinstance(v, float) else str(v))
+    console.print(t)

@@ -1,0 +1,192 @@
+"""A memory: the facts one model was told, living in its weights, for one memory folder.
+
+    learn(fact)   wake: supersede an older fact with the same key, write the edit, save its
+                  factors, append to the fsync'd journal — only then is it acknowledged
+    forget(id)    revert the edit exactly and remove the fact from every file
+    checkpoint()  consolidate: all active edits + the ledger into a new checkpoint, retire
+                  the journal (see store.py for the layout)
+
+On start the latest valid checkpoint is loaded, then the journal is replayed on top of it.
+"""
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sleepllm import memit, relations, stats, store
+from sleepllm.config import data_dir, private_dir
+from sleepllm.editor import Edit, Editor
+from sleepllm.model import fingerprint
+from sleepllm.relations import Fact
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Memory:
+    def __init__(self, folder: Path, model, tokenizer, cfg: dict, model_id: str, console=None):
+        self.folder = private_dir(Path(folder))
+        private_dir(self.folder / "edits")
+        self.cfg, self.model_id, self.console = cfg, model_id, console
+        self.fingerprint = fingerprint(model)
+        hp = memit.Hparams.from_config(cfg["editor"])
+        cov, prefixes = stats.load_or_compute(model, tokenizer, hp.layers, data_dir() / "cache",
+                                              self.fingerprint, cfg["editor"]["cov_tokens_per_dk"],
+                                              console)
+        self.editor = Editor(model, tokenizer, hp, cov, prefixes[: cfg["editor"]["prefixes"]],
+                             cfg["system_prompt"])
+        self.records: dict[str, dict] = {}   # the ledger, in learning order
+        self.checkpoint_name = None
+        self.warnings: list[str] = []
+        self._load()
+
+    # ------------------------------------------------------------------ views
+    @property
+    def journal(self) -> Path:
+        return self.folder / "journal.jsonl"
+
+    def active(self) -> dict[str, Fact]:
+        return {i: Fact.from_dict(r["fact"]) for i, r in self.records.items()}
+
+    def counts(self) -> dict:
+        c = {"pending": 0, "consolidated": 0, "degraded": 0}
+        for r in self.records.values():
+            if r["status"] == "pending":
+                c["pending"] += 1
+            else:
+                c["consolidated"] += 1
+            if (r.get("last_audit") or {}).get("status") in ("degraded", "lost"):
+                c["degraded"] += 1
+        return c
+
+    def find(self, words: str) -> list[str]:
+        """Ids matching an id or words in the fact's text."""
+        if words in self.records:
+            return [words]
+        w = words.lower().split()
+        return [i for i, r in self.records.items()
+                if all(x in (r["text"] + " " + r.get("statement", "")).lower() for x in w)]
+
+    # ------------------------------------------------------------------ wake
+    def _next_id(self) -> str:
+        used = [int(i[1:]) for i in self.records] + [
+            int(e["id"][1:]) for e in store.journal_read(self.journal) if "id" in e]
+        return f"m{1 + max(used + [0]):04d}"
+
+    def learn(self, fact: Fact, statement: str = "") -> tuple[str, str | None]:
+        """Write a fact. Returns (id, superseded id or None). A duplicate returns its id.
+
+        A correction (same key, other object) reverts the old edit before the new one is
+        computed; the old fact leaves the files only after the new one is durable."""
+        superseded = None
+        for i, r in self.records.items():
+            old = Fact.from_dict(r["fact"])
+            if old.key() == fact.key():
+                if old.object.lower() == fact.object.lower():
+                    return i, None
+                superseded = i
+        old_edit = self.editor.revert(superseded) if superseded else None
+        fid = self._next_id()
+        companions = [f for i, f in self.active().items() if i != superseded
+                      and not fact.is_self and f.subject.lower() == fact.subject.lower()]
+        try:
+            edit = self.editor.write(fact, fid, companions)
+        except BaseException:
+            if old_edit:   # put the old fact back as it was
+                self.editor.add(old_edit)
+            raise
+        store.atomic_save_arrays(self.folder / "edits" / f"{fid}.safetensors",
+                                 store.edit_arrays(edit))
+        rec = {"id": fid, "fact": fact.to_dict(), "text": relations.describe(fact),
+               "statement": statement, "status": "pending", "learned_at": _now(),
+               "last_audit": None, "history": [{"time": _now(), "event": "learned",
+                                                "edit_seconds": round(edit.seconds, 2)}]}
+        if superseded:
+            rec["supersedes"] = superseded
+        store.journal_append(self.journal, {"op": "learn", **rec})   # durable from here
+        self.records[fid] = rec
+        if superseded:
+            self._remove_from_files(self.records.pop(superseded))
+        return fid, superseded
+
+    def forget(self, fid: str) -> dict:
+        """Revert the edit exactly and remove the fact from every file."""
+        self.editor.revert(fid)
+        rec = self.records.pop(fid)
+        self._remove_from_files(rec)
+        return rec
+
+    def _remove_from_files(self, rec: dict):
+        fid = rec["id"]
+        self._rewrite_journal(exclude={fid})
+        (self.folder / "edits" / f"{fid}.safetensors").unlink(missing_ok=True)
+        if rec["status"] != "pending":
+            # it is in checkpoints: write one without it and drop the older ones
+            self.checkpoint(keep=1)
+
+    def _rewrite_journal(self, exclude: set):
+        entries = [e for e in store.journal_read(self.journal) if e.get("id") not in exclude]
+        data = "".join(store.json.dumps(e, ensure_ascii=False) + "\n" for e in entries)
+        store.atomic_write_bytes(self.journal, data.encode())
+
+    # ------------------------------------------------------------------ store
+    def _meta(self) -> dict:
+        return {"model": self.model_id, "fingerprint": self.fingerprint, "created": _now(),
+                "editor": self.cfg["editor"], "layers": self.editor.hp.layers}
+
+    def checkpoint(self, keep: int | None = None) -> str:
+        """Consolidate everything active into a new checkpoint; retire the journal."""
+        for r in self.records.values():
+            r["status"] = "consolidated" if r["status"] == "pending" else r["status"]
+        name = store.write_checkpoint(self.folder, self.editor.edits, list(self.records.values()),
+                                      self._meta(), keep or self.cfg["keep_checkpoints"])
+        self.checkpoint_name = name
+        store.atomic_write_bytes(self.journal, b"")
+        for f in (self.folder / "edits").glob("*.safetensors"):
+            f.unlink()
+        return name
+
+    def _edit_from(self, rec: dict, parts: dict) -> Edit:
+        return Edit(rec["id"], Fact.from_dict(rec["fact"]), parts["factors"], parts["keys"])
+
+    def _load(self):
+        manifest = {}
+        try:
+            manifest = store.read_manifest(self.folder)
+        except store.CheckpointError as e:
+            self.warnings.append(str(e))
+        for name in manifest.get("history", []):
+            try:
+                meta, ledger, arrays = store.read_checkpoint(self.folder, name, self.fingerprint)
+                parts = store.split_edit_arrays(arrays)
+                edits = [self._edit_from(r, parts[r["id"]]) for r in ledger]
+                for e in edits:
+                    self.editor.add(e)      # raises on any shape mismatch
+                self.records = {r["id"]: r for r in ledger}
+                self.checkpoint_name = name
+                break
+            except (store.CheckpointError, KeyError, ValueError) as e:
+                for eid in list(self.editor.edits):
+                    self.editor.revert(eid)
+                msg = str(e) if isinstance(e, store.CheckpointError) else \
+                    f"checkpoint {name} is inconsistent ({e})"
+                self.warnings.append(msg + "; trying the previous one")
+        for entry in store.journal_read(self.journal):
+            fid = entry.get("id")
+            if entry.get("op") == "learn" and fid not in self.records:
+                path = self.folder / "edits" / f"{fid}.safetensors"
+                if not path.exists():
+                    self.warnings.append(f"journal entry {fid} has no edit file; skipped")
+                    continue
+                sup = entry.get("supersedes")
+                if sup in self.records:
+                    self.editor.revert(sup)
+                    self.records.pop(sup)
+                parts = store.split_edit_arrays(store.load_arrays(path))[fid]
+                rec = {k: v for k, v in entry.items() if k != "op"}
+                self.editor.add(self._edit_from(rec, parts))
+                self.records[fid] = rec
+            elif entry.get("op") == "forget" and fid in self.records:
+                self.editor.revert(fid)
+                self.records.pop(fid)

@@ -1,0 +1,105 @@
+"""Recall probes, shared by audit, eval and tests: free greedy generation, never teacher forcing.
+
+- raw:  a completion cue ("My dog's name is") continued greedily;
+- chat: a question through the model's chat template, answered greedily;
+- hit:  the object appears in the output, case-insensitive, at word boundaries.
+"""
+import math
+import re
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from sleepllm import relations
+from sleepllm.relations import Fact
+
+HELDOUT = Path(__file__).parent / "data" / "heldout.txt"
+GENERAL = Path(__file__).parent / "data" / "general.txt"
+
+
+def hit(obj: str, text: str) -> bool:
+    """Object named in text (case-insensitive, word boundaries; a title like 'Dr.' optional)."""
+    core = re.sub(r"^(?:dr|mr|mrs|ms|prof|madame|sir)\.?\s+", "", obj.strip(), flags=re.I)
+    for o in {obj.strip(), core}:
+        if o and re.search(r"(?<!\w)" + re.escape(o) + r"(?!\w)", text, re.I):
+            return True
+    return False
+
+
+def raw_ids(tokenizer, cue: str):
+    return tokenizer.encode(cue)
+
+
+def chat_ids(tokenizer, question: str, system_prompt=None):
+    msgs = [{"role": "user", "content": question}]
+    if system_prompt:
+        msgs.insert(0, {"role": "system", "content": system_prompt})
+    return tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
+
+
+def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32):
+    """Greedy continuations of many token prompts, batched."""
+    from mlx_lm.generate import batch_generate
+
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        r = batch_generate(model, tokenizer, prompts[i:i + batch_size], max_tokens=max_tokens)
+        out += r.texts
+    return out
+
+
+def fact_probes(fact: Fact, tokenizer, system_prompt=None):
+    """The app's own probes for a memory: its statement cue and its chat questions."""
+    probes = [("raw", raw_ids(tokenizer, relations.cues(fact)[0]))]
+    probes += [("chat", chat_ids(tokenizer, q, system_prompt))
+               for q, _ in relations.questions(fact)[:2]]
+    return probes
+
+
+def audit(model, tokenizer, facts: dict, system_prompt=None):
+    """{fact id: {"raw": bool, "chat": float share of chat questions answered}}."""
+    items = []
+    for fid, fact in facts.items():
+        for kind, ids in fact_probes(fact, tokenizer, system_prompt):
+            items.append((fid, kind, ids))
+    texts = generate(model, tokenizer, [ids for _, _, ids in items],
+                     max_tokens=32)
+    res = {fid: {"raw": False, "chat_hits": 0, "chat_n": 0} for fid in facts}
+    for (fid, kind, _), text in zip(items, texts):
+        ok = hit(facts[fid].object, text)
+        if kind == "raw":
+            res[fid]["raw"] = ok
+        else:
+            res[fid]["chat_n"] += 1
+            res[fid]["chat_hits"] += ok
+    for r in res.values():
+        r["chat"] = r.pop("chat_hits") / max(1, r.pop("chat_n"))
+    return res
+
+
+def status(result: dict) -> str:
+    """healthy: raw and every chat question; degraded: some; lost: none."""
+    if result["raw"] and result["chat"] >= 1.0:
+        return "healthy"
+    if result["raw"] or result["chat"] > 0:
+        return "degraded"
+    return "lost"
+
+
+def perplexity(model, tokenizer, text: str | None = None, window=256) -> float:
+    """Perplexity on held-out text (never used for statistics)."""
+    text = text or HELDOUT.read_text()
+    ids = tokenizer.encode(text)
+    total, n = 0.0, 0
+    for i in range(0, len(ids) - 1, window):
+        chunk = mx.array([ids[i:i + window + 1]])
+        logits = model(chunk[:, :-1]).astype(mx.float32)
+        loss = nn.losses.cross_entropy(logits, chunk[:, 1:], reduction="sum")
+        total += float(loss)
+        n += chunk.shape[1] - 1
+    return math.exp(total / n)
+
+
+def general_questions():
+    return [l.strip() for l in GENERAL.read_text().splitlines() if l.strip() and not l.startswith("#")]

@@ -1,0 +1,148 @@
+"""Sleep: audit → refresh → prune → guard → checkpoint.
+
+1. audit    every memory probed by free generation (its cue and chat questions):
+            healthy (all answered) / degraded (some) / lost (none).
+2. refresh  each degraded or lost memory is rewritten: its edit reverted, v* recomputed on
+            the current weights, and the update projected so that the keys of every healthy
+            memory (and, with the null-space projector on, ordinary text's principal key
+            directions) are *exactly* untouched (memit.protect_projector). Audit and refresh
+            repeat until nothing improves or `sleep.rounds` is reached; what cannot be
+            restored is reported, never silently dropped.
+3. prune    duplicates (same key, same object) merged; conflicts (same key, other object)
+            resolved in favour of the newer statement. Superseded and forgotten facts were
+            already reverted at wake.
+4. guard    perplexity on held-out text and the general questions before/after; past the
+            configured bound everything sleep changed is rolled back, with the reason.
+5. store    a new checkpoint (atomic; manifest last), the journal retired.
+"""
+import time
+
+from sleepllm import probes
+from sleepllm.memory import _now
+from sleepllm.relations import Fact
+
+
+def _general(model, tokenizer, system):
+    ids = [probes.chat_ids(tokenizer, q, system) for q in probes.general_questions()]
+    return probes.generate(model, tokenizer, ids, max_tokens=12)
+
+
+def run(memory, progress=None) -> dict:
+    """Consolidate a Memory. `progress(phase, done, total)` for a display. Returns the report."""
+    ed, cfg = memory.editor, memory.cfg
+    model, tok, system = ed.model, ed.tokenizer, cfg["system_prompt"]
+    report = {"phases": {}, "pruned": [], "refreshed": [], "unrestored": [], "rolled_back": None}
+    say = progress or (lambda *a: None)
+    t = time.perf_counter()
+
+    # -- prune first: nothing to refresh in a duplicate
+    seen = {}
+    for fid in list(memory.records):
+        fact = Fact.from_dict(memory.records[fid]["fact"])
+        if fact.key() in seen:
+            older = seen[fact.key()]
+            same = Fact.from_dict(memory.records[older]["fact"]).object.lower() == fact.object.lower()
+            drop = fid if same else older           # duplicate: keep the first; conflict: newer
+            memory.editor.revert(drop)
+            rec = memory.records.pop(drop)
+            report["pruned"].append({"id": drop, "text": rec["text"],
+                                     "why": "duplicate" if same else "conflict (newer wins)"})
+            if drop == older:
+                seen[fact.key()] = fid
+        else:
+            seen[fact.key()] = fid
+    report["phases"]["prune"] = time.perf_counter() - t
+
+    # -- guard baseline
+    t = time.perf_counter()
+    say("guard", 0, 1)
+    ppl0 = probes.perplexity(model, tok)
+    gen0 = _general(model, tok, system)
+    before = {fid: e for fid, e in ed.edits.items()}
+    report["phases"]["guard_before"] = time.perf_counter() - t
+
+    # -- audit / refresh rounds
+    t = time.perf_counter()
+    facts = memory.active()
+    say("audit", 0, len(facts))
+    audit = probes.audit(model, tok, facts, system)
+    report["audit_before"] = {i: probes.status(r) for i, r in audit.items()}
+    report["phases"]["audit"] = time.perf_counter() - t
+    t = time.perf_counter()
+    for rnd in range(cfg["sleep"]["rounds"]):
+        weak = [i for i, r in audit.items() if probes.status(r) != "healthy"]
+        if not weak:
+            break
+        healthy = [i for i in audit if i not in weak]
+        for k, fid in enumerate(weak):
+            say("refresh", k, len(weak))
+            protect = {l: _stack([ed.edits[h].keys[l] for h in healthy]) for l in ed.hp.layers}
+            fact = facts[fid]
+            old = ed.revert(fid)
+            companions = [f for i, f in facts.items() if i != fid and not fact.is_self
+                          and f.subject.lower() == fact.subject.lower()]
+            try:
+                ed.write(fact, fid, companions, protect=protect)
+            except (ValueError, FloatingPointError):
+                ed.add(old)
+        new_audit = probes.audit(model, tok, {i: facts[i] for i in weak}, system)
+        improved = [i for i in weak if _score(new_audit[i]) > _score(audit[i])]
+        for i in weak:
+            if _score(new_audit[i]) >= _score(audit[i]):
+                audit[i] = new_audit[i]
+                report["refreshed"].append(i)
+            else:  # the rewrite did worse: keep the old edit
+                ed.revert(i)
+                ed.add(before[i])
+        if not improved:
+            break
+    report["phases"]["refresh"] = time.perf_counter() - t
+    report["audit_after"] = {i: probes.status(r) for i, r in audit.items()}
+    report["unrestored"] = [i for i, s in report["audit_after"].items() if s == "lost"]
+
+    # -- guard
+    t = time.perf_counter()
+    ppl1 = probes.perplexity(model, tok)
+    gen1 = _general(model, tok, system)
+    changed = sum(a != b for a, b in zip(gen0, gen1)) / max(1, len(gen0))
+    drift = ppl1 / ppl0 - 1
+    report.update({"ppl_before": ppl0, "ppl_after": ppl1, "ppl_drift": drift,
+                   "general_changed": changed})
+    bound = cfg["sleep"]["max_ppl_drift"]
+    if drift > bound or changed > cfg["sleep"]["max_general_changed"]:
+        for fid in list(ed.edits):
+            ed.revert(fid)
+        for e in before.values():
+            ed.add(e)
+        report["rolled_back"] = (f"perplexity drift {drift:+.1%} (bound {bound:.0%}) / "
+                                 f"general answers changed {changed:.0%}: sleep's changes undone")
+        audit = probes.audit(model, tok, memory.active(), system)
+        report["audit_after"] = {i: probes.status(r) for i, r in audit.items()}
+    report["phases"]["guard_after"] = time.perf_counter() - t
+
+    # -- ledger + checkpoint
+    t = time.perf_counter()
+    now = _now()
+    for fid, r in audit.items():
+        rec = memory.records[fid]
+        st = probes.status(r)
+        rec["last_audit"] = {"time": now, "status": st, "raw": r["raw"], "chat": r["chat"]}
+        rec["history"].append({"time": now, "event": "audit", "status": st})
+        if fid in report["refreshed"] and not report["rolled_back"]:
+            rec["history"].append({"time": now, "event": "refreshed"})
+    report["checkpoint"] = memory.checkpoint()
+    report["phases"]["checkpoint"] = time.perf_counter() - t
+    report["counts"] = {s: sum(v == s for v in report["audit_after"].values())
+                        for s in ("healthy", "degraded", "lost")}
+    return report
+
+
+def _score(r):
+    return int(r["raw"]) + r["chat"]
+
+
+def _stack(ks):
+    import numpy as np
+
+    ks = [k.astype(np.float64) for k in ks]
+    return np.concatenate(ks, axis=0) if ks else None

@@ -1,0 +1,136 @@
+"""The MEMIT math and the editor on a tiny random Llama built in-process."""
+import numpy as np
+import mlx.core as mx
+import pytest
+
+from sleepllm import memit
+from sleepllm.config import load_config
+from sleepllm.editor import Editor, render
+from sleepllm.relations import Fact
+
+TINY_EDITOR = {"layers": [1, 2], "v_steps": 12, "v_lr": 0.5, "prefixes": 1,
+               "cov_tokens_per_dk": 4, "kl_factor": 0.0625}
+
+
+def tiny_cfg(**editor):
+    return load_config(None, {f"editor.{k}": v for k, v in {**TINY_EDITOR, **editor}.items()})
+
+
+def make_editor(model, tok, **editor):
+    from sleepllm import stats
+    from sleepllm.model import fingerprint
+    from sleepllm.config import data_dir
+
+    cfg = tiny_cfg(**editor)
+    hp = memit.Hparams.from_config(cfg["editor"])
+    cov, pre = stats.load_or_compute(model, tok, hp.layers, data_dir() / "cache",
+                                     fingerprint(model), cfg["editor"]["cov_tokens_per_dk"])
+    return Editor(model, tok, hp, cov, pre[:1])
+
+
+def weights(model, layers):
+    return {l: np.array(memit._layers(model)[l].mlp.down_proj.weight) for l in layers}
+
+
+def test_solve_fits_targets_and_respects_projector():
+    rng = np.random.default_rng(0)
+    d_k, d_out, n = 24, 16, 3
+    K = rng.standard_normal((n, d_k))
+    R = rng.standard_normal((n, d_out))
+    A = rng.standard_normal((d_k, 200))
+    C = A @ A.T / 200
+    # λ→0: MEMIT interpolates the targets exactly
+    B = memit.solve(R, K, C, lam=1e-9)
+    np.testing.assert_allclose((R.T @ B.T) @ K.T, R.T, atol=1e-5)
+    # protected keys do not move at all; the update lives in P's range
+    keep = rng.standard_normal((4, d_k))
+    P = memit.protect_projector(C, 0.0, keep)
+    B = memit.solve(R, K, C, lam=1.0, P=P, alpha=1e-3)
+    dW = R.T @ B.T
+    np.testing.assert_allclose(dW @ keep.T, 0.0, atol=1e-9)
+    np.testing.assert_allclose(dW @ P, dW, atol=1e-9)
+
+
+def test_projector_threshold_keeps_low_variance_directions():
+    C = np.diag([10.0, 5.0, 0.01, 0.001])
+    P = memit.projector(C, 0.02)
+    np.testing.assert_allclose(P, np.diag([0, 0, 1.0, 1.0]), atol=1e-12)
+    assert memit.projector(C, 0.0) is None
+
+
+def test_render_finds_anchor_keys(tiny):
+    model, tok = tiny
+    prompts, anchors = render(Fact("user", "name", "Rex", "dog"), tok, ["Because it rained"])
+    assert anchors == ["dog"]
+    assert len(prompts) >= 3
+    for p in prompts:
+        assert p.keys and any(t < p.target_start for _, t in p.keys)
+        assert tok.decode([p.ids[t] for _, t in p.keys][-1:]).endswith("g")  # byte tokens
+
+
+def test_update_moves_the_residual_to_the_target_value(tiny):
+    """v* lowers the target loss; the MEMIT layer loop then realises h_L + δ at the anchor."""
+    model, tok = tiny
+    ed = make_editor(model, tok, v_steps=15, weight_decay=0.0)
+    fact = Fact("user", "name", "Rex", "dog")
+    prompts, anchors = render(fact, tok, ed.prefixes)
+    losses = []
+    delta, _ = memit.compute_delta(model, prompts, [], ed.hp, log=lambda s, l, n: losses.append(n))
+    assert losses[-1] < losses[0]
+    L = ed.hp.layers[-1]
+    _, h0 = memit.read(model, prompts, len(anchors), resid_layer=L)
+    memit.apply_update(model, prompts, len(anchors), delta, ed.hp, ed.cov,
+                       {}, {}, lambda l, A, B: _add(model, l, A, B))
+    _, h1 = memit.read(model, prompts, len(anchors), resid_layer=L)
+    shift = (h1 - h0)[0]
+    cos = shift @ delta / np.linalg.norm(shift) / np.linalg.norm(delta)
+    assert cos > 0.9, cos
+
+
+def _add(model, l, A, B):
+    lin = memit._layers(model)[l].mlp.down_proj
+    lin.weight = lin.weight + mx.array(A.astype(np.float32)) @ mx.array(B.astype(np.float32)).T
+
+
+def test_revert_is_exact_and_edits_are_low_rank(tiny):
+    model, tok = tiny
+    ed = make_editor(model, tok)
+    layers = ed.hp.layers
+    w0 = weights(model, layers)
+    fact = Fact("user", "name", "Rex", "dog")
+    e = ed.write(fact, "a")
+    w1 = weights(model, layers)
+    assert any(np.abs(w1[l] - w0[l]).max() > 0 for l in layers)
+    ed.write(Fact("Aria", "lives_in", "Ghent"), "b")
+    ed.revert("b")
+    for l in layers:
+        np.testing.assert_allclose(weights(model, layers)[l], w1[l], atol=1e-6)
+    ed.revert("a")
+    for l in layers:
+        np.testing.assert_allclose(weights(model, layers)[l], w0[l], atol=1e-6)
+    for l, (A, B) in e.factors.items():   # float16 factors of rank = number of anchors
+        assert A.dtype == np.float16 and B.dtype == np.float16 and A.shape[1] == B.shape[1] == 1
+
+
+def test_mismatched_factors_are_an_error(tiny):
+    model, tok = tiny
+    ed = make_editor(model, tok)
+    e = ed.write(Fact("user", "name", "Rex", "dog"), "a")
+    ed.revert("a")
+    l = ed.hp.layers[0]
+    A, B = e.factors[l]
+    e.factors[l] = (A[:-1], B)
+    with pytest.raises(ValueError, match="do not fit"):
+        ed.add(e)
+
+
+def test_edited_layers_are_float32(tiny):
+    model, tok = tiny
+    import mlx.nn as nn
+
+    memit._layers(model)[1].mlp.down_proj = nn.QuantizedLinear.from_linear(
+        memit._layers(model)[1].mlp.down_proj, group_size=32, bits=8)
+    ed = make_editor(model, tok)
+    for l in ed.hp.layers:
+        lin = memit._layers(model)[l].mlp.down_proj
+        assert type(lin) is nn.Linear and lin.weight.dtype == mx.float32
