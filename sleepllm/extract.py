@@ -35,6 +35,9 @@ NAMED = {"dog", "cat", "horse", "parrot", "bird", "rabbit", "hamster", "fish", "
 RELATION_WORDS = {"friend", "colleague", "coworker", "co-worker", "cousin", "neighbor",
                   "brother", "sister", "roommate", "classmate", "teammate", "buddy", "pal",
                   "mate", "uncle", "aunt", "boss", "teacher"}
+NOT_NAMES = {"i", "my", "we", "our", "he", "she", "they", "it", "this", "that", "there", "his",
+             "her", "their", "someone", "somebody", "everyone", "everybody", "anyone",
+             "anybody", "nobody", "the", "a", "an", "one", "people", "mine", "who"}
 MONTHS = {"january", "february", "march", "april", "may", "june", "july", "august",
           "september", "october", "november", "december"}
 INSTRUMENTS = {"piano", "guitar", "violin", "cello", "drums", "flute", "oboe", "clarinet",
@@ -244,8 +247,7 @@ def extract(message: str) -> list[Fact]:
             obj = _obj(m["O"])
             if not obj or len(obj) > 60 or len(obj.split()) > 5:
                 continue
-            if subject != "user" and subject.lower() in {"i", "my", "we", "our", "he", "she",
-                                                         "they", "it", "this", "that", "there"}:
+            if subject != "user" and subject.lower() in NOT_NAMES:
                 continue
             out.append(Fact(subject, relation, obj, _norm_noun(noun)))
             break

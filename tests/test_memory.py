@@ -1,0 +1,133 @@
+"""Durability and on-disk behaviour of a memory folder, on tiny random Llamas."""
+import json
+import os
+import stat
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from mlx_lm import load
+
+from sleepllm import memit, store
+from sleepllm.memory import Memory
+from sleepllm.relations import Fact
+from sleepllm.repl import Session, handle_command
+from test_editor import tiny_cfg
+
+FACTS = [Fact("user", "name", "Rex", "dog"), Fact("Aria", "lives_in", "Ghent"),
+         Fact("user", "favorite", "teal", "color")]
+
+
+def open_mem(model_dir, folder):
+    model, tok = load(str(model_dir))
+    return Memory(folder, model, tok, tiny_cfg(), "tiny")
+
+
+def down(mem):
+    return {l: np.array(memit._layers(mem.editor.model)[l].mlp.down_proj.weight)
+            for l in mem.editor.hp.layers}
+
+
+def same(a, b, atol=1e-6):
+    return all(np.allclose(a[l], b[l], atol=atol) for l in a)
+
+
+def test_journal_replay_restores_exact_weights(tiny_model_dir, tmp_path):
+    mem = open_mem(tiny_model_dir, tmp_path / "m")
+    for f in FACTS[:2]:
+        mem.learn(f, "said")
+    w = down(mem)
+    again = open_mem(tiny_model_dir, tmp_path / "m")       # a new start: journal only
+    assert list(again.records) == list(mem.records)
+    assert all(r["status"] == "pending" for r in again.records.values())
+    assert same(down(again), w)
+
+
+def test_checkpoint_then_journal_and_private_files(tiny_model_dir, tmp_path):
+    mem = open_mem(tiny_model_dir, tmp_path / "m")
+    mem.learn(FACTS[0])
+    mem.checkpoint()
+    mem.learn(FACTS[1])
+    w = down(mem)
+    assert store.journal_read(mem.journal)[0]["id"] == "m0002"
+    again = open_mem(tiny_model_dir, tmp_path / "m")
+    assert [r["status"] for r in again.records.values()] == ["consolidated", "pending"]
+    assert same(down(again), w)
+    for root, dirs, files in os.walk(tmp_path / "m"):
+        for d in dirs:
+            assert stat.S_IMODE(os.stat(os.path.join(root, d)).st_mode) == 0o700
+        for f in files:
+            assert stat.S_IMODE(os.stat(os.path.join(root, f)).st_mode) == 0o600, f
+
+
+def test_correction_supersedes_and_duplicate_is_ignored(tiny_model_dir, tmp_path):
+    mem = open_mem(tiny_model_dir, tmp_path / "m")
+    a, _ = mem.learn(FACTS[0])
+    dup, sup = mem.learn(Fact("user", "name", "rex", "dog"))
+    assert dup == a and sup is None and len(mem.records) == 1
+    b, sup = mem.learn(Fact("user", "name", "Max", "dog"))
+    assert sup == a and list(mem.records) == [b]
+    assert list(mem.editor.edits) == [b]
+    again = open_mem(tiny_model_dir, tmp_path / "m")
+    assert list(again.records) == [b]
+
+
+def test_forget_is_exact_and_leaves_no_trace(tiny_model_dir, tmp_path):
+    mem = open_mem(tiny_model_dir, tmp_path / "m")
+    w0 = down(mem)
+    mem.learn(FACTS[0], "My dog's name is Rex.")
+    mem.checkpoint()
+    mem.learn(FACTS[2], "My favorite color is teal.")
+    mem.forget("m0001")
+    mem.forget("m0002")
+    assert same(down(mem), w0)
+    for root, _, files in os.walk(tmp_path / "m"):
+        for f in files:
+            data = open(os.path.join(root, f), "rb").read()
+            assert b"Rex" not in data and b"teal" not in data, f
+
+
+def test_corrupt_checkpoint_falls_back_to_the_previous_one(tiny_model_dir, tmp_path):
+    mem = open_mem(tiny_model_dir, tmp_path / "m")
+    mem.learn(FACTS[0])
+    first = mem.checkpoint()
+    w1 = down(mem)
+    mem.learn(FACTS[1])
+    second = mem.checkpoint()
+    path = tmp_path / "m" / "checkpoints" / second / "edits.safetensors"
+    path.write_bytes(path.read_bytes()[:100])                   # truncated
+    again = open_mem(tiny_model_dir, tmp_path / "m")
+    assert again.checkpoint_name == first
+    assert any("truncated" in w for w in again.warnings)
+    assert all("\n" not in w for w in again.warnings)
+    assert same(down(again), w1)
+
+
+def test_checkpoint_of_another_model_is_refused(tiny_model_dir, tmp_path):
+    from conftest import make_tiny_model_dir
+
+    mem = open_mem(tiny_model_dir, tmp_path / "m")
+    mem.learn(FACTS[0])
+    mem.checkpoint()
+    other = make_tiny_model_dir(tmp_path / "other", seed=1)
+    again = open_mem(other, tmp_path / "m")
+    assert again.records == {}
+    assert any("was made for model 'tiny'" in w and "--model" in w for w in again.warnings)
+
+
+def test_no_fact_enters_the_prompt(tiny_model_dir, tmp_path):
+    from rich.console import Console
+
+    mem = open_mem(tiny_model_dir, tmp_path / "m")
+    cfg = dict(mem.cfg, max_tokens=64)
+    s = Session(mem.editor.model, mem.editor.tokenizer, "tiny", cfg, 512, mem)
+    console = Console(file=open(os.devnull, "w"))
+    s.learn_from("My dog's name is Rex. My favorite color is teal.", console)
+    assert len(mem.records) == 2
+    handle_command(s, "/clear", console)
+    s.conv.messages.append({"role": "user", "content": "What is my dog's name?"})
+    text = s.tokenizer.decode(s.prompt_tokens())
+    assert "Rex" not in text and "teal" not in text
+    fresh = Session(mem.editor.model, mem.editor.tokenizer, "tiny", cfg, 512, mem)
+    fresh.conv.messages.append({"role": "user", "content": "hi"})
+    assert "Rex" not in fresh.tokenizer.decode(fresh.prompt_tokens())
