@@ -78,9 +78,17 @@ def cmd_eval(args) -> int:
             console.print(f"[red]memory folder {folder} is not empty; eval needs a fresh one[/red]")
             return 2
         with Progress(console=console, transient=True) as bar:
-            task = bar.add_task("writing facts", total=len(facts))
-            report = evaluate.eval_direct(mem, model, tokenizer, facts, console,
-                                          lambda i, n: bar.update(task, completed=i))
+            task = bar.add_task(f"telling facts (--via {args.via})", total=len(facts))
+            tick = lambda i, n: bar.update(task, completed=i)
+            if args.via == "direct":
+                report = evaluate.eval_direct(mem, model, tokenizer, facts, console, tick)
+            else:
+                from sleepllm.repl import Session
+
+                cfg["max_tokens"] = 64   # replies are not scored; keep them short
+                session = Session(model, tokenizer, path, cfg, 4096, mem)
+                report = evaluate.eval_chat(session, args.facts, args.n, args.cycles,
+                                            args.config, tick)
     report["model"] = path
     evaluate.table(report, Console())
     if args.json:
@@ -131,12 +139,7 @@ def cmd_facts(args) -> int:
         return 0
     from sleepllm.repl import show_facts
 
-    class _View:
-        pass
-
-    view = _View()
-    view.folder, view.records = folder, records
-    show_facts(view, Console())
+    show_facts(folder, records, Console())
     return 0
 
 
@@ -185,12 +188,41 @@ def cmd_export(args) -> int:
     return 0
 
 
-def cmd_setup(args) -> int:
-    """Fetch and convert the default model (used by scripts/setup)."""
-    from sleepllm.config import data_dir
-    from sleepllm.gguf import ensure_default_model
+def cmd_bench(args) -> int:
+    import json
 
-    print(ensure_default_model(data_dir()))
+    from rich.console import Console
+
+    from sleepllm import bench
+    from sleepllm import model as models
+
+    cfg = _load_cfg(args)
+    console = Console(stderr=True)
+    model, tokenizer, path = models.load(cfg["model"], console)
+    report = bench.run(path, model, tokenizer)
+    print(json.dumps(report, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    return 0
+
+
+def cmd_setup(args) -> int:
+    """Fetch and convert the default model and compute its key statistics (scripts/setup)."""
+    from mlx_lm import load
+    from rich.console import Console
+
+    from sleepllm import stats
+    from sleepllm.config import cache_dir, data_dir, load_config
+    from sleepllm.gguf import ensure_default_model
+    from sleepllm.model import fingerprint
+
+    console = Console(stderr=True)
+    path = ensure_default_model(data_dir(), console)
+    cfg = load_config()
+    model, tok = load(str(path))
+    stats.load_or_compute(model, tok, cfg["editor"]["layers"], cache_dir(), fingerprint(model),
+                          cfg["editor"]["cov_tokens_per_dk"], console)
+    print(path)
     return 0
 
 
@@ -210,6 +242,7 @@ def build_parser():
     e.add_argument("--facts", required=True, help="JSONL fact file (shared/eval schema)")
     e.add_argument("--via", choices=["direct", "chat"], default="direct")
     e.add_argument("--n", type=int, help="first N facts only")
+    e.add_argument("--cycles", type=int, default=1, help="(--via chat) tell, sleep, repeat")
     e.add_argument("--json", help="write the full report here")
     e.set_defaults(func=cmd_eval)
     sl = sub.add_parser("sleep", help="consolidate a memory folder (audit, refresh, prune)")
@@ -227,6 +260,10 @@ def build_parser():
     _common(x)
     x.add_argument("--out", required=True)
     x.set_defaults(func=cmd_export)
+    b = sub.add_parser("bench", help="speed: generation vs mlx_lm, fast vs reference BLAS")
+    _common(b)
+    b.add_argument("--json", help="write the results here")
+    b.set_defaults(func=cmd_bench)
     s = sub.add_parser("setup", help="fetch and convert the default model")
     s.set_defaults(func=cmd_setup)
     return p

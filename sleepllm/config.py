@@ -25,6 +25,13 @@ def data_dir() -> Path:
     return private_dir(d)
 
 
+def cache_dir() -> Path:
+    """Per-model statistics (not personal data): $SLEEPLLM_CACHE, else <data dir>/cache."""
+    if os.environ.get("SLEEPLLM_CACHE"):
+        return private_dir(Path(os.environ["SLEEPLLM_CACHE"]).expanduser())
+    return private_dir(data_dir() / "cache")
+
+
 def private_dir(path: Path) -> Path:
     """mkdir -p with mode 0700 on every folder we create (and on the leaf)."""
     path = Path(path)

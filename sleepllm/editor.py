@@ -124,12 +124,12 @@ def _float_linear(layer) -> nn.Linear:
 
 
 class Editor:
-    def __init__(self, model, tokenizer, hp: memit.Hparams, cov: dict, prefixes,
-                 system_prompt=None, log=None):
+    """`stats` is (cov, prefixes) or a function returning them: loading saved edits needs
+    neither, so they are computed (or read from the cache) on the first write only."""
+
+    def __init__(self, model, tokenizer, hp: memit.Hparams, stats, system_prompt=None):
         self.model, self.tokenizer, self.hp = model, tokenizer, hp
-        self.cov, self.prefixes, self.system_prompt, self.log = cov, prefixes, system_prompt, log
-        self.proj = {l: memit.projector(cov[l], hp.nullspace) for l in hp.layers}
-        self.proj = {l: p for l, p in self.proj.items() if p is not None}
+        self._stats, self.system_prompt = stats, system_prompt
         self.edits: dict[str, Edit] = {}
         layers = memit._layers(model)
         self.base = {}
@@ -140,6 +140,27 @@ class Editor:
             self.base[l] = mx.array(mlp.down_proj.weight)
         d_k = self.base[hp.layers[0]].shape[1]
         self.kpkp = {l: np.zeros((d_k, d_k)) for l in hp.layers}
+
+    def _load_stats(self):
+        if callable(self._stats):
+            self._stats = self._stats()
+        return self._stats
+
+    @property
+    def cov(self) -> dict:
+        return self._load_stats()[0]
+
+    @property
+    def prefixes(self) -> list:
+        return self._load_stats()[1]
+
+    @property
+    def proj(self) -> dict:
+        if not hasattr(self, "_proj"):
+            self._proj = {l: memit.projector(self.cov[l], self.hp.nullspace)
+                          for l in self.hp.layers}
+            self._proj = {l: p for l, p in self._proj.items() if p is not None}
+        return self._proj
 
     # -- weights
     def _refresh(self, l):

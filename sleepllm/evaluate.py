@@ -168,3 +168,118 @@ def table(report, console, title="sleepllm eval"):
             v = report[k]
             t.add_row(k, f"{v:.3f}" if isinstance(v, float) else str(v))
     console.print(t)
+
+
+def _extraction_scores(facts, extracted):
+    """Precision: extracted facts whose object is the gold one; recall: gold facts found."""
+    correct = sum(any(probes.hit(f["object"], e.object) and probes.hit(e.object, f["object"])
+                      for e in ex) for f, ex in zip(facts, extracted))
+    n_ex = sum(len(ex) for ex in extracted)
+    return correct / max(1, n_ex), correct / max(1, len(facts))
+
+
+def probe_outputs(model_spec, memory_folder, facts_file, n, cfg_file=None):
+    """In *this* process (meant to be a new one): load model + memory, run every probe."""
+    from rich.console import Console
+
+    from sleepllm import model as models
+    from sleepllm.config import load_config
+    from sleepllm.memory import Memory
+
+    cfg = load_config(cfg_file, {"model": model_spec})
+    model, tok, path = models.load(cfg["model"])
+    Memory(Path(memory_folder), model, tok, cfg, model_spec, Console(stderr=True))
+    facts = load_facts(facts_file, n)
+    items = probe_set(facts, tok, cfg["system_prompt"])
+    return {"outputs": [t for *_, t in run_probes(model, tok, items)],
+            "ppl": probes.perplexity(model, tok)}
+
+
+def eval_chat(session, facts_file, n, cycles=1, cfg_file=None, progress=None):
+    """Statements told through the REPL path, /sleep after each cycle, probes in a new process."""
+    import subprocess
+    import sys
+
+    from sleepllm import sleep as sleeping
+
+    memory, model, tok = session.memory, session.model, session.tokenizer
+    facts = load_facts(facts_file, n)
+    items, base, ppl_base = baseline(model, tok, facts, session.cfg["system_prompt"])
+    size = -(-len(facts) // cycles)
+    chunks = [facts[i:i + size] for i in range(0, len(facts), size)]
+    extracted, seconds, cycle_reports, sleep_reports = [], [], [], []
+    from io import StringIO
+
+    from rich.console import Console
+
+    quiet = Console(file=StringIO())
+    told = 0
+    for c, chunk in enumerate(chunks):
+        for f in chunk:
+            session.conv.clear()
+            session.reply(f["statement"], lambda s: None)
+            t0 = time.perf_counter()
+            ids = session.learn_from(f["statement"], quiet)
+            seconds.append(time.perf_counter() - t0)
+            extracted.append([Fact_from(memory, i) for i in ids])
+            told += 1
+            if progress:
+                progress(told, len(facts))
+        told_facts = facts[: told]
+        before = run_probes(model, tok, probe_set(told_facts, tok, session.cfg["system_prompt"]))
+        base_told = [b for b in base if b[1] < told or b[0] == "general"]
+        agg_before, _ = score(told_facts, base_told, before, tok, [f["object"] for f in facts])
+        t0 = time.perf_counter()
+        rep = sleeping.run(memory)
+        sleep_reports.append({"seconds": time.perf_counter() - t0, "phases": rep["phases"],
+                              "counts": rep["counts"], "rolled_back": rep["rolled_back"],
+                              "n_facts": len(memory.records)})
+        after = run_probes(model, tok, probe_set(told_facts, tok, session.cfg["system_prompt"]))
+        agg_after, _ = score(told_facts, base_told, after, tok, [f["object"] for f in facts])
+        cycle_reports.append({"cycle": c + 1, "told": told, "before_sleep": _recall(agg_before),
+                              "after_sleep": _recall(agg_after),
+                              "first_cycle_after": _first_cycle(chunks[0], told_facts, after)})
+    # the final probes run in a new process: model + checkpoint, empty context
+    code = ("import json, sys, sleepllm.evaluate as e; "
+            "print(json.dumps(e.probe_outputs(*json.loads(sys.argv[1]))))")
+    args = json.dumps([session.cfg["model"] if session.cfg["model"] != "default" else "default",
+                       str(memory.folder), str(facts_file), n, cfg_file])
+    out = subprocess.run([sys.executable, "-c", code, args], capture_output=True, text=True,
+                         check=True)
+    fresh = json.loads(out.stdout.strip().splitlines()[-1])
+    after = [(k, i, ids, t) for (k, i, ids), t in zip(items, fresh["outputs"])]
+    agg, per = score(facts, base, after, tok, [f["object"] for f in facts])
+    precision, recall = _extraction_scores(facts, extracted)
+    ckpt = memory.folder / "checkpoints" / memory.checkpoint_name / "edits.safetensors"
+    agg.update({
+        "via": "chat", "cycles": cycles,
+        "ppl_base": ppl_base, "ppl_after": fresh["ppl"], "ppl_drift": fresh["ppl"] / ppl_base - 1,
+        "extraction_precision": precision, "extraction_recall": recall,
+        "edit_seconds_median": statistics.median(seconds) if seconds else None,
+        "edit_seconds_p90": _p90(seconds),
+        "bytes_per_fact": ckpt.stat().st_size / max(1, len(memory.records)),
+        "before_sleep": cycle_reports[-1]["before_sleep"],
+        "cycle_reports": cycle_reports, "sleep": sleep_reports,
+        "editor": session.cfg["editor"], "facts": per,
+    })
+    return agg
+
+
+def Fact_from(memory, fid):
+    from sleepllm.relations import Fact
+
+    return Fact.from_dict(memory.records[fid]["fact"])
+
+
+def _recall(agg):
+    return {k: agg[k] for k in ("raw_recall", "chat_recall", "paraphrase_recall",
+                                "neighbors_unchanged", "general_unchanged")}
+
+
+def _first_cycle(first, told_facts, outputs):
+    """Chat recall of the first cycle's facts (do earlier cycles survive later ones?)."""
+    ids = {id(f) for f in first}
+    idx = {i for i, f in enumerate(told_facts) if id(f) in ids}
+    hits = [probes.hit(told_facts[i]["object"], t) for k, i, _, t in outputs
+            if k == "chat" and i in idx]
+    return sum(hits) / max(1, len(hits))

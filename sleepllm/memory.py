@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from sleepllm import memit, relations, stats, store
-from sleepllm.config import data_dir, private_dir
+from sleepllm.config import cache_dir, private_dir
 from sleepllm.editor import Edit, Editor
 from sleepllm.model import fingerprint
 from sleepllm.relations import Fact
@@ -31,11 +31,14 @@ class Memory:
         self.cfg, self.model_id, self.console = cfg, model_id, console
         self.fingerprint = fingerprint(model)
         hp = memit.Hparams.from_config(cfg["editor"])
-        cov, prefixes = stats.load_or_compute(model, tokenizer, hp.layers, data_dir() / "cache",
-                                              self.fingerprint, cfg["editor"]["cov_tokens_per_dk"],
-                                              console)
-        self.editor = Editor(model, tokenizer, hp, cov, prefixes[: cfg["editor"]["prefixes"]],
-                             cfg["system_prompt"])
+
+        def load_stats():
+            cov, prefixes = stats.load_or_compute(model, tokenizer, hp.layers, cache_dir(),
+                                                  self.fingerprint,
+                                                  cfg["editor"]["cov_tokens_per_dk"], console)
+            return cov, prefixes[: cfg["editor"]["prefixes"]]
+
+        self.editor = Editor(model, tokenizer, hp, load_stats, cfg["system_prompt"])
         self.records: dict[str, dict] = {}   # the ledger, in learning order
         self.checkpoint_name = None
         self.warnings: list[str] = []

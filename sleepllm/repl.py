@@ -102,11 +102,11 @@ def _need_memory(session, console) -> bool:
     return True
 
 
-def show_facts(memory, console):
-    t = Table(title=f"memories in {memory.folder}")
+def show_facts(folder, records, console):
+    t = Table(title=f"memories in {folder}")
     for c in ("id", "memory", "status", "learned", "last audit"):
         t.add_column(c)
-    for r in memory.records.values():
+    for r in records.values():
         audit = r.get("last_audit") or {}
         t.add_row(r["id"], r["text"], r["status"], r["learned_at"].replace("T", " ")[:16],
                   f"{audit.get('status', '')} {audit.get('time', '')[:16].replace('T', ' ')}")
@@ -180,7 +180,7 @@ def handle_command(session, line: str, console) -> bool:
         console.print("\n".join(lines))
     elif cmd == "/facts":
         if _need_memory(session, console):
-            show_facts(mem, console)
+            show_facts(mem.folder, mem.records, console)
     elif cmd in ("/forget", "/undo"):
         if not _need_memory(session, console):
             return True

@@ -30,8 +30,16 @@ def default_model_path() -> str:
 
 
 def pytest_configure(config):
+    """Remember the real data dir (to read the converted default model), then point the
+    per-model statistics cache at one temporary folder for the whole run (subprocesses
+    inherit it), so they are computed once per run and never written to the real one."""
     global _REAL_HOME
+    import tempfile
+
     _REAL_HOME = _real_data_dir()
+    if not os.environ.get("SLEEPLLM_TEST_CACHE"):
+        os.environ["SLEEPLLM_TEST_CACHE"] = tempfile.mkdtemp(prefix="sleepllm-test-cache-")
+    os.environ["SLEEPLLM_CACHE"] = os.environ["SLEEPLLM_TEST_CACHE"]
 
 
 @pytest.fixture(autouse=True)

@@ -18,14 +18,14 @@ def tiny_cfg(**editor):
 
 def make_editor(model, tok, **editor):
     from sleepllm import stats
+    from sleepllm.config import cache_dir
     from sleepllm.model import fingerprint
-    from sleepllm.config import data_dir
 
     cfg = tiny_cfg(**editor)
     hp = memit.Hparams.from_config(cfg["editor"])
-    cov, pre = stats.load_or_compute(model, tok, hp.layers, data_dir() / "cache",
+    cov, pre = stats.load_or_compute(model, tok, hp.layers, cache_dir(),
                                      fingerprint(model), cfg["editor"]["cov_tokens_per_dk"])
-    return Editor(model, tok, hp, cov, pre[:1])
+    return Editor(model, tok, hp, (cov, pre[:1]))
 
 
 def weights(model, layers):

@@ -1,0 +1,89 @@
+"""`sleepllm bench`: numbers measured side by side in one run on this machine.
+
+- generation tokens/s: sleepllm's chat path vs `mlx_lm.generate` on the same model and prompt;
+- fp32 matmul GFLOP/s and generation tokens/s with the fast BLAS vs MLX's bundled reference
+  BLAS (the latter in a child process started with SLEEPLLM_REFERENCE_BLAS=1);
+- wake-edit latency per fact, start-up times, checkpoint bytes per fact and peak memory when
+  --facts is given.
+"""
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+PROMPT = "Write a short paragraph about the history of bread."
+
+
+def matmul_gflops(n=1024, reps=10) -> float:
+    import mlx.core as mx
+
+    a, b = mx.random.normal((n, n)), mx.random.normal((n, n))
+    mx.eval(a @ b)
+    t = time.perf_counter()
+    for _ in range(reps):
+        mx.eval(a @ b)
+    return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def gen_tps(model, tokenizer, tokens=100, reps=3) -> dict:
+    """Median generation tokens/s: sleepllm.chat.generate vs mlx_lm.generate (verbose stats)."""
+    from mlx_lm import stream_generate
+    from mlx_lm.sample_utils import make_sampler
+
+    from sleepllm import chat
+
+    prompt = chat.render(tokenizer, [{"role": "user", "content": PROMPT}])
+    ours, ref = [], []
+    for _ in range(reps):   # interleaved so both see the same machine state
+        last = None
+        for r in chat.generate(model, tokenizer, prompt, tokens, 0.0):
+            last = r
+        ours.append(last.generation_tps)
+        last = None
+        for r in stream_generate(model, tokenizer, prompt, max_tokens=tokens,
+                                 sampler=make_sampler(temp=0.0)):
+            last = r
+        ref.append(last.generation_tps)
+    return {"sleepllm_tps": statistics.median(ours), "mlx_lm_tps": statistics.median(ref),
+            "ratio": statistics.median(ours) / statistics.median(ref), "tokens": tokens}
+
+
+def blas_probe(model_path: str) -> dict:
+    """Run in a child process: BLAS name, matmul GFLOP/s, generation tokens/s."""
+    from mlx_lm import load
+
+    from sleepllm.blas import blas_in_use
+
+    model, tok = load(model_path)
+    g = gen_tps(model, tok, reps=1)
+    return {"blas": blas_in_use(), "matmul_gflops": matmul_gflops(), "gen_tps": g["sleepllm_tps"]}
+
+
+def _child(model_path, reference: bool) -> dict:
+    env = dict(os.environ, SLEEPLLM_REFERENCE_BLAS="1" if reference else "0")
+    code = ("import json, sleepllm.bench as b; "
+            f"print(json.dumps(b.blas_probe({model_path!r})))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run(model_path: str, model, tokenizer) -> dict:
+    import mlx.core as mx
+    import mlx_lm
+
+    report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
+                         f"{platform.release()}",
+              "mlx": mx.__version__, "mlx_lm": mlx_lm.__version__, "model": model_path}
+    report["generation"] = gen_tps(model, tokenizer)
+    fast, slow = _child(model_path, False), _child(model_path, True)
+    report["blas"] = {"fast": fast, "reference": slow,
+                      "matmul_ratio": fast["matmul_gflops"] / slow["matmul_gflops"],
+                      "gen_tps_ratio": fast["gen_tps"] / slow["gen_tps"]}
+    report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return report

@@ -1,0 +1,56 @@
+"""End to end on the real default model: tell facts in chat, sleep, restart, ask."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.integration
+BIN = os.path.join(os.path.dirname(sys.executable), "sleepllm")
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """One data directory for the module, so key statistics are computed once."""
+    return tmp_path_factory.mktemp("home")
+
+
+def chat(lines, memory, model, home, timeout=1800):
+    env = dict(os.environ, SLEEPLLM_HOME=str(home))
+    r = subprocess.run([BIN, "chat", "--model", model, "--memory", str(memory),
+                        "--max-tokens", "48"], input="".join(l + "\n" for l in lines),
+                       capture_output=True, text=True, env=env, timeout=timeout)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r
+
+
+def test_told_in_chat_recalled_after_restart(default_model_path, home, tmp_path):
+    mem = tmp_path / "mem"
+    r = chat(["Hi there!", "My cat's name is Nimbus.", "What is 2 plus 2?",
+              "My daughter's name is Ottilie.", "/sleep"], mem, default_model_path, home)
+    assert r.stderr.count("learned") == 2, r.stderr
+    assert "slept" in r.stderr
+    facts = json.loads(subprocess.run(
+        [BIN, "facts", "--memory", str(mem), "--json"], capture_output=True, text=True,
+        env=dict(os.environ, SLEEPLLM_HOME=str(home)), check=True).stdout)
+    assert sorted(f["fact"]["object"] for f in facts) == ["Nimbus", "Ottilie"]
+    assert all(f["status"] == "consolidated" for f in facts)
+    # a new process, an empty context: the answers come from the weights
+    r = chat(["What is my cat's name?", "/clear", "What is my daughter's name?"],
+             mem, default_model_path, home)
+    answers = r.stdout.strip().split("\n")
+    assert "Nimbus" in answers[0], r.stdout
+    assert "Ottilie" in r.stdout.split("Nimbus", 1)[1], r.stdout
+
+
+def test_journal_survives_without_sleep_and_forget_reverts(default_model_path, home, tmp_path):
+    mem = tmp_path / "mem"
+    chat(["My horse is named Thunderbolt."], mem, default_model_path, home)  # no /sleep
+    r = chat(["What is my horse's name?"], mem, default_model_path, home)
+    assert "Thunderbolt" in r.stdout, r.stdout
+    chat(["/forget horse"], mem, default_model_path, home)
+    r = chat(["What is my horse's name?"], mem, default_model_path, home)
+    assert "Thunderbolt" not in r.stdout
+    leftovers = [p for p in mem.rglob("*") if p.is_file() and b"Thunderbolt" in p.read_bytes()]
+    assert leftovers == []
