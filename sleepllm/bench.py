@@ -29,27 +29,32 @@ def matmul_gflops(n=1024, reps=10) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e9
 
 
-def gen_tps(model, tokenizer, tokens=100, reps=3) -> dict:
-    """Median generation tokens/s: sleepllm.chat.generate vs mlx_lm.generate (verbose stats)."""
+def gen_tps(model, tokenizer, tokens=100, reps=5) -> dict:
+    """Median generation tokens/s: sleepllm.chat.generate vs mlx_lm.stream_generate.
+
+    Interleaved, and the order alternates each rep, so both see the same machine state."""
     from mlx_lm import stream_generate
     from mlx_lm.sample_utils import make_sampler
 
     from sleepllm import chat
 
     prompt = chat.render(tokenizer, [{"role": "user", "content": PROMPT}])
-    ours, ref = [], []
-    for _ in range(reps):   # interleaved so both see the same machine state
-        last = None
-        for r in chat.generate(model, tokenizer, prompt, tokens, 0.0):
-            last = r
-        ours.append(last.generation_tps)
-        last = None
-        for r in stream_generate(model, tokenizer, prompt, max_tokens=tokens,
-                                 sampler=make_sampler(temp=0.0)):
-            last = r
-        ref.append(last.generation_tps)
-    return {"sleepllm_tps": statistics.median(ours), "mlx_lm_tps": statistics.median(ref),
-            "ratio": statistics.median(ours) / statistics.median(ref), "tokens": tokens}
+
+    def ours():
+        return list(chat.generate(model, tokenizer, prompt, tokens, 0.0))[-1].generation_tps
+
+    def ref():
+        return list(stream_generate(model, tokenizer, prompt, max_tokens=tokens,
+                                    sampler=make_sampler(temp=0.0)))[-1].generation_tps
+
+    a, b = [], []
+    for k in range(reps):
+        first, second = (ours, ref) if k % 2 == 0 else (ref, ours)
+        x, y = first(), second()
+        a.append(x if first is ours else y)
+        b.append(y if first is ours else x)
+    return {"sleepllm_tps": statistics.median(a), "mlx_lm_tps": statistics.median(b),
+            "ratio": statistics.median(a) / statistics.median(b), "tokens": tokens, "reps": reps}
 
 
 def blas_probe(model_path: str) -> dict:
