@@ -14,6 +14,7 @@ is the relation's own content word: "dog" for the dog's name, "color" for the fa
 
 Templates are generic per family; nothing here is keyed to a particular evaluation set.
 """
+import re
 from dataclasses import dataclass
 
 # family -> templates. cue: raw statement cue (object follows); qa: (question, answer prefix).
@@ -230,4 +231,5 @@ def describe(fact: Fact) -> str:
         cue = cue.replace("My ", "your ", 1).replace("I am ", "you are ", 1)
         cue = cue.replace("I was ", "you were ", 1).replace("I ", "you ", 1)
         cue = cue.replace(" I ", " you ")
+    cue = re.sub(r" is(?: named| called| a| an| the)?$", "", cue)
     return f"{cue} → {fact.object}"
