@@ -81,7 +81,7 @@ def cmd_eval(args) -> int:
             task = bar.add_task(f"telling facts (--via {args.via})", total=len(facts))
             tick = lambda i, n: bar.update(task, completed=i)
             if args.via == "direct":
-                report = evaluate.eval_direct(mem, model, tokenizer, facts, console, tick)
+                report = evaluate.eval_direct(mem, model, tokenizer, facts, tick)
             else:
                 from sleepllm.repl import Session
 
@@ -98,7 +98,6 @@ def cmd_eval(args) -> int:
 
 def cmd_sleep(args) -> int:
     """Consolidate a memory folder offline (same as /sleep in the REPL)."""
-    import time
 
     from rich.console import Console
 

@@ -13,7 +13,6 @@ continuation (case-insensitive, word boundary). A neighbour cue is unchanged whe
 5 greedy tokens equal the base model's and no stored object appears in its continuation.
 """
 import json
-import re
 import statistics
 import time
 from pathlib import Path
@@ -111,7 +110,7 @@ def baseline(model, tokenizer, facts, system_prompt=None):
     return items, run_probes(model, tokenizer, items), probes.perplexity(model, tokenizer)
 
 
-def eval_direct(memory, model, tokenizer, facts, console=None, progress=None):
+def eval_direct(memory, model, tokenizer, facts, progress=None):
     """Tell every fact to the editor (sequential), return the JSON-ready report."""
     system = memory.cfg["system_prompt"]
     items, base, ppl_base = baseline(model, tokenizer, facts, system)

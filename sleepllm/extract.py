@@ -109,9 +109,8 @@ def _first(s: str) -> str:
 
 
 # (pattern, builder). Patterns see the sentence with leading filler removed and favourite/
-# colour spelt the US way; {S} stands for a subject group: "I/my" or a named person.
+# colour spelt the US way; `who` matches a named person ("my friend Aria", "Aria").
 def _rules():
-    me = r"(?P<ME>i|i'm|i am|we|we're|my|our)"
     who = (rf"(?:(?:[Mm]y|[Oo]ur) (?:best |good |old |close )?(?:{'|'.join(RELATION_WORDS)}) )?"
            rf"{NAME}")
     noun = r"(?P<N>[a-z][a-z\- ]{1,30}?)"
@@ -204,9 +203,9 @@ def _rules():
     # ---- places and things the user uses
     add(rf"^(?:i|we) (?:train|work out|exercise) at {OBJ}(?: gym)?$",
         lambda m: ("user", "attribute", "gym"))
-    add(rf"^(?:i|we) (?:see|visit|go to) (?P<O>Dr\.\s*[^,.;!]+?)(?: for .*)?$",
+    add(r"^(?:i|we) (?:see|visit|go to) (?P<O>Dr\.\s*[^,.;!]+?)(?: for .*)?$",
         lambda m: ("user", "name", "doctor"))
-    add(rf"^(?:i|we) use (?:a|an) (?P<O>[A-ZÀ-Þ][\w\-]*) (?P<N>phone|laptop|computer|camera|bike)$",
+    add(r"^(?:i|we) use (?:a|an) (?P<O>[A-ZÀ-Þ][\w\-]*) (?P<N>phone|laptop|computer|camera|bike)$",
         lambda m: ("user", "attribute", m["N"]))
     # ---- a possessive attribute: "my hobby is X" (names when N is a person/pet noun)
     add(rf"^(?:my|our) {noun} is {OBJ}$", lambda m: (

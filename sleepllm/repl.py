@@ -8,7 +8,6 @@ conversation sent to the model.
 import sys
 import time
 
-from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 

@@ -69,7 +69,7 @@ def run(memory, progress=None) -> dict:
     report["audit_before"] = {i: probes.status(r) for i, r in audit.items()}
     report["phases"]["audit"] = time.perf_counter() - t
     t = time.perf_counter()
-    for rnd in range(cfg["sleep"]["rounds"]):
+    for _ in range(cfg["sleep"]["rounds"]):
         weak = [i for i, r in audit.items() if probes.status(r) != "healthy"]
         if not weak:
             break

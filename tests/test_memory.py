@@ -1,11 +1,8 @@
 """Durability and on-disk behaviour of a memory folder, on tiny random Llamas."""
-import json
 import os
 import stat
 
-import mlx.core as mx
 import numpy as np
-import pytest
 from mlx_lm import load
 
 from sleepllm import memit, store
