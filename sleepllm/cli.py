@@ -82,10 +82,12 @@ def cmd_eval(args) -> int:
             tick = lambda i, n: bar.update(task, completed=i)
             if args.via == "direct":
                 report = evaluate.eval_direct(mem, model, tokenizer, facts, tick)
+            elif args.via == "context":
+                report = evaluate.eval_context(model, tokenizer, facts, cfg["system_prompt"])
             else:
                 from sleepllm.repl import Session
 
-                cfg["max_tokens"] = 64   # replies are not scored; keep them short
+                cfg["max_tokens"] = 24   # replies are not scored; keep them short
                 session = Session(model, tokenizer, path, cfg, 4096, mem)
                 report = evaluate.eval_chat(session, args.facts, args.n, args.cycles,
                                             args.config, tick)
@@ -239,7 +241,9 @@ def build_parser():
     e = sub.add_parser("eval", help="measure recall and locality on a fact file")
     _common(e)
     e.add_argument("--facts", required=True, help="JSONL fact file (shared/eval schema)")
-    e.add_argument("--via", choices=["direct", "chat"], default="direct")
+    e.add_argument("--via", choices=["direct", "chat", "context"], default="direct",
+                   help="direct: editor only; chat: REPL path, /sleep, new process; "
+                        "context: baseline with the statements in the system prompt")
     e.add_argument("--n", type=int, help="first N facts only")
     e.add_argument("--cycles", type=int, default=1, help="(--via chat) tell, sleep, repeat")
     e.add_argument("--json", help="write the full report here")

@@ -100,6 +100,7 @@ class Edit:
     fact: Fact
     factors: dict              # layer -> (A float16 (d_out, n), B float16 (d_k, n))
     keys: dict                 # layer -> K (n, d_k) float16, for the running Σ K_pK_pᵀ
+    z: np.ndarray | None = None  # (n, d) float32: the wanted layer-L output at each anchor
     nll: float = 0.0           # final v* loss
     seconds: float = 0.0
     created: float = field(default_factory=time.time)
@@ -214,29 +215,18 @@ class Editor:
             train += render(other, self.tokenizer, self.prefixes[:1], self.system_prompt)[0]
         kl = kl_prompts(fact, self.tokenizer, anchors) if self.hp.kl_factor > 0 else []
         delta, nll = memit.compute_delta(self.model, train, kl, self.hp)
-        factors, keys = {}, {}
-
-        def set_delta(l, A, B):
-            A16, B16 = A.astype(np.float16), B.astype(np.float16)
-            if not (np.isfinite(A16).all() and np.isfinite(B16).all()):
-                raise FloatingPointError(f"edit for {fact} overflowed float16 at layer {l}")
-            factors[l] = (A16, B16)
-            w = memit._layers(self.model)[l].mlp.down_proj.weight
-            upd = mx.array(A16).astype(mx.float32) @ mx.array(B16).astype(mx.float32).T
-            if upd.shape != w.shape:
-                raise ValueError(f"edit shape {upd.shape} != weight shape {w.shape} at layer {l}")
-            memit._layers(self.model)[l].mlp.down_proj.weight = w + upd
-            mx.eval(memit._layers(self.model)[l].mlp.down_proj.weight)
-
+        factors = {}
+        set_delta = self._setter(factors, fact)
         proj = self.proj
         if protect:
             proj = {l: memit.protect_projector(self.cov[l], self.hp.nullspace, protect[l])
                     for l in self.hp.layers}
-        used = memit.apply_update(self.model, prompts, len(anchors), delta, self.hp, self.cov,
-                                  self.kpkp, proj, set_delta,
-                                  contrast_prompts(fact, self.tokenizer))
+        used, z = memit.apply_update(self.model, prompts, len(anchors), delta, self.hp,
+                                     self.cov, self.kpkp, proj, set_delta,
+                                     contrast_prompts(fact, self.tokenizer))
         keys = {l: K.astype(np.float16) for l, K in used.items()}
-        edit = Edit(edit_id, fact, factors, keys, nll, time.perf_counter() - t0)
+        edit = Edit(edit_id, fact, factors, keys, z.astype(np.float32), nll,
+                    time.perf_counter() - t0)
         self.edits[edit_id] = edit
         for l, K in keys.items():
             Kf = K.astype(np.float64)
@@ -246,3 +236,63 @@ class Editor:
             self._refresh(l)
         return edit
 
+    def _setter(self, factors: dict, what):
+        """set_delta for memit: store A, B as float16 and add exactly those values to W."""
+        def set_delta(l, A, B):
+            A16, B16 = A.astype(np.float16), B.astype(np.float16)
+            if not (np.isfinite(A16).all() and np.isfinite(B16).all()):
+                raise FloatingPointError(f"edit for {what} overflowed float16 at layer {l}")
+            factors[l] = (A16, B16)
+            lin = memit._layers(self.model)[l].mlp.down_proj
+            upd = mx.array(A16).astype(mx.float32) @ mx.array(B16).astype(mx.float32).T
+            if upd.shape != lin.weight.shape:
+                raise ValueError(f"edit shape {upd.shape} != weight shape {lin.weight.shape} "
+                                 f"at layer {l}")
+            lin.weight = lin.weight + upd
+            mx.eval(lin.weight)
+        return set_delta
+
+    def consolidate(self) -> list[str]:
+        """Rewrite every edit that carries its target z in one batch MEMIT solve
+        (memit.consolidate), replacing the sequential wake edits' factors. Facts about the same
+        person share that person's key; all of them take the newest one's z, which was trained
+        to carry the earlier ones (the companions in `write`). Returns the ids rewritten."""
+        ids = [i for i, e in self.edits.items() if e.z is not None]
+        if not ids:
+            return []
+        newest = {}
+        for i in ids:
+            f = self.edits[i].fact
+            if not f.is_self:
+                newest[f.subject.lower()] = i
+        old = {i: self.revert(i) for i in ids}
+        targets = []
+        for i in ids:
+            e = old[i]
+            prompts, anchors = render(e.fact, self.tokenizer, self.prefixes, self.system_prompt)
+            z = e.z if e.fact.is_self else old[newest[e.fact.subject.lower()]].z
+            if len(anchors) != len(z):
+                raise ValueError(f"edit {i}: {len(anchors)} anchors but a target for {len(z)}")
+            targets.append(memit.Target(prompts, z.astype(np.float64),
+                                        contrast_prompts(e.fact, self.tokenizer)))
+        applied = {}
+        try:
+            parts = memit.consolidate(self.model, targets, self.hp, self.cov,
+                                      self._setter(applied, "consolidation"), self.kpkp)
+        except BaseException:
+            for l in self.hp.layers:
+                self._refresh(l)
+            for e in old.values():
+                self.add(e)
+            raise
+        for i, p in zip(ids, parts):
+            e = old[i]
+            factors = {l: (A.astype(np.float16), B.astype(np.float16)) for l, (A, B, _) in p.items()}
+            keys = {l: K.astype(np.float16) for l, (_, _, K) in p.items()}
+            self.edits[i] = Edit(i, e.fact, factors, keys, e.z, e.nll, e.seconds, e.created)
+            for l, K in keys.items():
+                Kf = K.astype(np.float64)
+                self.kpkp[l] += Kf.T @ Kf
+        for l in self.hp.layers:
+            self._refresh(l)
+        return ids

@@ -146,6 +146,28 @@ def eval_direct(memory, model, tokenizer, facts, progress=None):
     return agg
 
 
+def eval_context(model, tokenizer, facts, system_prompt=None):
+    """Baseline: no editing; the statements are pasted into the system prompt (what
+    retrieval-based memories do) and the raw cues follow them as a paragraph. Same probes and
+    scoring as the other paths; neighbours and general questions are asked with the same
+    context."""
+    notes = " ".join(f["statement"] for f in facts)
+    system = ((system_prompt + "\n\n") if system_prompt else "") + \
+        "What the user has told you about themselves and people they know: " + notes
+    items, base, ppl_base = baseline(model, tokenizer, facts, system_prompt)
+    ctx_items = []   # the same probes in the same order, with the notes in front
+    for (kind, i, ids), (_, _, ctx_ids) in zip(items, probe_set(facts, tokenizer, system)):
+        if kind in ("raw", "neighbor"):
+            ctx_ids = probes.raw_ids(tokenizer, notes + "\n\n" + tokenizer.decode(ids))
+        ctx_items.append((kind, i, ctx_ids))
+    after = run_probes(model, tokenizer, ctx_items)
+    agg, per = score(facts, base, after, tokenizer, [f["object"] for f in facts])
+    agg.update({"via": "context", "ppl_base": ppl_base, "ppl_after": ppl_base,
+                "ppl_drift": 0.0, "context_tokens": len(tokenizer.encode(system)),
+                "facts": per})
+    return agg
+
+
 def _p90(xs):
     if not xs:
         return None
@@ -232,12 +254,15 @@ def eval_chat(session, facts_file, n, cycles=1, cfg_file=None, progress=None):
         rep = sleeping.run(memory)
         sleep_reports.append({"seconds": time.perf_counter() - t0, "phases": rep["phases"],
                               "counts": rep["counts"], "rolled_back": rep["rolled_back"],
+                              "pruned": len(rep["pruned"]), "refreshed": len(rep["refreshed"]),
                               "n_facts": len(memory.records)})
-        after = run_probes(model, tok, probe_set(told_facts, tok, session.cfg["system_prompt"]))
-        agg_after, _ = score(told_facts, base_told, after, tok, [f["object"] for f in facts])
-        cycle_reports.append({"cycle": c + 1, "told": told, "before_sleep": _recall(agg_before),
-                              "after_sleep": _recall(agg_after),
-                              "first_cycle_after": _first_cycle(chunks[0], told_facts, after)})
+        cycle_reports.append({"cycle": c + 1, "told": told, "before_sleep": _recall(agg_before)})
+        if c + 1 < len(chunks):   # the last cycle is scored by the new process below
+            after = run_probes(model, tok, probe_set(told_facts, tok, session.cfg["system_prompt"]))
+            agg_after, _ = score(told_facts, base_told, after, tok, [f["object"] for f in facts])
+            cycle_reports[-1].update({"after_sleep": _recall(agg_after),
+                                      "first_cycle_after": _first_cycle(chunks[0], told_facts,
+                                                                        after)})
     # the final probes run in a new process: model + checkpoint, empty context
     code = ("import json, sys, sleepllm.evaluate as e; "
             "print(json.dumps(e.probe_outputs(*json.loads(sys.argv[1]))))")
@@ -248,6 +273,8 @@ def eval_chat(session, facts_file, n, cycles=1, cfg_file=None, progress=None):
     fresh = json.loads(out.stdout.strip().splitlines()[-1])
     after = [(k, i, ids, t) for (k, i, ids), t in zip(items, fresh["outputs"])]
     agg, per = score(facts, base, after, tok, [f["object"] for f in facts])
+    cycle_reports[-1].update({"after_sleep": _recall(agg),
+                              "first_cycle_after": _first_cycle(chunks[0], facts, after)})
     precision, recall = _extraction_scores(facts, extracted)
     ckpt = memory.folder / "checkpoints" / memory.checkpoint_name / "edits.safetensors"
     agg.update({

@@ -209,13 +209,32 @@ def _anchor_mean(x, prompts, n_anchors):
     return out / count[:, None]
 
 
+def forward(model, x, start, stop, save=()):
+    """The residual stream through layers start … stop (inclusive), nothing after: x is token
+    ids when start == 0, else the residual entering `start`. Returns (output of `stop`,
+    {l: residual entering l} for l in `save`). Llama-family models (h₀ = embed_tokens(ids))."""
+    from mlx_lm.models.base import create_attention_mask
+
+    h = model.model.embed_tokens(x) if start == 0 else x
+    mask = create_attention_mask(h, None)
+    saved = {}
+    for l in range(start, stop + 1):
+        if l in save:
+            saved[l] = h
+        h = _layers(model)[l](h, mask, None)
+    return h, saved
+
+
 def read(model, prompts, n_anchors, key_layers=(), resid_layer=None):
-    """One forward pass; returns ({layer: keys (n_anchors, d_k)}, h_L (n_anchors, d))."""
+    """Keys and h_L of prompts, running the model only as far as it needs to (layers after
+    max(key layers, resid_layer) do not matter). Returns ({layer: keys (n_anchors, d_k)},
+    h_L (n_anchors, d) or None)."""
     ids, _, _ = batch(prompts)
-    with taps(model, key_layers=key_layers, resid_layer=resid_layer) as t:
-        model.model(ids)
+    stop = max(list(key_layers) + ([resid_layer] if resid_layer is not None else []))
+    with taps(model, key_layers=key_layers) as t:
+        h, _ = forward(model, ids, 0, stop)
         keys = {l: _anchor_mean(tap.seen, prompts, n_anchors) for l, tap in t["keys"].items()}
-        resid = _anchor_mean(t["resid"].seen, prompts, n_anchors) if resid_layer is not None else None
+    resid = _anchor_mean(h, prompts, n_anchors) if resid_layer is not None else None
     return keys, resid
 
 
@@ -241,9 +260,7 @@ def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None):
         ps = [prompts[i] for i in idx]
         ids, key_mask, tgt_mask = batch(ps)
         cut = min(t for p in ps for _, t in p.keys)   # tokens before it never see δ
-        with taps(model, resid_layer=L) as t:
-            model.model(ids)
-            h = t["resid"].seen[:, cut:]
+        h = forward(model, ids, 0, L)[0][:, cut:]
         prefix = prefix_cache(model, ids[:, :cut], L + 1) if cut > 0 else None
         key_mask, tgt_mask = key_mask[:, cut:], tgt_mask[:, cut:]
         T = ids.shape[1] - cut
@@ -265,9 +282,7 @@ def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None):
         kl_ids, kl_mask, _ = batch(kl_prompts)
         kl_last = mx.array([len(p.ids) - 1 for p in kl_prompts])
         rows = mx.arange(len(kl_prompts))
-        with taps(model, resid_layer=L) as t:
-            model.model(kl_ids)
-            h_kl = t["resid"].seen
+        h_kl = forward(model, kl_ids, 0, L)[0]
         hid = run_from(model, h_kl, L + 1)[rows, kl_last]
         base_kl = mx.stop_gradient(nn.log_softmax(hidden_logits(model, hid), axis=-1))
 
@@ -382,7 +397,7 @@ def apply_update(model, prompts, n_anchors, delta, hp, cov, kpkp, proj, set_delt
                  contrast_prompts=(), log=None):
     """The MEMIT layer loop. Calls set_delta(layer, A, B) to add A Bᵀ to W_down[layer].
 
-    Returns the per-layer keys used (for K_p bookkeeping)."""
+    Returns (per-layer keys used, for K_p bookkeeping; z = the wanted h_L at each anchor)."""
     L = hp.layers[-1]
     _, h0 = read(model, prompts, n_anchors, resid_layer=L)
     z = h0 + delta[None, :]
@@ -399,13 +414,91 @@ def apply_update(model, prompts, n_anchors, delta, hp, cov, kpkp, proj, set_delt
         used[l] = K
         if log:
             log(l, float(np.linalg.norm(R)))
-    return used
+    return used, z
 
 
 def _rows(model, prompts, layer):
     """One key row per prompt (its single key position) at `layer`."""
     ids, _, _ = batch(prompts)
     with taps(model, key_layers=[layer]) as t:
-        model.model(ids)
+        forward(model, ids, 0, layer)
         seen = np.array(t["keys"][layer].seen.astype(mx.float32), dtype=np.float64)
     return np.stack([seen[b, p.keys[0][1]] for b, p in enumerate(prompts)])
+
+
+# ------------------------------------------------------------------ 4. batch consolidation
+
+@dataclass
+class Target:
+    """One memory for `consolidate`: its prompts (anchors 0 … n-1), the wanted output z of
+    layer L at each anchor (n, d), and contrast prompts (one key position each)."""
+    prompts: list
+    z: np.ndarray
+    contrast: list = field(default_factory=list)
+
+
+def consolidate(model, targets, hp, cov, set_delta, kpkp=None, chunk=48):
+    """MEMIT's batch form: every target written in one solve per layer,
+
+        ΔW_l = R_l K_lᵀ (λC + K_lK_lᵀ + w K_cK_cᵀ + K_pK_pᵀ)⁻¹,   R_l = (Z − H_L) / (n − i)
+
+    with K_l, H_L the keys and layer-L outputs of *all* targets, read after the updates of the
+    layers below l (K_p: memories left out, kept in place). No v* optimisation: Z was found
+    when each memory was learned. Sleep calls it after reverting the memories' wake edits, so
+    the sequential edits' interference is replaced by one joint least-squares solution.
+
+    Prompts are cut after their last key position (causal: exact) and run in length-sorted
+    chunks only up to layer L; each pass starts from the residual saved at the layer below.
+    Returns, per target, {layer: (A (d_out, n), B (d_k, n), K (n, d_k))} with ΔW = Σ A Bᵀ."""
+    kpkp = kpkp or {}
+    L, layers = hp.layers[-1], hp.layers
+    offs = np.cumsum([0] + [len(t.z) for t in targets])
+    n = int(offs[-1])
+    entries = []   # (Prompt with global anchor ids, is_contrast)
+    for ti, t in enumerate(targets):
+        for p in t.prompts:
+            last = max(pos for _, pos in p.keys)
+            entries.append((Prompt(p.ids[: last + 1], 0,
+                                   [(int(offs[ti]) + a, pos) for a, pos in p.keys]), False))
+        for p in t.contrast:
+            pos = p.keys[0][1]
+            entries.append((Prompt(p.ids[: pos + 1], 0, [(ti, pos)]), True))
+    entries.sort(key=lambda e: len(e[0].ids))
+    chunks = [entries[i: i + chunk] for i in range(0, len(entries), chunk)]
+    state = [None] * len(chunks)      # residual entering the pass's start layer, per chunk
+    Z = np.concatenate([t.z for t in targets]).astype(np.float64)
+    out = [dict() for _ in targets]
+    for i, l in enumerate(layers):
+        start = 0 if i == 0 else layers[i - 1]
+        K_sum = np.zeros((n, cov[l].shape[0]))
+        H_sum = np.zeros((n, Z.shape[1]))
+        cnt = np.zeros(n)
+        Kc = []
+        for c, ch in enumerate(chunks):
+            prompts = [e[0] for e in ch]
+            x = batch(prompts)[0] if start == 0 else state[c]
+            with taps(model, key_layers=[l]) as tp:
+                h, saved = forward(model, x, start, L, save={l})
+                mx.eval(h, tp["keys"][l].seen)
+                keys = np.array(tp["keys"][l].seen.astype(mx.float32), dtype=np.float64)
+            hs = np.array(h.astype(mx.float32), dtype=np.float64)
+            state[c] = saved[l]
+            for b, (p, is_c) in enumerate(ch):
+                for a, pos in p.keys:
+                    if is_c:
+                        Kc.append(keys[b, pos])
+                    else:
+                        K_sum[a] += keys[b, pos]
+                        H_sum[a] += hs[b, pos]
+                        cnt[a] += 1
+        if (cnt == 0).any():
+            raise ValueError("a target anchor has no key position in its prompts")
+        K, H = K_sum / cnt[:, None], H_sum / cnt[:, None]
+        R = (Z - H) / (len(layers) - i)
+        Kc = np.stack(Kc) if Kc else None
+        B = solve(R, K, cov[l], hp.lam, kpkp.get(l), None, hp.alpha, Kc, hp.contrast)
+        set_delta(l, R.T, B)
+        for ti in range(len(targets)):
+            s_ = slice(int(offs[ti]), int(offs[ti + 1]))
+            out[ti][l] = (R[s_].T, B[:, s_], K[s_])
+    return out

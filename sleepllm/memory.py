@@ -149,7 +149,8 @@ class Memory:
         return name
 
     def _edit_from(self, rec: dict, parts: dict) -> Edit:
-        return Edit(rec["id"], Fact.from_dict(rec["fact"]), parts["factors"], parts["keys"])
+        return Edit(rec["id"], Fact.from_dict(rec["fact"]), parts["factors"], parts["keys"],
+                    parts["z"])
 
     def _load(self):
         manifest = {}

@@ -1,16 +1,19 @@
-"""Sleep: audit → refresh → prune → guard → checkpoint.
+"""Sleep: prune → consolidate → audit → refresh → guard → checkpoint.
 
-1. audit    every memory probed by free generation (its cue and chat questions):
+0. prune    duplicates (same key, same object) merged; conflicts (same key, other object)
+            resolved in favour of the newer statement. Superseded and forgotten facts were
+            already reverted at wake.
+1. consolidate  the wake edits, written one at a time, interfere: every memory's edit is
+            replaced by one batch MEMIT solve over all memories at once, from the target
+            values found when each was learned (memit.consolidate; no v* optimisation).
+2. audit    every memory probed by free generation (its cue and chat questions):
             healthy (all answered) / degraded (some) / lost (none).
-2. refresh  each degraded or lost memory is rewritten: its edit reverted, v* recomputed on
+3. refresh  each degraded or lost memory is rewritten: its edit reverted, v* recomputed on
             the current weights, and the update projected so that the keys of every healthy
             memory (and, with the null-space projector on, ordinary text's principal key
             directions) are *exactly* untouched (memit.protect_projector). Audit and refresh
-            repeat until nothing improves or `sleep.rounds` is reached; what cannot be
-            restored is reported, never silently dropped.
-3. prune    duplicates (same key, same object) merged; conflicts (same key, other object)
-            resolved in favour of the newer statement. Superseded and forgotten facts were
-            already reverted at wake.
+            repeat until nothing improves, `sleep.rounds` is reached or `sleep.refresh_seconds`
+            is spent; what cannot be restored is reported, never silently dropped.
 4. guard    perplexity on held-out text and the general questions before/after; past the
             configured bound everything sleep changed is rolled back, with the reason.
 5. store    a new checkpoint (atomic; manifest last), the journal retired.
@@ -61,6 +64,12 @@ def run(memory, progress=None) -> dict:
     before = {fid: e for fid, e in ed.edits.items()}
     report["phases"]["guard_before"] = time.perf_counter() - t
 
+    # -- consolidate: one joint solve replaces the sequential wake edits
+    t = time.perf_counter()
+    say("consolidate", 0, 1)
+    report["consolidated"] = ed.consolidate()
+    report["phases"]["consolidate"] = time.perf_counter() - t
+
     # -- audit / refresh rounds
     t = time.perf_counter()
     facts = memory.active()
@@ -69,31 +78,38 @@ def run(memory, progress=None) -> dict:
     report["audit_before"] = {i: probes.status(r) for i, r in audit.items()}
     report["phases"]["audit"] = time.perf_counter() - t
     t = time.perf_counter()
+    deadline = t + cfg["sleep"]["refresh_seconds"]
     for _ in range(cfg["sleep"]["rounds"]):
         weak = [i for i, r in audit.items() if probes.status(r) != "healthy"]
-        if not weak:
+        if not weak or time.perf_counter() >= deadline:
             break
         healthy = [i for i in audit if i not in weak]
+        # the weakest first: lost, then degraded, each in learning order
+        weak.sort(key=lambda i: _score(audit[i]))
+        protect = {l: _stack([ed.edits[h].keys[l] for h in healthy]) for l in ed.hp.layers}
+        prior = {}   # the edit each rewrite replaced
         for k, fid in enumerate(weak):
+            if time.perf_counter() >= deadline:
+                break
             say("refresh", k, len(weak))
-            protect = {l: _stack([ed.edits[h].keys[l] for h in healthy]) for l in ed.hp.layers}
             fact = facts[fid]
-            old = ed.revert(fid)
+            old = prior[fid] = ed.revert(fid)
             companions = [f for i, f in facts.items() if i != fid and not fact.is_self
                           and f.subject.lower() == fact.subject.lower()]
             try:
                 ed.write(fact, fid, companions, protect=protect)
             except (ValueError, FloatingPointError):
                 ed.add(old)
+        weak = list(prior)
         new_audit = probes.audit(model, tok, {i: facts[i] for i in weak}, system)
         improved = [i for i in weak if _score(new_audit[i]) > _score(audit[i])]
         for i in weak:
             if _score(new_audit[i]) >= _score(audit[i]):
                 audit[i] = new_audit[i]
                 report["refreshed"].append(i)
-            else:  # the rewrite did worse: keep the old edit
+            else:  # the rewrite did worse: keep the edit it replaced
                 ed.revert(i)
-                ed.add(before[i])
+                ed.add(prior[i])
         if not improved:
             break
     report["phases"]["refresh"] = time.perf_counter() - t

@@ -74,15 +74,21 @@ def edit_arrays(edit) -> dict:
     for l, (A, B) in edit.factors.items():
         out[f"{edit.id}.{l}.A"], out[f"{edit.id}.{l}.B"] = A, B
         out[f"{edit.id}.{l}.K"] = edit.keys[l]
+    if edit.z is not None:
+        out[f"{edit.id}.target.z"] = edit.z
     return out
 
 
 def split_edit_arrays(arrays: dict) -> dict:
-    """{edit id: {"factors": {l: (A, B)}, "keys": {l: K}}} from edit_arrays' naming."""
+    """{edit id: {"factors": {l: (A, B)}, "keys": {l: K}, "z": z or None}} from edit_arrays'
+    naming."""
     out = {}
     for name, a in arrays.items():
         eid, l, part = name.rsplit(".", 2)
-        d = out.setdefault(eid, {"factors": {}, "keys": {}, "parts": {}})
+        d = out.setdefault(eid, {"factors": {}, "keys": {}, "parts": {}, "z": None})
+        if (l, part) == ("target", "z"):
+            d["z"] = a
+            continue
         d["parts"].setdefault(int(l), {})[part] = a
     for d in out.values():
         for l, p in d.pop("parts").items():

@@ -134,3 +134,48 @@ def test_edited_layers_are_float32(tiny):
     for l in ed.hp.layers:
         lin = memit._layers(model)[l].mlp.down_proj
         assert type(lin) is nn.Linear and lin.weight.dtype == mx.float32
+
+
+def test_consolidate_reaches_every_target_in_one_solve(tiny):
+    """Batch MEMIT from the stored targets: after it, each memory's layer-L output at its
+    anchor is nearer its target z than after the sequential writes, and the weights are
+    exactly W₀ + Σ of the new factors (so a revert is still exact)."""
+    model, tok = tiny
+    ed = make_editor(model, tok, lam=1.0)
+    layers = ed.hp.layers
+    w0 = weights(model, layers)
+    facts = {"a": Fact("user", "name", "Rex", "dog"), "b": Fact("Aria", "lives_in", "Ghent"),
+             "c": Fact("user", "favorite", "teal", "color")}
+    for i, f in facts.items():
+        ed.write(f, i)
+
+    def miss():
+        out = {}
+        for i, f in facts.items():
+            prompts, anchors = render(f, tok, ed.prefixes)
+            _, h = memit.read(model, prompts, len(anchors), resid_layer=layers[-1])
+            out[i] = np.linalg.norm(h - ed.edits[i].z) / np.linalg.norm(ed.edits[i].z)
+        return out
+
+    before = miss()
+    old_factors = {i: ed.edits[i].factors for i in facts}
+    assert ed.consolidate() == list(facts)
+    after = miss()
+    assert sum(after.values()) < sum(before.values()), (before, after)
+    assert all(ed.edits[i].factors is not old_factors[i] for i in facts)
+    for i in facts:
+        ed.revert(i)
+    for l in layers:
+        np.testing.assert_allclose(weights(model, layers)[l], w0[l], atol=1e-6)
+
+
+def test_forward_matches_the_full_model(tiny):
+    model, tok = tiny
+    ids = mx.array([tok.encode("My dog's name is Rex")])
+    with memit.taps(model, resid_layer=2) as t:
+        model.model(ids)
+        full = np.array(t["resid"].seen)
+    h, saved = memit.forward(model, ids, 0, 2, save={1})
+    np.testing.assert_allclose(np.array(h), full, atol=1e-5)
+    h2, _ = memit.forward(model, saved[1], 1, 2)
+    np.testing.assert_allclose(np.array(h2), full, atol=1e-5)
