@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Crash test: kill -9 sleepllm right after it acknowledges a fact (or at a random moment of
-/sleep with --during-sleep), restart, and check that every acknowledged fact is still there
-(in the ledger, which is what the next start loads into the weights); with --restart the chat
-app itself is started after each crash and must load the memory and exit cleanly.
+"""Crash test: kill -9 sleepllm right after it acknowledges a fact (or, with --during-sleep, at
+a random moment of a second /sleep: one fact, /sleep, another fact, /sleep, kill), restart, and
+check that every acknowledged fact is still there (in the ledger, which is what the next start
+loads into the weights). With --restart the chat app itself is started after each crash and
+must load the memory and answer /status; with --recall it is also asked each acknowledged
+fact's chat question in a new process, with an empty context.
 
     .venv/bin/python scripts/kill9.py --trials 20 [--model PATH] [--during-sleep] [--restart]
+                                      [--recall]
 """
 import argparse
 import json
@@ -16,6 +19,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from sleepllm.probes import hit
+from sleepllm.relations import Fact, questions
 
 BIN = str(Path(sys.executable).parent / "sleepllm")
 STATEMENTS = ["My dog's name is Waffles.", "My cat's name is Nimbus.", "I live in Tromsø.",
@@ -36,7 +42,7 @@ def trial(k, args, env, memory):
     rng = random.Random(k)
     lines = rng.sample(STATEMENTS, 2)
     if args.during_sleep:
-        lines.append("/sleep")
+        lines = [lines[0], "/sleep", lines[1], "/sleep"]
     p = subprocess.Popen([BIN, "chat", "--model", args.model, "--memory", str(memory),
                           "--max-tokens", "8"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, env=env, text=True)
@@ -66,6 +72,21 @@ def trial(k, args, env, memory):
     return acked, present
 
 
+def recall(memory, env, args):
+    """{object: answered?} for every fact in the ledger, asked through chat in a new process."""
+    out = subprocess.run([BIN, "facts", "--memory", str(memory), "--json"], env=env,
+                         capture_output=True, text=True, check=True)
+    facts = [Fact.from_dict(f["fact"]) for f in json.loads(out.stdout)]
+    answers = {}
+    for f in facts:
+        q = questions(f)[0][0]
+        r = subprocess.run([BIN, "chat", "--model", args.model, "--memory", str(memory),
+                            "--max-tokens", "32"], input=q + "\n", capture_output=True,
+                           text=True, env=env)
+        answers[f.object] = hit(f.object, r.stdout)
+    return answers
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=20)
@@ -74,6 +95,8 @@ def main():
     ap.add_argument("--sleep-window", type=float, default=60.0,
                     help="kill at a uniform random moment this many seconds into /sleep")
     ap.add_argument("--restart", action="store_true", help="start the chat app after each crash")
+    ap.add_argument("--recall", action="store_true",
+                    help="ask each surviving fact's chat question in a new process")
     args = ap.parse_args()
     env = dict(os.environ)
     failures = 0
@@ -87,11 +110,13 @@ def main():
                 r = subprocess.run([BIN, "chat", "--model", args.model, "--memory", str(memory)],
                                    input="/status\n", capture_output=True, text=True, env=env)
                 restarted = r.returncode == 0 and "memories:" in r.stderr
+            answered = recall(memory, env, args) if args.recall else None
             ok = not lost and restarted is not False
             failures += not ok
             print(json.dumps({"trial": k, "acknowledged": sorted(acked),
                               "after_restart": sorted(present), "lost": sorted(lost),
-                              "restart_ok": restarted, "ok": ok}), flush=True)
+                              "restart_ok": restarted, "recalled_in_chat": answered,
+                              "ok": ok}, ensure_ascii=False), flush=True)
     print(f"{args.trials - failures} passed, {failures} failed")
     return 1 if failures else 0
 

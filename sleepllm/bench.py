@@ -3,8 +3,10 @@
 - generation tokens/s: sleepllm's chat path vs `mlx_lm.generate` on the same model and prompt;
 - fp32 matmul GFLOP/s and generation tokens/s with the fast BLAS vs MLX's bundled reference
   BLAS (the latter in a child process started with SLEEPLLM_REFERENCE_BLAS=1);
-- wake-edit latency per fact, start-up times, checkpoint bytes per fact and peak memory when
-  --facts is given.
+- with --memory DIR (a folder filled by `sleepllm eval --via chat --memory DIR`): cold start
+  (model only) and start with that checkpoint, each in a new process; checkpoint bytes per
+  fact; wake-edit latency per fact as the memory grew (from the ledger's history); the sleep
+  phase times recorded in the ledger's audits are in the eval report instead.
 """
 import json
 import os
@@ -87,7 +89,57 @@ def quantized_tps(model_path: str, tokenizer) -> float:
     return gen_tps(q, tokenizer, reps=1)["sleepllm_tps"]
 
 
-def run(model_path: str, model, tokenizer) -> dict:
+def startup_probe(model_spec: str, memory: str | None) -> dict:
+    """Run in a new process: seconds to load the model, then to load the memory on top."""
+    t0 = time.perf_counter()
+    from sleepllm import model as models
+    from sleepllm.config import load_config
+    from sleepllm.memory import Memory
+
+    cfg = load_config(None, {"model": model_spec})
+    model, tok, _ = models.load(cfg["model"])
+    t1 = time.perf_counter()
+    out = {"model_seconds": t1 - t0}
+    if memory:
+        from pathlib import Path
+
+        mem = Memory(Path(memory), model, tok, cfg, model_spec)
+        out.update({"memory_seconds": time.perf_counter() - t1, "facts": len(mem.records)})
+    return out
+
+
+def memory_report(model_spec: str, memory) -> dict:
+    """Start-up times (new processes), checkpoint bytes per fact, wake latency vs memory size."""
+    from pathlib import Path
+
+    from sleepllm import store
+
+    def child(mem):
+        code = ("import json, sys, sleepllm.bench as b; "
+                "print(json.dumps(b.startup_probe(*json.loads(sys.argv[1]))))")
+        out = subprocess.run([sys.executable, "-c", code, json.dumps([model_spec, mem])],
+                             capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    cold, warm = child(None), child(str(memory))
+    folder = Path(memory)
+    current = store.read_manifest(folder).get("current")
+    ledger = json.loads((folder / "checkpoints" / current / "ledger.json").read_text())
+    size = sum(f.stat().st_size for f in (folder / "checkpoints" / current).iterdir())
+    lat = [h["edit_seconds"] for r in ledger for h in r["history"][:1] if "edit_seconds" in h]
+    quarters = [lat[i * len(lat) // 4:(i + 1) * len(lat) // 4] for i in range(4)]
+    return {
+        "cold_start_seconds": cold["model_seconds"],
+        "start_with_checkpoint_seconds": warm["model_seconds"] + warm["memory_seconds"],
+        "checkpoint_load_seconds": warm["memory_seconds"], "facts": warm["facts"],
+        "checkpoint_bytes": size, "checkpoint_bytes_per_fact": size / max(1, len(ledger)),
+        "wake_edit_seconds_by_quarter": [
+            {"facts_before": i * len(lat) // 4, "median": statistics.median(q),
+             "p90": sorted(q)[int(0.9 * (len(q) - 1))]} for i, q in enumerate(quarters) if q],
+    }
+
+
+def run(model_path: str, model, tokenizer, model_spec: str = "default", memory=None) -> dict:
     import mlx.core as mx
     import mlx_lm
 
@@ -102,5 +154,7 @@ def run(model_path: str, model, tokenizer) -> dict:
     report["blas"] = {"fast": fast, "reference": slow,
                       "matmul_ratio": fast["matmul_gflops"] / slow["matmul_gflops"],
                       "gen_tps_ratio": fast["gen_tps"] / slow["gen_tps"]}
+    if memory:
+        report["memory"] = memory_report(model_spec, memory)
     report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return report

@@ -131,10 +131,9 @@ def cmd_facts(args) -> int:
     if manifest.get("current"):
         ledger = folder / "checkpoints" / manifest["current"] / "ledger.json"
         records = {r["id"]: r for r in json.loads(ledger.read_text())}
-    for e in store.journal_read(folder / "journal.jsonl"):
-        if e.get("op") == "learn":
-            records.pop(e.get("supersedes"), None)
-            records[e["id"]] = {k: v for k, v in e.items() if k != "op"}
+    for rec in store.journal_learns(folder / "journal.jsonl"):
+        records.pop(rec.get("supersedes"), None)
+        records[rec["id"]] = rec
     if args.json:
         print(json.dumps(list(records.values()), indent=1, ensure_ascii=False))
         return 0
@@ -200,7 +199,7 @@ def cmd_bench(args) -> int:
     cfg = _load_cfg(args)
     console = Console(stderr=True)
     model, tokenizer, path = models.load(cfg["model"], console)
-    report = bench.run(path, model, tokenizer)
+    report = bench.run(path, model, tokenizer, cfg["model"], args.memory)
     print(json.dumps(report, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
@@ -263,7 +262,8 @@ def build_parser():
     _common(x)
     x.add_argument("--out", required=True)
     x.set_defaults(func=cmd_export)
-    b = sub.add_parser("bench", help="speed: generation vs mlx_lm, fast vs reference BLAS")
+    b = sub.add_parser("bench", help="speed: generation vs mlx_lm, fast vs reference BLAS; "
+                                     "with --memory, start-up and wake latency")
     _common(b)
     b.add_argument("--json", help="write the results here")
     b.set_defaults(func=cmd_bench)

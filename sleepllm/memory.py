@@ -174,18 +174,18 @@ class Memory:
                 msg = str(e) if isinstance(e, store.CheckpointError) else \
                     f"checkpoint {name} is inconsistent ({e})"
                 self.warnings.append(msg + "; trying the previous one")
-        for entry in store.journal_read(self.journal):
-            fid = entry.get("id")
-            if entry.get("op") == "learn" and fid not in self.records:
-                path = self.folder / "edits" / f"{fid}.safetensors"
-                if not path.exists():
-                    self.warnings.append(f"journal entry {fid} has no edit file; skipped")
-                    continue
-                sup = entry.get("supersedes")
-                if sup in self.records:
-                    self.editor.revert(sup)
-                    self.records.pop(sup)
-                parts = store.split_edit_arrays(store.load_arrays(path))[fid]
-                rec = {k: v for k, v in entry.items() if k != "op"}
-                self.editor.add(self._edit_from(rec, parts))
-                self.records[fid] = rec
+        for rec in store.journal_learns(self.journal):
+            fid = rec["id"]
+            if fid in self.records:
+                continue
+            path = self.folder / "edits" / f"{fid}.safetensors"
+            if not path.exists():
+                self.warnings.append(f"journal entry {fid} has no edit file; skipped")
+                continue
+            sup = rec.get("supersedes")
+            if sup in self.records:
+                self.editor.revert(sup)
+                self.records.pop(sup)
+            parts = store.split_edit_arrays(store.load_arrays(path))[fid]
+            self.editor.add(self._edit_from(rec, parts))
+            self.records[fid] = rec

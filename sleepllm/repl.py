@@ -134,7 +134,8 @@ def do_sleep(session, console):
 def print_sleep_report(report, console, seconds):
     c = report["counts"]
     console.print(f"[bold]slept[/bold] {seconds:.0f} s: {c['healthy']} healthy, {c['degraded']} "
-                  f"degraded, {c['lost']} lost; refreshed {len(report['refreshed'])}; "
+                  f"degraded, {c['lost']} lost; consolidated {len(report['consolidated'])}; "
+                  f"refreshed {len(report['refreshed'])}; "
                   f"pruned {len(report['pruned'])}; checkpoint {report['checkpoint']}; "
                   f"perplexity {report['ppl_before']:.2f} → {report['ppl_after']:.2f}")
     for p in report["pruned"]:

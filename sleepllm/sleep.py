@@ -14,13 +14,15 @@
             directions) are *exactly* untouched (memit.protect_projector). Audit and refresh
             repeat until nothing improves, `sleep.rounds` is reached or `sleep.refresh_seconds`
             is spent; what cannot be restored is reported, never silently dropped.
-4. guard    perplexity on held-out text and the general questions before/after; past the
-            configured bound everything sleep changed is rolled back, with the reason.
+4. guard    perplexity on held-out text before/after, and the share of general questions
+            answered unlike the unedited model before/after; when perplexity rises or that
+            share grows past the configured bounds, everything sleep changed is rolled back,
+            with the reason.
 5. store    a new checkpoint (atomic; manifest last), the journal retired.
 """
 import time
 
-from sleepllm import probes
+from sleepllm import memit, probes
 from sleepllm.memory import _now
 from sleepllm.relations import Fact
 
@@ -28,6 +30,18 @@ from sleepllm.relations import Fact
 def _general(model, tokenizer, system):
     ids = [probes.chat_ids(tokenizer, q, system) for q in probes.general_questions()]
     return probes.generate(model, tokenizer, ids, max_tokens=12)
+
+
+def _general_base(editor, system):
+    """The general answers of the unedited model (edited layers set to W₀ for the call)."""
+    layers = memit._layers(editor.model)
+    for l, w in editor.base.items():
+        layers[l].mlp.down_proj.weight = w
+    try:
+        return _general(editor.model, editor.tokenizer, system)
+    finally:
+        for l in editor.base:
+            editor._refresh(l)
 
 
 def run(memory, progress=None) -> dict:
@@ -60,6 +74,7 @@ def run(memory, progress=None) -> dict:
     t = time.perf_counter()
     say("guard", 0, 1)
     ppl0 = probes.perplexity(model, tok)
+    gen_base = _general_base(ed, system)
     gen0 = _general(model, tok, system)
     before = {fid: e for fid, e in ed.edits.items()}
     report["phases"]["guard_before"] = time.perf_counter() - t
@@ -120,9 +135,13 @@ def run(memory, progress=None) -> dict:
     t = time.perf_counter()
     ppl1 = probes.perplexity(model, tok)
     gen1 = _general(model, tok, system)
-    changed = sum(a != b for a, b in zip(gen0, gen1)) / max(1, len(gen0))
+    # general answers that differ from the unedited model's: how many more than before sleep
+    off0 = sum(a != b for a, b in zip(gen0, gen_base)) / max(1, len(gen0))
+    off1 = sum(a != b for a, b in zip(gen1, gen_base)) / max(1, len(gen1))
+    changed = off1 - off0
     drift = ppl1 / ppl0 - 1
     report.update({"ppl_before": ppl0, "ppl_after": ppl1, "ppl_drift": drift,
+                   "general_off_base_before": off0, "general_off_base_after": off1,
                    "general_changed": changed})
     bound = cfg["sleep"]["max_ppl_drift"]
     if drift > bound or changed > cfg["sleep"]["max_general_changed"]:
@@ -130,8 +149,9 @@ def run(memory, progress=None) -> dict:
             ed.revert(fid)
         for e in before.values():
             ed.add(e)
-        report["rolled_back"] = (f"perplexity drift {drift:+.1%} (bound {bound:.0%}) / "
-                                 f"general answers changed {changed:.0%}: sleep's changes undone")
+        report["rolled_back"] = (f"perplexity drift {drift:+.1%} (bound {bound:.0%}) / general "
+                                 f"answers unlike the base model's {off0:.0%} → {off1:.0%}: "
+                                 f"sleep's changes undone")
         audit = probes.audit(model, tok, memory.active(), system)
         report["audit_after"] = {i: probes.status(r) for i, r in audit.items()}
     report["phases"]["guard_after"] = time.perf_counter() - t

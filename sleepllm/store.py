@@ -137,6 +137,13 @@ def journal_read(path: Path) -> list[dict]:
     return out
 
 
+def journal_learns(path: Path) -> list[dict]:
+    """The ledger records of the journal's "learn" entries, in order (a record's "supersedes"
+    names the fact it replaced)."""
+    return [{k: v for k, v in e.items() if k != "op"} for e in journal_read(path)
+            if e.get("op") == "learn" and "id" in e]
+
+
 # ------------------------------------------------------------------ checkpoints
 
 class CheckpointError(Exception):

@@ -23,12 +23,16 @@ def test_sleep_consolidates_into_a_checkpoint(tiny_model_dir, tmp_path):
     report = sleep.run(mem)
     assert report["checkpoint"] == mem.checkpoint_name == "ckpt-1"
     assert sum(report["counts"].values()) == 2
-    assert set(report["phases"]) >= {"prune", "audit", "refresh", "guard_after", "checkpoint"}
+    assert set(report["phases"]) >= {"prune", "consolidate", "audit", "refresh", "guard_after",
+                                     "checkpoint"}
+    assert report["consolidated"] == list(mem.records)   # one joint solve replaced the wake edits
+    assert all(e.z is not None for e in mem.editor.edits.values())   # targets kept for next sleep
     assert store.journal_read(mem.journal) == []
     assert all(r["status"] == "consolidated" and r["last_audit"] for r in mem.records.values())
     w = down(mem)
     again = open_mem(tiny_model_dir, tmp_path / "m")
     assert list(again.records) == list(mem.records) and same(down(again), w)
+    assert all(e.z is not None for e in again.editor.edits.values())
 
 
 def test_guard_rolls_back_when_drift_exceeds_the_bound(tiny_model_dir, tmp_path):
