@@ -98,8 +98,13 @@ def _norm_noun(n: str) -> str:
     return " ".join(_SYNONYMS.get(w, w) for w in n.split())
 
 
+_TRAIL_CLAUSE = re.compile(r"\s+(?:(?:and|but|so|because|since|though|although)\s+(?:i|i'm|my|we|"
+                           r"our|she|she's|he|he's|they|they're|it|it's|that|this|"
+                           r"there)|who|which|whom)\b.*$", re.I)
+
+
 def _obj(o: str) -> str:
-    o = _TAIL.sub("", o.strip())
+    o = _TAIL.sub("", _TRAIL_CLAUSE.sub("", o.strip()))
     o = re.sub(r"^(?:a|an|the|called|named)\s+", "", o, flags=re.I).strip(" .,!;:'\"")
     return o
 
@@ -222,8 +227,32 @@ def refused(sentence: str) -> bool:
     return any(re.search(p, s) for p in _REFUSE)
 
 
+_CLAUSE = re.compile(r"\s*[,;:–—]\s*|\s+(?:and|but)\s+(?=(?:i|i'm|my|we|our)\b)", re.I)
+
+
+def _match(sent: str) -> Fact | None:
+    for pat, build in RULES:
+        m = pat.match(sent)
+        if not m:
+            continue
+        got = build(m)
+        if not got:
+            continue
+        subject, relation, noun = got
+        obj = _obj(m["O"])
+        if not obj or len(obj) > 60 or len(obj.split()) > 5:
+            continue
+        if subject != "user" and subject.lower() in NOT_NAMES:
+            continue
+        return Fact(subject, relation, obj, _norm_noun(noun))
+    return None
+
+
 def extract(message: str) -> list[Fact]:
-    """Facts stated in one user message (possibly none)."""
+    """Facts stated in one user message (possibly none). A sentence is refused as a whole;
+    otherwise its clauses are matched one by one ("I moved to Bergen last spring, lovely city"
+    → lives in Bergen; "I live in Oslo and I work as a nurse" → two facts), and the sentence
+    as a whole when no clause matches."""
     text = _clean(message)
     if not text:
         return []
@@ -235,19 +264,16 @@ def extract(message: str) -> list[Fact]:
         sent = re.sub(r"\bfavou?rite\b", "favorite", sent, flags=re.I)
         sent = re.sub(r"\bcolou?r\b", "color", sent, flags=re.I)
         sent = re.sub(r"\bneighbou?r\b", "neighbor", sent, flags=re.I)
-        for pat, build in RULES:
-            m = pat.match(sent)
-            if not m:
-                continue
-            got = build(m)
-            if not got:
-                continue
-            subject, relation, noun = got
-            obj = _obj(m["O"])
-            if not obj or len(obj) > 60 or len(obj.split()) > 5:
-                continue
-            if subject != "user" and subject.lower() in NOT_NAMES:
-                continue
-            out.append(Fact(subject, relation, obj, _norm_noun(noun)))
-            break
+        found = []
+        clauses = _CLAUSE.split(sent)
+        if len(clauses) > 1:
+            for clause in clauses:
+                clause = _FILLER.sub("", clause).strip()
+                fact = _match(clause) if clause else None
+                if fact and fact not in found:
+                    found.append(fact)
+        if not found:
+            fact = _match(sent)
+            found = [fact] if fact else []
+        out += found
     return out

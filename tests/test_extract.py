@@ -38,6 +38,12 @@ def test_hostile_corpus_stores_nothing():
     ("I work as a nurse these days.", "user", "works_as", "", "nurse"),
     ("Xaver's car is a Saab.", "Xaver", "drives", "", "Saab"),
     ("My colleague Tomas plays the cello.", "Tomas", "plays", "", "cello"),
+    # a fact followed by a remark: the clause that states it is enough
+    ("I moved to Bergen last spring, lovely city.", "user", "lives_in", "", "Bergen"),
+    ("My sister is called Delphine, she is a nurse.", "user", "name", "sister", "Delphine"),
+    ("I work as a glassblower, which is fun.", "user", "works_as", "", "glassblower"),
+    ("So my boss is called Harriet and she is strict.", "user", "name", "boss", "Harriet"),
+    ("My friend Aria lives in Ghent, which she loves.", "Aria", "lives_in", "", "Ghent"),
 ])
 def test_wordings(message, subject, relation, noun, obj):
     facts = extract(message)
@@ -49,6 +55,15 @@ def test_wordings(message, subject, relation, noun, obj):
 def test_two_facts_in_one_message():
     facts = extract("My dog's name is Rex. I live in Oslo.")
     assert [f.object for f in facts] == ["Rex", "Oslo"]
+    facts = extract("I live in Oslo and I work as a nurse.")
+    assert [(f.relation, f.object) for f in facts] == [("lives_in", "Oslo"), ("works_as", "nurse")]
+
+
+def test_a_refused_sentence_is_not_rescued_by_its_clauses():
+    for msg in ["If I had a dog, I would call him Rex.", "Maybe, my dog is called Rex.",
+                "My dog is not called Rex, my dog is called Max.",
+                "She said my cat is called Tom, I live in Oslo."]:
+        assert extract(msg) == [], msg
 
 
 @pytest.mark.skipif(not DEV.exists(), reason="shared eval set not present")
