@@ -1,18 +1,27 @@
 #!/usr/bin/env python3
-"""Crash test: kill -9 sleepllm right after it acknowledges a fact (or, with --during-sleep, at
-a random moment of a second /sleep: one fact, /sleep, another fact, /sleep, kill), restart, and
-check that every acknowledged fact is still there (in the ledger, which is what the next start
-loads into the weights). With --restart the chat app itself is started after each crash and
-must load the memory and answer /status; with --recall it is also asked each acknowledged
-fact's chat question in a new process, with an empty context.
+"""Crash tests with kill -9.
 
-    .venv/bin/python scripts/kill9.py --trials 20 [--model PATH] [--during-sleep] [--restart]
-                                      [--recall]
+After an acknowledgement (default): `sleepllm chat` is told two facts and killed right after
+the first "learned" line; every acknowledged fact must be in the folder's ledger on restart
+(the ledger is what the next start loads into the weights).
+
+During sleep (--during-sleep): one memory folder is prepared once (a fact, /sleep → ckpt-1,
+a second fact pending in the journal); each trial copies it, runs `sleepllm sleep` on the copy
+and kills it at a uniform random moment of a full sleep's duration (measured first). Both
+facts must survive, and the checkpoint the manifest names must verify.
+
+With --restart the chat app is started after each crash and must load the memory and answer
+/status; with --recall each surviving fact's chat question is asked in a new process, with an
+empty context, and the answers are reported.
+
+    .venv/bin/python scripts/kill9.py --trials 20 [--model default] [--during-sleep]
+                                      [--restart] [--recall]
 """
 import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,62 +38,76 @@ STATEMENTS = ["My dog's name is Waffles.", "My cat's name is Nimbus.", "I live i
               "I work as a glassblower.", "My sister's name is Delphine."]
 
 
-def facts_json(memory, env):
+def ledger(memory, env) -> list[Fact]:
     out = subprocess.run([BIN, "facts", "--memory", str(memory), "--json"], env=env,
                          capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(out.stderr)
-    return {f["fact"]["object"] for f in json.loads(out.stdout)}
+    return [Fact.from_dict(f["fact"]) for f in json.loads(out.stdout)]
 
 
-def trial(k, args, env, memory):
-    """One crash: returns (acknowledged objects, objects present after restart)."""
-    rng = random.Random(k)
-    lines = rng.sample(STATEMENTS, 2)
-    if args.during_sleep:
-        lines = [lines[0], "/sleep", lines[1], "/sleep"]
+def chat(args, memory, env, text, max_tokens=8):
+    return subprocess.run([BIN, "chat", "--model", args.model, "--memory", str(memory),
+                           "--max-tokens", str(max_tokens)], input=text, capture_output=True,
+                          text=True, env=env)
+
+
+def kill_after_ack(k, args, env, memory) -> set:
+    """Tell two facts; kill -9 right after the first acknowledgement. Returns what was acked."""
+    lines = random.Random(k).sample(STATEMENTS, 2)
     p = subprocess.Popen([BIN, "chat", "--model", args.model, "--memory", str(memory),
                           "--max-tokens", "8"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, env=env, text=True)
     p.stdin.write("".join(l + "\n" for l in lines))
     p.stdin.flush()
-    acked, err = set(), ""
+    acked = set()
     deadline = time.time() + 900
-    kill_at = None
     while time.time() < deadline:
         line = p.stderr.readline()
         if not line:
             break
-        err += line
         if "learned" in line:
             acked.add(line.rsplit("→", 1)[-1].split("(")[0].strip())
-            if not args.during_sleep and len(acked) == 1:
-                break                                  # kill right after the first ack
-            if args.during_sleep and len(acked) == 2:
-                kill_at = time.time() + rng.uniform(0, args.sleep_window)
-        if kill_at and time.time() >= kill_at:
             break
-    if kill_at:
-        time.sleep(max(0.0, kill_at - time.time()))
     p.send_signal(signal.SIGKILL)
     p.wait()
-    present = facts_json(memory, env)
-    return acked, present
+    return acked
 
 
-def recall(memory, env, args):
+def prepare_sleeper(args, env, root: Path) -> tuple[Path, set, float]:
+    """A folder with ckpt-1 (one fact) and one pending fact; and how long a sleep of it takes."""
+    base = root / "base"
+    a, b = STATEMENTS[0], STATEMENTS[4]
+    r = chat(args, base, env, f"{a}\n/sleep\n{b}\n")
+    acked = {x.object for x in ledger(base, env)}
+    if len(acked) != 2:
+        raise RuntimeError(f"preparing the folder failed: {r.stderr[-500:]}")
+    probe = root / "probe"
+    shutil.copytree(base, probe)
+    t = time.time()
+    subprocess.run([BIN, "sleep", "--model", args.model, "--memory", str(probe)], env=env,
+                   capture_output=True, check=True)
+    return base, acked, time.time() - t
+
+
+def kill_during_sleep(k, args, env, base, duration, memory) -> float:
+    shutil.copytree(base, memory)
+    at = random.Random(k).uniform(0, duration)
+    p = subprocess.Popen([BIN, "sleep", "--model", args.model, "--memory", str(memory)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    time.sleep(at)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    return at
+
+
+def recall(args, memory, env) -> dict:
     """{object: answered?} for every fact in the ledger, asked through chat in a new process."""
-    out = subprocess.run([BIN, "facts", "--memory", str(memory), "--json"], env=env,
-                         capture_output=True, text=True, check=True)
-    facts = [Fact.from_dict(f["fact"]) for f in json.loads(out.stdout)]
-    answers = {}
-    for f in facts:
-        q = questions(f)[0][0]
-        r = subprocess.run([BIN, "chat", "--model", args.model, "--memory", str(memory),
-                            "--max-tokens", "32"], input=q + "\n", capture_output=True,
-                           text=True, env=env)
-        answers[f.object] = hit(f.object, r.stdout)
-    return answers
+    out = {}
+    for f in ledger(memory, env):
+        r = chat(args, memory, env, questions(f)[0][0] + "\n", max_tokens=32)
+        out[f.object] = hit(f.object, r.stdout)
+    return out
 
 
 def main():
@@ -92,31 +115,39 @@ def main():
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--model", default="default")
     ap.add_argument("--during-sleep", action="store_true")
-    ap.add_argument("--sleep-window", type=float, default=60.0,
-                    help="kill at a uniform random moment this many seconds into /sleep")
     ap.add_argument("--restart", action="store_true", help="start the chat app after each crash")
     ap.add_argument("--recall", action="store_true",
                     help="ask each surviving fact's chat question in a new process")
     args = ap.parse_args()
     env = dict(os.environ)
     failures = 0
-    for k in range(args.trials):
-        with tempfile.TemporaryDirectory() as tmp:
-            memory = Path(tmp) / "mem"
-            acked, present = trial(k, args, env, memory)
-            lost = acked - present
-            restarted = None
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        if args.during_sleep:
+            base, acked, duration = prepare_sleeper(args, env, root)
+            print(json.dumps({"prepared": sorted(acked), "full_sleep_seconds": round(duration, 1)},
+                             ensure_ascii=False), flush=True)
+        for k in range(args.trials):
+            memory = root / f"t{k}"
+            row = {"trial": k}
+            if args.during_sleep:
+                row["killed_at_s"] = round(kill_during_sleep(k, args, env, base, duration,
+                                                             memory), 1)
+            else:
+                acked = kill_after_ack(k, args, env, memory)
+            present = {f.object for f in ledger(memory, env)}
+            row.update({"acknowledged": sorted(acked), "after_restart": sorted(present),
+                        "lost": sorted(acked - present)})
             if args.restart:
-                r = subprocess.run([BIN, "chat", "--model", args.model, "--memory", str(memory)],
-                                   input="/status\n", capture_output=True, text=True, env=env)
-                restarted = r.returncode == 0 and "memories:" in r.stderr
-            answered = recall(memory, env, args) if args.recall else None
-            ok = not lost and restarted is not False
-            failures += not ok
-            print(json.dumps({"trial": k, "acknowledged": sorted(acked),
-                              "after_restart": sorted(present), "lost": sorted(lost),
-                              "restart_ok": restarted, "recalled_in_chat": answered,
-                              "ok": ok}, ensure_ascii=False), flush=True)
+                r = chat(args, memory, env, "/status\n")
+                row["restart_ok"] = r.returncode == 0 and "memories:" in r.stderr
+                row["warnings"] = [l for l in r.stderr.splitlines() if "warning" in l]
+            if args.recall:
+                row["recalled_in_chat"] = recall(args, memory, env)
+            row["ok"] = not row["lost"] and row.get("restart_ok", True) is not False
+            failures += not row["ok"]
+            print(json.dumps(row, ensure_ascii=False), flush=True)
+            shutil.rmtree(memory, ignore_errors=True)
     print(f"{args.trials - failures} passed, {failures} failed")
     return 1 if failures else 0
 
