@@ -9,6 +9,7 @@ import sys
 import time
 
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.table import Table
 
 from sleepllm import chat, relations
@@ -74,12 +75,13 @@ class Session:
             return []
         ids = []
         for fact in extract(text):
-            with console.status(f"learning: {relations.describe(fact)}"):
+            with console.status(f"learning: {escape(relations.describe(fact))}"):
                 fid, superseded = self.memory.learn(fact, text)
             if fid in self.learned or fid in ids:
                 continue
             note = f" (replaces {superseded})" if superseded else ""
-            console.print(f"[green]learned[/green] [{fid}]: {relations.describe(fact)}{note}")
+            console.print(f"[green]learned[/green] \\[{fid}]: {escape(relations.describe(fact))}"
+                          f"{escape(note)}")
             ids.append(fid)
         self.learned += ids
         return ids
@@ -107,7 +109,7 @@ def show_facts(folder, records, console):
         t.add_column(c)
     for r in records.values():
         audit = r.get("last_audit") or {}
-        t.add_row(r["id"], r["text"], r["status"], r["learned_at"].replace("T", " ")[:16],
+        t.add_row(r["id"], escape(r["text"]), r["status"], r["learned_at"].replace("T", " ")[:16],
                   f"{audit.get('status', '')} {audit.get('time', '')[:16].replace('T', ' ')}")
     console.print(t)
 
@@ -139,9 +141,9 @@ def print_sleep_report(report, console, seconds):
                   f"pruned {len(report['pruned'])}; checkpoint {report['checkpoint']}; "
                   f"perplexity {report['ppl_before']:.2f} → {report['ppl_after']:.2f}")
     for p in report["pruned"]:
-        console.print(f"  pruned [{p['id']}] {p['text']}: {p['why']}")
+        console.print(f"  pruned \\[{p['id']}] {escape(p['text'])}: {p['why']}")
     for fid in report["unrestored"]:
-        console.print(f"  [yellow]could not restore[/yellow] [{fid}]")
+        console.print(f"  [yellow]could not restore[/yellow] \\[{fid}]")
     if report["rolled_back"]:
         console.print(f"  [yellow]rolled back:[/yellow] {report['rolled_back']}")
     phases = ", ".join(f"{k} {v:.1f}s" for k, v in report["phases"].items())
@@ -200,7 +202,7 @@ def handle_command(session, line: str, console) -> bool:
                               f"{arg!r}{': ' + ', '.join(ids) if ids else ''}; use an id from /facts")
                 return True
         rec = mem.forget(ids[0])
-        console.print(f"[yellow]forgot[/yellow] [{rec['id']}]: {rec['text']}")
+        console.print(f"[yellow]forgot[/yellow] \\[{rec['id']}]: {escape(rec['text'])}")
     elif cmd == "/sleep":
         if _need_memory(session, console):
             do_sleep(session, console)
@@ -211,7 +213,7 @@ def handle_command(session, line: str, console) -> bool:
             res = probes.audit(session.model, session.tokenizer, mem.active(),
                                session.cfg["system_prompt"])
             for fid, r in res.items():
-                console.print(f"  [{fid}] {mem.records[fid]['text']}: {probes.status(r)}")
+                console.print(f"  \\[{fid}] {escape(mem.records[fid]['text'])}: {probes.status(r)}")
     else:
         console.print(f"[red]unknown command {cmd}[/red]; /help lists the commands")
     return True
