@@ -124,6 +124,8 @@ def do_sleep(session, console):
 
         def progress(phase, done, total):
             if phase not in tasks:
+                for t in tasks.values():       # a new phase: the earlier ones are finished
+                    bar.update(t, completed=1, total=1)
                 tasks[phase] = bar.add_task(phase, total=total or 1)
             bar.update(tasks[phase], completed=done, total=total or 1)
 
