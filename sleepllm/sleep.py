@@ -32,8 +32,25 @@ def _general(model, tokenizer, system):
     return probes.generate(model, tokenizer, ids, max_tokens=12)
 
 
-def _general_base(editor, system):
-    """The general answers of the unedited model (edited layers set to W₀ for the call)."""
+def _general_base(editor, system, fingerprint):
+    """The general answers of the unedited model (edited layers set to W₀ for the call),
+    cached per model fingerprint and system prompt: they never change."""
+    import hashlib
+    import json
+
+    from sleepllm.config import cache_dir, private_dir
+    from sleepllm.store import atomic_write_json
+
+    key = hashlib.sha256(json.dumps([system, probes.general_questions()]).encode()).hexdigest()
+    path = private_dir(cache_dir() / fingerprint) / f"general_{key[:16]}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    answers = _general_unedited(editor, system)
+    atomic_write_json(path, answers)
+    return answers
+
+
+def _general_unedited(editor, system):
     layers = memit._layers(editor.model)
     for l, w in editor.base.items():
         layers[l].mlp.down_proj.weight = w
@@ -74,7 +91,7 @@ def run(memory, progress=None) -> dict:
     t = time.perf_counter()
     say("guard", 0, 1)
     ppl0 = probes.perplexity(model, tok)
-    gen_base = _general_base(ed, system)
+    gen_base = _general_base(ed, system, memory.fingerprint)
     gen0 = _general(model, tok, system)
     before = {fid: e for fid, e in ed.edits.items()}
     report["phases"]["guard_before"] = time.perf_counter() - t
