@@ -273,8 +273,9 @@ def eval_chat(session, facts_file, n, cycles=1, cfg_file=None, progress=None):
     fresh = json.loads(out.stdout.strip().splitlines()[-1])
     after = [(k, i, ids, t) for (k, i, ids), t in zip(items, fresh["outputs"])]
     agg, per = score(facts, base, after, tok, [f["object"] for f in facts])
+    first = per[: len(chunks[0])]     # per-fact chat recall, facts in telling order
     cycle_reports[-1].update({"after_sleep": _recall(agg),
-                              "first_cycle_after": _first_cycle(chunks[0], facts, after)})
+                              "first_cycle_after": sum(p["chat"] for p in first) / len(first)})
     precision, recall = _extraction_scores(facts, extracted)
     ckpt = memory.folder / "checkpoints" / memory.checkpoint_name / "edits.safetensors"
     agg.update({
