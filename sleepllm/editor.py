@@ -186,17 +186,13 @@ class Editor:
                 raise ValueError(f"edit {edit.id} layer {l}: factor shapes {A.shape}/{B.shape} "
                                  f"do not fit the weight {self.base[l].shape}")
         self.edits[edit.id] = edit
-        for l, K in edit.keys.items():
-            Kf = K.astype(np.float64)
-            self.kpkp[l] += Kf.T @ Kf
+        self._track_keys(edit.keys, +1)
         for l in edit.factors:
             self._refresh(l)
 
     def revert(self, edit_id: str) -> Edit:
         edit = self.edits.pop(edit_id)
-        for l, K in edit.keys.items():
-            Kf = K.astype(np.float64)
-            self.kpkp[l] -= Kf.T @ Kf
+        self._track_keys(edit.keys, -1)
         for l in edit.factors:
             self._refresh(l)
         return edit
@@ -228,13 +224,17 @@ class Editor:
         edit = Edit(edit_id, fact, factors, keys, z.astype(np.float32), nll,
                     time.perf_counter() - t0)
         self.edits[edit_id] = edit
-        for l, K in keys.items():
-            Kf = K.astype(np.float64)
-            self.kpkp[l] += Kf.T @ Kf
+        self._track_keys(keys, +1)
         # make the weights exactly W₀ + Σ factors (the same sum a reload computes)
         for l in factors:
             self._refresh(l)
         return edit
+
+    def _track_keys(self, keys: dict, sign: int):
+        """Add (+1) or remove (-1) an edit's keys from the running Σ K_pK_pᵀ per layer."""
+        for l, K in keys.items():
+            Kf = K.astype(np.float64)
+            self.kpkp[l] += sign * (Kf.T @ Kf)
 
     def _setter(self, factors: dict, what):
         """set_delta for memit: store A, B as float16 and add exactly those values to W."""
@@ -290,9 +290,7 @@ class Editor:
             factors = {l: (A.astype(np.float16), B.astype(np.float16)) for l, (A, B, _) in p.items()}
             keys = {l: K.astype(np.float16) for l, (_, _, K) in p.items()}
             self.edits[i] = Edit(i, e.fact, factors, keys, e.z, e.nll, e.seconds, e.created)
-            for l, K in keys.items():
-                Kf = K.astype(np.float64)
-                self.kpkp[l] += Kf.T @ Kf
+            self._track_keys(keys, +1)
         for l in self.hp.layers:
             self._refresh(l)
         return ids
