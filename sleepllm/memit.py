@@ -130,31 +130,15 @@ class _Prefix:
         return (mx.concatenate([self.keys, keys], axis=2),
                 mx.concatenate([self.values, values], axis=2))
 
-    def make_mask(self, n, return_array=False, window_size=None):
-        from mlx_lm.models.base import create_causal_mask
 
-        return create_causal_mask(n, offset=self.offset, window_size=window_size)
-
-
-def prefix_cache(model, ids, start):
-    """Keys/values of `ids` at layers ≥ start (for _Prefix), from one forward pass."""
-    from mlx_lm.models.cache import make_prompt_cache
-
-    cache = make_prompt_cache(model)
-    model.model(ids, cache=cache)
-    out = [c.keys_and_values() if hasattr(c, "keys_and_values") else (c.keys, c.values)
-           for c in cache[start:]]
-    mx.eval(out)
-    return out
-
-
-def run_from(model, h, start, prefix=None):
+def run_from(model, h, start, mask=None, prefix=None):
     """Final normed hidden states from the residual stream h entering layer `start`;
-    `prefix` (from prefix_cache) stands for the tokens before h."""
+    `prefix` ([(keys, values)] per layer ≥ start) stands for the tokens before h."""
     from mlx_lm.models.base import create_attention_mask
 
     caches = [_Prefix(k, v) for k, v in prefix] if prefix else [None] * len(_layers(model))
-    mask = create_attention_mask(h, caches[0])
+    if mask is None:
+        mask = create_attention_mask(h, None)
     for layer, c in zip(_layers(model)[start:], caches):
         h = layer(h, mask, c)
     return model.model.norm(h)
@@ -209,14 +193,15 @@ def _anchor_mean(x, prompts, n_anchors):
     return out / count[:, None]
 
 
-def forward(model, x, start, stop, save=()):
+def forward(model, x, start, stop, save=(), mask=None):
     """The residual stream through layers start … stop (inclusive), nothing after: x is token
     ids when start == 0, else the residual entering `start`. Returns (output of `stop`,
     {l: residual entering l} for l in `save`). Llama-family models (h₀ = embed_tokens(ids))."""
     from mlx_lm.models.base import create_attention_mask
 
     h = model.model.embed_tokens(x) if start == 0 else x
-    mask = create_attention_mask(h, None)
+    if mask is None:
+        mask = create_attention_mask(h, None)
     saved = {}
     for l in range(start, stop + 1):
         if l in save:
@@ -240,69 +225,99 @@ def read(model, prompts, n_anchors, key_layers=(), resid_layer=None):
 
 # ------------------------------------------------------------------ 1. target value v*
 
-def _groups(prompts, max_groups=2):
-    """Split prompts into length buckets so short ones are not padded to the longest."""
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i].ids))
-    if len(order) < 2 * max_groups:
-        return [order]
-    cut = max(range(1, len(order)), key=lambda i: len(prompts[order[i]].ids)
-              - len(prompts[order[i - 1]].ids))
-    return [order[:cut], order[cut:]]
+def _packed(model, prompts, L):
+    """All prompts in one batch for the δ search, with the tokens that never see δ set aside.
+
+    Row b is prompt b left-padded so that its first key token (or the position predicting its
+    first target token, if earlier) sits at column C, the same for every row:
+    [pad … | tokens before it | from it on … | pad …].
+    Only the columns ≥ C depend on δ; the layers after L see the columns < C as a fixed KV
+    prefix, computed once. RoPE depends on position differences only, so the shift is exact;
+    a boolean mask hides the padding (a padding row attends to itself, never to real tokens).
+    Returns (h: residual entering L+1 at columns ≥ C, mask for those queries, prefix KVs,
+    cut per prompt, C)."""
+    from mlx_lm.models.cache import KVCache
+
+    cuts = [min([t for _, t in p.keys] + [p.target_start - 1]) for p in prompts]
+    C = max(cuts)
+    S = max(len(p.ids) - c for p, c in zip(prompts, cuts))
+    ids = np.zeros((len(prompts), C + S), dtype=np.int32)
+    for b, (p, c) in enumerate(zip(prompts, cuts)):
+        ids[b, C - c: C - c + len(p.ids)] = p.ids
+    col = np.arange(C + S)
+    first = np.array([C - c for c in cuts])[:, None, None]
+    q, k = col[None, :, None], col[None, None, :]
+    allowed = (k <= q) & ((k >= first) | (k == q))                # (B, N, N)
+    mask = mx.array(allowed[:, None])                               # (B, 1, N, N)
+    h, _ = forward(model, mx.array(ids), 0, L, mask=mask)
+    prefix = None
+    if C > 0:
+        caches = [KVCache() for _ in _layers(model)[L + 1:]]
+        x = h[:, :C]
+        for layer, c in zip(_layers(model)[L + 1:], caches):
+            x = layer(x, mask[:, :, :C, :C], c)
+        prefix = [(c.keys[..., :C, :], c.values[..., :C, :]) for c in caches]
+        mx.eval(prefix)
+    h = h[:, C:]
+    mx.eval(h)
+    return h, mask[:, :, C:, :], prefix, cuts, C
 
 
 def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None):
     """Optimise δ at layer L = hp.layers[-1] (see module docstring). Returns (δ, final NLL).
 
-    Layers ≤ L do not depend on δ: they run once, and each Adam step runs only L+1 … N-1."""
+    Layers ≤ L do not depend on δ and neither do tokens before a prompt's first key: they run
+    once (`_packed`). Each Adam step runs one batch — every prompt and the KL prompts — through
+    layers L+1 … N-1, and the LM head only where a loss is read."""
     L = hp.layers[-1]
-    groups = []
-    for idx in _groups(prompts):
-        ps = [prompts[i] for i in idx]
-        ids, key_mask, tgt_mask = batch(ps)
-        cut = min(t for p in ps for _, t in p.keys)   # tokens before it never see δ
-        h = forward(model, ids, 0, L)[0][:, cut:]
-        prefix = prefix_cache(model, ids[:, :cut], L + 1) if cut > 0 else None
-        key_mask, tgt_mask = key_mask[:, cut:], tgt_mask[:, cut:]
-        T = ids.shape[1] - cut
-        flat = np.flatnonzero(np.array(tgt_mask).reshape(-1))
-        per_prompt = np.bincount(flat // T, minlength=len(ps))
-        mx.eval(h)
-        hn = np.linalg.norm(np.array(h, dtype=np.float64), axis=-1)[np.array(key_mask) > 0]
-        groups.append({
-            "h": h, "mask": key_mask[..., None], "prefix": prefix, "hn": hn,
-            "sel": mx.array(flat.astype(np.int32)),
-            "tok": mx.concatenate([ids[:, 1:], ids[:, :1]], axis=1)[:, cut:].reshape(-1)
-                   [mx.array(flat)],
-            "weight": mx.array((1.0 / (per_prompt[flat // T] * len(prompts))).astype(np.float32)),
-        })
-    h_norm = float(np.concatenate([g["hn"] for g in groups]).mean())
+    rows = list(prompts) + list(kl_prompts)
+    h, mask, prefix, cuts, _ = _packed(model, rows, L)
+    B, S, d = h.shape
+    key_mask = np.zeros((B, S), dtype=np.float32)
+    for b, (p, c) in enumerate(zip(rows, cuts)):
+        for _, t in p.keys:
+            key_mask[b, t - c] = 1.0
+    # Position t - 1 predicts token t. Target tokens predicted before the prompt's first key
+    # ("You live in" when only the answer names the anchor) cannot depend on δ: left out, so
+    # the NLL — and the stop rule — measure only what δ can change.
+    sel, tok, weight = [], [], []
+    for b, (p, c) in enumerate(zip(prompts, cuts)):
+        first = min(t for _, t in p.keys)
+        ts = [t for t in range(p.target_start, len(p.ids)) if t - 1 >= first]
+        for t in ts:
+            sel.append(b * S + t - 1 - c)
+            tok.append(p.ids[t])
+            weight.append(1.0 / (len(ts) * len(prompts)))   # mean over prompts of each one's mean
+    kl_sel = mx.array([(len(prompts) + i) * S + len(p.ids) - 1 - c
+                       for i, (p, c) in enumerate(zip(kl_prompts, cuts[len(prompts):]))],
+                      dtype=mx.int32)
+    sel, tok = mx.array(sel, dtype=mx.int32), mx.array(tok, dtype=mx.int32)
+    weight = mx.array(np.array(weight, dtype=np.float32))
+    hn = np.linalg.norm(np.array(h[: len(prompts)], dtype=np.float64), axis=-1)
+    h_norm = float(hn[key_mask[: len(prompts)] > 0].mean())   # ‖h_L‖ at the training keys
+    key_mask = mx.array(key_mask)[..., None]
+
+    def logprobs(delta):
+        hid = run_from(model, h + key_mask * delta, L + 1, mask, prefix).reshape(-1, d)
+        lp = nn.log_softmax(hidden_logits(model, hid[sel]).astype(mx.float32), axis=-1)
+        lk = nn.log_softmax(hidden_logits(model, hid[kl_sel]).astype(mx.float32), axis=-1) \
+            if len(kl_prompts) else None
+        return lp, lk
 
     base_kl = None
-    if kl_prompts:
-        kl_ids, kl_mask, _ = batch(kl_prompts)
-        kl_last = mx.array([len(p.ids) - 1 for p in kl_prompts])
-        rows = mx.arange(len(kl_prompts))
-        h_kl = forward(model, kl_ids, 0, L)[0]
-        hid = run_from(model, h_kl, L + 1)[rows, kl_last]
-        base_kl = mx.stop_gradient(nn.log_softmax(hidden_logits(model, hid), axis=-1))
+    if len(kl_prompts):
+        base_kl = mx.stop_gradient(logprobs(mx.zeros((d,), dtype=mx.float32))[1])
+        mx.eval(base_kl)
 
-    d = groups[0]["h"].shape[-1]
     params = {"delta": mx.zeros((d,), dtype=mx.float32)}
     opt = optim.Adam(learning_rate=hp.v_lr)
 
     def loss_fn(p):
-        nll = 0.0
-        for g in groups:   # mean over prompts of the mean NLL of each prompt's target tokens
-            hid = run_from(model, g["h"] + g["mask"] * p["delta"], L + 1, g["prefix"])
-            hid = hid.reshape(-1, d)[g["sel"]]
-            logp = nn.log_softmax(hidden_logits(model, hid).astype(mx.float32), axis=-1)
-            tok_nll = -mx.take_along_axis(logp, g["tok"][:, None], axis=-1)[:, 0]
-            nll = nll + (tok_nll * g["weight"]).sum()
+        lp, lk = logprobs(p["delta"])
+        nll = -(mx.take_along_axis(lp, tok[:, None], axis=-1)[:, 0] * weight).sum()
         loss = nll + hp.weight_decay * (p["delta"] ** 2).sum() / (h_norm ** 2)
         if base_kl is not None:
-            hk = run_from(model, h_kl + kl_mask[..., None] * p["delta"], L + 1)[rows, kl_last]
-            lp = nn.log_softmax(hidden_logits(model, hk), -1)
-            loss = loss + hp.kl_factor * (mx.exp(base_kl) * (base_kl - lp)).sum(-1).mean()
+            loss = loss + hp.kl_factor * (mx.exp(base_kl) * (base_kl - lk)).sum(-1).mean()
         return loss, nll
 
     grad_fn = mx.value_and_grad(loss_fn)

@@ -179,3 +179,24 @@ def test_forward_matches_the_full_model(tiny):
     np.testing.assert_allclose(np.array(h), full, atol=1e-5)
     h2, _ = memit.forward(model, saved[1], 1, 2)
     np.testing.assert_allclose(np.array(h2), full, atol=1e-5)
+
+
+def test_packed_delta_search_equals_the_full_model(tiny):
+    """The δ search runs every prompt in one left-padded batch with the tokens before the first
+    key as a fixed KV prefix. At δ = 0 its NLL must equal the full model's on each whole prompt
+    (target tokens from the first key on), including a prompt whose key sits in its answer."""
+    import mlx.nn as nn
+
+    model, tok = tiny
+    ed = make_editor(model, tok, v_steps=1)
+    prompts, _ = render(Fact("user", "lives_in", "Tromsø"), tok, ed.prefixes)
+    assert any(min(t for _, t in p.keys) >= p.target_start for p in prompts)
+    want = []
+    for p in prompts:
+        lp = nn.log_softmax(model(mx.array([p.ids]))[0].astype(mx.float32), -1)
+        first = min(t for _, t in p.keys)
+        ts = [t for t in range(p.target_start, len(p.ids)) if t - 1 >= first]
+        want.append(-np.mean([lp[t - 1, p.ids[t]].item() for t in ts]))
+    got = []
+    memit.compute_delta(model, prompts, [], ed.hp, log=lambda s, l, n: got.append(n))
+    assert got[0] == pytest.approx(float(np.mean(want)), rel=1e-4)
