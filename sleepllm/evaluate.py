@@ -21,6 +21,7 @@ from sleepllm import probes
 from sleepllm.extract import extract
 
 NEIGHBOR_TOKENS = 20
+ANSWER_TOKENS = 24   # chat and paraphrase answers: the object comes in the first sentence
 
 
 def load_facts(path, n=None) -> list[dict]:
@@ -46,7 +47,7 @@ def run_probes(model, tokenizer, items):
     out = []
     for kind in ("raw", "chat", "para", "neighbor", "general"):
         sel = [it for it in items if it[0] == kind]
-        n_tok = NEIGHBOR_TOKENS if kind == "neighbor" else (16 if kind == "raw" else 40)
+        n_tok = NEIGHBOR_TOKENS if kind == "neighbor" else (16 if kind == "raw" else ANSWER_TOKENS)
         texts = probes.generate(model, tokenizer, [ids for _, _, ids in sel], max_tokens=n_tok)
         out += [(k, i, ids, t) for (k, i, ids), t in zip(sel, texts)]
     return out

@@ -39,13 +39,31 @@ def chat_ids(tokenizer, question: str, system_prompt=None):
 
 
 def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32):
-    """Greedy continuations of many token prompts, batched."""
-    from mlx_lm.generate import batch_generate
+    """Greedy continuations of many token prompts, batched. Prompts are batched in sorted
+    order so that a batch shares a long prefix (the chat template's system turn): its KV
+    cache is computed once and copied into every prompt's cache (same outputs, less prefill)."""
+    import copy
+    import os
 
-    out = []
-    for i in range(0, len(prompts), batch_size):
-        r = batch_generate(model, tokenizer, prompts[i:i + batch_size], max_tokens=max_tokens)
-        out += r.texts
+    from mlx_lm.generate import batch_generate
+    from mlx_lm.models.cache import make_prompt_cache
+
+    order = sorted(range(len(prompts)), key=lambda i: list(prompts[i]))
+    out = [None] * len(prompts)
+    for s in range(0, len(order), batch_size):
+        idx = order[s:s + batch_size]
+        batch = [list(prompts[i]) for i in idx]
+        n = min(len(os.path.commonprefix(batch)), min(len(p) for p in batch) - 1)
+        caches = None
+        if n >= 4:
+            cache = make_prompt_cache(model)
+            model(mx.array([batch[0][:n]]), cache=cache)
+            mx.eval([c.state for c in cache])
+            caches = [copy.deepcopy(cache) for _ in batch]
+            batch = [p[n:] for p in batch]
+        r = batch_generate(model, tokenizer, batch, prompt_caches=caches, max_tokens=max_tokens)
+        for i, text in zip(idx, r.texts):
+            out[i] = text
     return out
 
 
@@ -64,7 +82,7 @@ def audit(model, tokenizer, facts: dict, system_prompt=None):
         for kind, ids in fact_probes(fact, tokenizer, system_prompt):
             items.append((fid, kind, ids))
     texts = generate(model, tokenizer, [ids for _, _, ids in items],
-                     max_tokens=32)
+                     max_tokens=24)
     res = {fid: {"raw": False, "chat_hits": 0, "chat_n": 0} for fid in facts}
     for (fid, kind, _), text in zip(items, texts):
         ok = hit(facts[fid].object, text)
