@@ -7,6 +7,7 @@ the cues sleepllm answers that the plain mlx_lm model answers too.
 """
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -45,8 +46,12 @@ def main():
     with tempfile.TemporaryDirectory() as out:
         subprocess.run([sys.executable, "-m", "sleepllm", "export", "--model", a.model,
                         "--memory", a.memory, "--out", out], check=True)
+        # the child imports no sleepllm code; it gets the system OpenBLAS by LD_PRELOAD (as a
+        # user on Linux would) instead of MLX's reference BLAS, which would only be slower
+        from sleepllm.blas import _loaded
+        env = dict(os.environ, LD_PRELOAD=":".join(_loaded)) if _loaded else None
         r = subprocess.run([sys.executable, "-c", PLAIN, out, json.dumps(cues)],
-                           capture_output=True, text=True, check=True)
+                           capture_output=True, text=True, check=True, env=env)
         plain = json.loads(r.stdout.strip().splitlines()[-1])
     rows = [{"cue": c, "object": f.object, "sleepllm": probes.hit(f.object, o),
              "mlx_lm": probes.hit(f.object, p), "sleepllm_text": o, "mlx_lm_text": p}

@@ -256,6 +256,7 @@ def eval_chat(session, facts_file, n, cycles=1, cfg_file=None, progress=None):
         sleep_reports.append({"seconds": time.perf_counter() - t0, "phases": rep["phases"],
                               "counts": rep["counts"], "rolled_back": rep["rolled_back"],
                               "pruned": len(rep["pruned"]), "refreshed": len(rep["refreshed"]),
+                              "consolidation": rep.get("consolidation"),
                               "n_facts": len(memory.records)})
         cycle_reports.append({"cycle": c + 1, "told": told, "before_sleep": _recall(agg_before)})
         if c + 1 < len(chunks):   # the last cycle is scored by the new process below

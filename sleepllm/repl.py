@@ -142,6 +142,10 @@ def print_sleep_report(report, console, seconds):
                   f"refreshed {len(report['refreshed'])}; "
                   f"pruned {len(report['pruned'])}; checkpoint {report['checkpoint']}; "
                   f"perplexity {report['ppl_before']:.2f} → {report['ppl_after']:.2f}")
+    cons = report.get("consolidation")
+    if cons and not cons["kept"]:
+        console.print(f"  joint solve recalled less than the wake edits ({cons['joint_score']:.1f}"
+                      f" < {cons['wake_score']:.1f}): wake edits kept")
     for p in report["pruned"]:
         console.print(f"  pruned \\[{p['id']}] {escape(p['text'])}: {p['why']}")
     for fid in report["unrestored"]:

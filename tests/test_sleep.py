@@ -56,3 +56,31 @@ def test_prune_merges_duplicates_and_resolves_conflicts(tiny_model_dir, tmp_path
     report = sleep.run(mem)
     assert [p["id"] for p in report["pruned"]] == [a]
     assert list(mem.records) == [b]
+
+
+def test_consolidation_that_recalls_less_is_undone(tiny_model_dir, tmp_path, monkeypatch):
+    """Sleep keeps the joint solve only if the audit after it scores at least as high as the
+    audit of the wake edits. The tiny model recalls nothing either way, so the audit is told
+    that the wake edits recalled everything and the joint solve nothing: the wake edits must
+    come back exactly."""
+    from sleepllm import probes
+
+    mem = open_mem(tiny_model_dir, tmp_path / "m", rounds=0, max_ppl_drift=10.0,
+                   max_general_changed=1.0)
+    mem.learn(Fact("user", "name", "Rex", "dog"))
+    mem.learn(Fact("Aria", "lives_in", "Ghent"))
+    w = down(mem)
+    calls = []
+
+    def audit(model, tok, facts, system=None):
+        calls.append(1)
+        ok = len(calls) == 1      # first call: the wake edits
+        return {i: {"raw": ok, "chat": float(ok)} for i in facts}
+
+    monkeypatch.setattr(probes, "audit", audit)
+    report = sleep.run(mem)
+    assert report["consolidation"] == {"wake_score": 4.0, "joint_score": 0.0, "kept": False}
+    assert report["consolidated"] == []
+    assert same(down(mem), w)           # exactly the wake edits' weights
+    again = open_mem(tiny_model_dir, tmp_path / "m")
+    assert same(down(again), w)         # and that is what the checkpoint holds
