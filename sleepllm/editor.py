@@ -165,37 +165,46 @@ class Editor:
 
     # -- weights
     def _refresh(self, l):
-        """W_l = W₀ + Σ A Bᵀ over the active edits (float32, fixed order: creation)."""
+        """W_l = W₀ + [A₁ … A_n][B₁ … B_n]ᵀ over the active edits (float32, one product, in
+        creation order): every path — write, add, revert, reload — computes this same sum."""
+        parts = [e.factors[l] for e in self.edits.values() if l in e.factors]
         w = self.base[l]
-        for e in self.edits.values():
-            if l in e.factors:
-                A, B = e.factors[l]
-                w = w + mx.array(A).astype(mx.float32) @ mx.array(B).astype(mx.float32).T
+        if parts:
+            A = mx.array(np.concatenate([a for a, _ in parts], axis=1)).astype(mx.float32)
+            B = mx.array(np.concatenate([b for _, b in parts], axis=1)).astype(mx.float32)
+            w = w + A @ B.T
         memit._layers(self.model)[l].mlp.down_proj.weight = w
         mx.eval(w)
 
-    def add(self, edit: Edit):
-        """Put an existing edit (e.g. loaded from disk) into the weights. A factor whose shape
+    def add(self, *edits: Edit):
+        """Put existing edits (e.g. loaded from disk) into the weights. A factor whose shape
         does not fit the layer is an error, never skipped."""
-        for l, (A, B) in edit.factors.items():
-            if l not in self.base:
-                raise ValueError(f"edit {edit.id} touches layer {l}, not an edited layer")
-            d_out, d_k = self.base[l].shape
-            if A.shape[0] != d_out or B.shape[0] != d_k or A.shape[1] != B.shape[1] \
-                    or edit.keys[l].shape != (A.shape[1], d_k):
-                raise ValueError(f"edit {edit.id} layer {l}: factor shapes {A.shape}/{B.shape} "
-                                 f"do not fit the weight {self.base[l].shape}")
-        self.edits[edit.id] = edit
-        self._track_keys(edit.keys, +1)
-        for l in edit.factors:
+        for edit in edits:
+            for l, (A, B) in edit.factors.items():
+                if l not in self.base:
+                    raise ValueError(f"edit {edit.id} touches layer {l}, not an edited layer")
+                d_out, d_k = self.base[l].shape
+                if A.shape[0] != d_out or B.shape[0] != d_k or A.shape[1] != B.shape[1] \
+                        or edit.keys[l].shape != (A.shape[1], d_k):
+                    raise ValueError(f"edit {edit.id} layer {l}: factor shapes {A.shape}/"
+                                     f"{B.shape} do not fit the weight {self.base[l].shape}")
+        for edit in edits:
+            self.edits[edit.id] = edit
+            self._track_keys(edit.keys, +1)
+        for l in sorted({l for e in edits for l in e.factors}):
             self._refresh(l)
 
     def revert(self, edit_id: str) -> Edit:
-        edit = self.edits.pop(edit_id)
-        self._track_keys(edit.keys, -1)
-        for l in edit.factors:
+        return self.revert_all([edit_id])[0]
+
+    def revert_all(self, edit_ids) -> list[Edit]:
+        """Take edits out of the weights (each touched layer recomputed once)."""
+        out = [self.edits.pop(i) for i in list(edit_ids)]
+        for edit in out:
+            self._track_keys(edit.keys, -1)
+        for l in sorted({l for e in out for l in e.factors}):
             self._refresh(l)
-        return edit
+        return out
 
     # -- writing
     def write(self, fact: Fact, edit_id: str, companions=(), protect=None) -> Edit:
@@ -265,7 +274,7 @@ class Editor:
             f = self.edits[i].fact
             if not f.is_self:
                 newest[f.subject.lower()] = i
-        old = {i: self.revert(i) for i in ids}
+        old = {e.id: e for e in self.revert_all(ids)}
         targets = []
         for i in ids:
             e = old[i]
@@ -282,8 +291,7 @@ class Editor:
         except BaseException:
             for l in self.hp.layers:
                 self._refresh(l)
-            for e in old.values():
-                self.add(e)
+            self.add(*old.values())
             raise
         for i, p in zip(ids, parts):
             e = old[i]

@@ -163,14 +163,12 @@ class Memory:
                 meta, ledger, arrays = store.read_checkpoint(self.folder, name, self.fingerprint)
                 parts = store.split_edit_arrays(arrays)
                 edits = [self._edit_from(r, parts[r["id"]]) for r in ledger]
-                for e in edits:
-                    self.editor.add(e)      # raises on any shape mismatch
+                self.editor.add(*edits)     # raises on any shape mismatch
                 self.records = {r["id"]: r for r in ledger}
                 self.checkpoint_name = name
                 break
             except (store.CheckpointError, KeyError, ValueError) as e:
-                for eid in list(self.editor.edits):
-                    self.editor.revert(eid)
+                self.editor.revert_all(list(self.editor.edits))
                 msg = str(e) if isinstance(e, store.CheckpointError) else \
                     f"checkpoint {name} is inconsistent ({e})"
                 self.warnings.append(msg + "; trying the previous one")

@@ -117,10 +117,8 @@ def run(memory, progress=None) -> dict:
         if joint_score >= wake_score:
             audit = joint
         else:   # the joint solve recalls less than the wake edits did: put them back
-            for fid in list(ed.edits):
-                ed.revert(fid)
-            for e in before.values():
-                ed.add(e)
+            ed.revert_all(list(ed.edits))
+            ed.add(*before.values())
             report["consolidated"] = []
     report["phases"]["consolidate"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -176,10 +174,8 @@ def run(memory, progress=None) -> dict:
                    "general_changed": changed})
     bound = cfg["sleep"]["max_ppl_drift"]
     if drift > bound or changed > cfg["sleep"]["max_general_changed"]:
-        for fid in list(ed.edits):
-            ed.revert(fid)
-        for e in before.values():
-            ed.add(e)
+        ed.revert_all(list(ed.edits))
+        ed.add(*before.values())
         report["rolled_back"] = (f"perplexity drift {drift:+.1%} (bound {bound:.0%}) / general "
                                  f"answers unlike the base model's {off0:.0%} → {off1:.0%}: "
                                  f"sleep's changes undone")
