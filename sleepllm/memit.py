@@ -133,9 +133,12 @@ class _Prefix:
 
 def run_from(model, h, start, mask=None, prefix=None):
     """Final normed hidden states from the residual stream h entering layer `start`;
-    `prefix` ([(keys, values)] per layer ≥ start) stands for the tokens before h."""
+    `prefix` ([(keys, values)] per layer ≥ start) stands for the tokens before h; it needs
+    the `mask` that goes with it (queries × prefix + h columns, as `_packed` makes)."""
     from mlx_lm.models.base import create_attention_mask
 
+    if prefix and mask is None:
+        raise ValueError("run_from: a prefix needs its attention mask")
     caches = [_Prefix(k, v) for k, v in prefix] if prefix else [None] * len(_layers(model))
     if mask is None:
         mask = create_attention_mask(h, None)
@@ -235,7 +238,7 @@ def _packed(model, prompts, L):
     prefix, computed once. RoPE depends on position differences only, so the shift is exact;
     a boolean mask hides the padding (a padding row attends to itself, never to real tokens).
     Returns (h: residual entering L+1 at columns ≥ C, mask for those queries, prefix KVs,
-    cut per prompt, C)."""
+    cut per prompt)."""
     from mlx_lm.models.cache import KVCache
 
     cuts = [min([t for _, t in p.keys] + [p.target_start - 1]) for p in prompts]
@@ -260,7 +263,7 @@ def _packed(model, prompts, L):
         mx.eval(prefix)
     h = h[:, C:]
     mx.eval(h)
-    return h, mask[:, :, C:, :], prefix, cuts, C
+    return h, mask[:, :, C:, :], prefix, cuts
 
 
 def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None):
@@ -271,7 +274,7 @@ def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None):
     layers L+1 … N-1, and the LM head only where a loss is read."""
     L = hp.layers[-1]
     rows = list(prompts) + list(kl_prompts)
-    h, mask, prefix, cuts, _ = _packed(model, rows, L)
+    h, mask, prefix, cuts = _packed(model, rows, L)
     B, S, d = h.shape
     key_mask = np.zeros((B, S), dtype=np.float32)
     for b, (p, c) in enumerate(zip(rows, cuts)):
