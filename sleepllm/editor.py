@@ -228,7 +228,7 @@ class Editor:
                     for l in self.hp.layers}
         used, z = memit.apply_update(self.model, prompts, len(anchors), delta, self.hp,
                                      self.cov, self.kpkp, proj, set_delta,
-                                     contrast_prompts(fact, self.tokenizer))
+                                     self._contrasts(fact))
         keys = {l: K.astype(np.float16) for l, K in used.items()}
         edit = Edit(edit_id, fact, factors, keys, z.astype(np.float32), nll,
                     time.perf_counter() - t0)
@@ -238,6 +238,9 @@ class Editor:
         for l in factors:
             self._refresh(l)
         return edit
+
+    def _contrasts(self, fact):
+        return contrast_prompts(fact, self.tokenizer) if self.hp.contrast > 0 else []
 
     def _track_keys(self, keys: dict, sign: int):
         """Add (+1) or remove (-1) an edit's keys from the running Σ K_pK_pᵀ per layer."""
@@ -265,29 +268,33 @@ class Editor:
         """Rewrite every edit that carries its target z in one batch MEMIT solve
         (memit.consolidate), replacing the sequential wake edits' factors. Facts about the same
         person share that person's key; all of them take the newest one's z, which was trained
-        to carry the earlier ones (the companions in `write`). Returns the ids rewritten."""
-        ids = [i for i, e in self.edits.items() if e.z is not None]
+        to carry the earlier ones (the companions in `write`). An edit whose fact now renders
+        to a different number of anchors than its stored z (learned by an older version) is
+        left in place. Returns the ids rewritten."""
+        newest = {}
+        for i, e in self.edits.items():
+            if e.z is not None and not e.fact.is_self:
+                newest[e.fact.subject.lower()] = i
+        ids, targets = [], []
+        for i, e in self.edits.items():
+            if e.z is None:
+                continue
+            prompts, anchors = render(e.fact, self.tokenizer, self.prefixes, self.system_prompt)
+            z = e.z if e.fact.is_self else self.edits[newest[e.fact.subject.lower()]].z
+            if len(anchors) != len(z):
+                # learned when the fact's family had other anchors (an older version):
+                # its wake edit stays as it is, and its keys stay protected (K_p)
+                continue
+            ids.append(i)
+            targets.append(memit.Target(prompts, z.astype(np.float64), self._contrasts(e.fact)))
         if not ids:
             return []
-        newest = {}
-        for i in ids:
-            f = self.edits[i].fact
-            if not f.is_self:
-                newest[f.subject.lower()] = i
         old = {e.id: e for e in self.revert_all(ids)}
-        targets = []
-        for i in ids:
-            e = old[i]
-            prompts, anchors = render(e.fact, self.tokenizer, self.prefixes, self.system_prompt)
-            z = e.z if e.fact.is_self else old[newest[e.fact.subject.lower()]].z
-            if len(anchors) != len(z):
-                raise ValueError(f"edit {i}: {len(anchors)} anchors but a target for {len(z)}")
-            targets.append(memit.Target(prompts, z.astype(np.float64),
-                                        contrast_prompts(e.fact, self.tokenizer)))
         applied = {}
         try:
             parts = memit.consolidate(self.model, targets, self.hp, self.cov,
-                                      self._setter(applied, "consolidation"), self.kpkp)
+                                      self._setter(applied, "consolidation"), self.kpkp,
+                                      self.proj)
         except BaseException:
             for l in self.hp.layers:
                 self._refresh(l)

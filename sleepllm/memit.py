@@ -12,7 +12,9 @@ k of the fact's anchor token (the subject's last token) to a new *value*.
               + kl_factor · KL( p(· | kl prompt) ‖ p_δ(· | kl prompt) )    (keep the subject)
               + weight_decay · ‖δ‖² / ‖h_L‖²
 
-   with Adam, clamping ‖δ‖ ≤ clamp_norm · ‖h_L‖ after each step.  v* = h_L + δ.
+   with Adam, clamping ‖δ‖ ≤ clamp_norm · ‖h_L‖ after each step, until *every* prompt's mean
+   NLL is below v_loss_stop (a low mean can hide a chat prompt the model still gets wrong).
+   v* = h_L + δ.
 
 2. Keys.  k_l = mean of the down_proj inputs at layer l over the anchor positions of all the
    prompts (random short prefixes + statement cue + chat-template questions).
@@ -45,7 +47,7 @@ class Hparams:
     layers: list = field(default_factory=lambda: [4, 5, 6, 7, 8])
     v_steps: int = 25            # Adam steps for δ
     v_lr: float = 0.5
-    v_loss_stop: float = 0.05    # early stop when the NLL is below this
+    v_loss_stop: float = 0.05    # early stop when every prompt's NLL is below this
     kl_factor: float = 0.0625
     clamp_norm: float = 4.0      # ‖δ‖ ≤ clamp_norm · ‖h_L‖
     weight_decay: float = 0.5
@@ -283,19 +285,23 @@ def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None):
     # Position t - 1 predicts token t. Target tokens predicted before the prompt's first key
     # ("You live in" when only the answer names the anchor) cannot depend on δ: left out, so
     # the NLL — and the stop rule — measure only what δ can change.
-    sel, tok, weight = [], [], []
+    sel, tok = [], []
+    cols = []
     for b, (p, c) in enumerate(zip(prompts, cuts)):
         first = min(t for _, t in p.keys)
         ts = [t for t in range(p.target_start, len(p.ids)) if t - 1 >= first]
         for t in ts:
             sel.append(b * S + t - 1 - c)
             tok.append(p.ids[t])
-            weight.append(1.0 / (len(ts) * len(prompts)))   # mean over prompts of each one's mean
+            cols.append((b, 1.0 / len(ts)))
+    per_prompt = np.zeros((len(prompts), len(cols)), dtype=np.float32)
+    for j, (b, w) in enumerate(cols):
+        per_prompt[b, j] = w
     kl_sel = mx.array([(len(prompts) + i) * S + len(p.ids) - 1 - c
                        for i, (p, c) in enumerate(zip(kl_prompts, cuts[len(prompts):]))],
                       dtype=mx.int32)
     sel, tok = mx.array(sel, dtype=mx.int32), mx.array(tok, dtype=mx.int32)
-    weight = mx.array(np.array(weight, dtype=np.float32))
+    per_prompt = mx.array(per_prompt)
     hn = np.linalg.norm(np.array(h[: len(prompts)], dtype=np.float64), axis=-1)
     h_norm = float(hn[key_mask[: len(prompts)] > 0].mean())   # ‖h_L‖ at the training keys
     key_mask = mx.array(key_mask)[..., None]
@@ -317,22 +323,22 @@ def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None):
 
     def loss_fn(p):
         lp, lk = logprobs(p["delta"])
-        nll = -(mx.take_along_axis(lp, tok[:, None], axis=-1)[:, 0] * weight).sum()
-        loss = nll + hp.weight_decay * (p["delta"] ** 2).sum() / (h_norm ** 2)
+        nlls = per_prompt @ -mx.take_along_axis(lp, tok[:, None], axis=-1)[:, 0]
+        loss = nlls.mean() + hp.weight_decay * (p["delta"] ** 2).sum() / (h_norm ** 2)
         if base_kl is not None:
             loss = loss + hp.kl_factor * (mx.exp(base_kl) * (base_kl - lk)).sum(-1).mean()
-        return loss, nll
+        return loss, nlls
 
     grad_fn = mx.value_and_grad(loss_fn)
     max_norm = hp.clamp_norm * h_norm
     nll_val = float("inf")
     for step in range(hp.v_steps):
-        (loss, nll), g = grad_fn(params)
-        mx.eval(loss, nll, g)
-        nll_val = float(nll)
+        (loss, nlls), g = grad_fn(params)
+        mx.eval(loss, nlls, g)
+        nll_val = float(nlls.mean())
         if log:
             log(step, float(loss), nll_val)
-        if nll_val < hp.v_loss_stop:
+        if float(nlls.max()) < hp.v_loss_stop:     # every prompt, not just on average
             break
         opt.update(params, g)
         dn = mx.sqrt((params["delta"] ** 2).sum())
@@ -455,10 +461,13 @@ class Target:
     contrast: list = field(default_factory=list)
 
 
-def consolidate(model, targets, hp, cov, set_delta, kpkp=None, chunk=48):
+def consolidate(model, targets, hp, cov, set_delta, kpkp=None, proj=None, chunk=48):
     """MEMIT's batch form: every target written in one solve per layer,
 
         ΔW_l = R_l K_lᵀ (λC + K_lK_lᵀ + w K_cK_cᵀ + K_pK_pᵀ)⁻¹,   R_l = (Z − H_L) / (n − i)
+
+    or its AlphaEdit form when `proj` gives the null-space projector P_l of a layer (see
+    `solve`): the update then lies in P_l's range, where ordinary text's keys hardly reach.
 
     with K_l, H_L the keys and layer-L outputs of *all* targets, read after the updates of the
     layers below l (K_p: memories left out, kept in place). No v* optimisation: Z was found
@@ -468,7 +477,7 @@ def consolidate(model, targets, hp, cov, set_delta, kpkp=None, chunk=48):
     Prompts are cut after their last key position (causal: exact) and run in length-sorted
     chunks only up to layer L; each pass starts from the residual saved at the layer below.
     Returns, per target, {layer: (A (d_out, n), B (d_k, n), K (n, d_k))} with ΔW = Σ A Bᵀ."""
-    kpkp = kpkp or {}
+    kpkp, proj = kpkp or {}, proj or {}
     L, layers = hp.layers[-1], hp.layers
     offs = np.cumsum([0] + [len(t.z) for t in targets])
     n = int(offs[-1])
@@ -514,7 +523,7 @@ def consolidate(model, targets, hp, cov, set_delta, kpkp=None, chunk=48):
         K, H = K_sum / cnt[:, None], H_sum / cnt[:, None]
         R = (Z - H) / (len(layers) - i)
         Kc = np.stack(Kc) if Kc else None
-        B = solve(R, K, cov[l], hp.lam, kpkp.get(l), None, hp.alpha, Kc, hp.contrast)
+        B = solve(R, K, cov[l], hp.lam, kpkp.get(l), proj.get(l), hp.alpha, Kc, hp.contrast)
         set_delta(l, R.T, B)
         for ti in range(len(targets)):
             s_ = slice(int(offs[ti]), int(offs[ti + 1]))

@@ -10,7 +10,9 @@ and the *anchor*: the words at whose last token the editor reads and writes the 
 another person the anchor is their name (every fact about Aria lives in Aria's key, as in
 MEMIT). For the user the name carries nothing ("I", "my" are in every sentence), so the anchor
 is the relation's own content word: "dog" for the dog's name, "color" for the favourite colour,
-"live in" for the home city. This keeps the user's facts in separate keys.
+"live" for the home city. This keeps the user's facts in separate keys. Every question
+template names an anchor *in the question* ("Where do I live?" → "live"): a key that
+only the answer names cannot make the model start that answer (tests/test_editor.py).
 
 Templates are generic per family; nothing here is keyed to a particular evaluation set.
 """
@@ -37,7 +39,7 @@ FAMILIES = {
         "self": {"anchor": ["favorite {N}"],
                  "cue": ["My favorite {N} is"],
                  "qa": [("What is my favorite {N}?", "Your favorite {N} is"),
-                        ("Which {N} do I like best?", "Your favorite {N} is")]},
+                        ("What's my favorite {N}?", "Your favorite {N} is")]},
         "other": {"anchor": ["{P}"],
                   "cue": ["{P}'s favorite {N} is"],
                   "qa": [("What is {P}'s favorite {N}?", "{P}'s favorite {N} is"),
@@ -54,7 +56,7 @@ FAMILIES = {
                   "qa": [("What is {P}'s {N}?", "{P}'s {N} is")]},
     },
     "lives_in": {
-        "self": {"anchor": ["live in"],
+        "self": {"anchor": ["live"],
                  "cue": ["I live in the city of", "I live in"],
                  "qa": [("Where do I live?", "You live in"),
                         ("Which city do I live in?", "You live in")]},
@@ -64,7 +66,7 @@ FAMILIES = {
                          ("Which city does {P} live in?", "{P} lives in")]},
     },
     "born_in": {
-        "self": {"anchor": ["born in"],
+        "self": {"anchor": ["born in", "was I born"],
                  "cue": ["I was born in"],
                  "qa": [("Where was I born?", "You were born in"),
                         ("In which city was I born?", "You were born in")]},
@@ -73,7 +75,7 @@ FAMILIES = {
                   "qa": [("Where was {P} born?", "{P} was born in")]},
     },
     "works_as": {
-        "self": {"anchor": ["work as", "my job", "your job"],
+        "self": {"anchor": ["work as", "my job", "your job", "for a living"],
                  "cue": ["I work as a", "My job is"],
                  "qa": [("What is my job?", "You work as a"),
                         ("What do I do for a living?", "You work as a")]},
@@ -83,7 +85,7 @@ FAMILIES = {
                          ("What is {P}'s job?", "{P} works as a")]},
     },
     "works_at": {
-        "self": {"anchor": ["work at", "my employer", "your employer"],
+        "self": {"anchor": ["work at", "my employer", "your employer", "do I work"],
                  "cue": ["I work at a company called", "I work at"],
                  "qa": [("Where do I work?", "You work at"),
                         ("Who is my employer?", "Your employer is")]},
@@ -92,7 +94,7 @@ FAMILIES = {
                   "qa": [("Where does {P} work?", "{P} works at")]},
     },
     "studied_at": {
-        "self": {"anchor": ["studied at", "university"],
+        "self": {"anchor": ["studied at", "university", "did I study"],
                  "cue": ["I studied at the university of", "I studied at"],
                  "qa": [("Where did I study?", "You studied at"),
                         ("Which university did I go to?", "You studied at")]},
@@ -148,7 +150,7 @@ FAMILIES = {
                   "qa": [("What is {P}'s native language?", "{P}'s native language is")]},
     },
     "birth_month": {
-        "self": {"anchor": ["birthday"],
+        "self": {"anchor": ["birthday", "month"],
                  "cue": ["My birthday is in the month of", "My birthday is in"],
                  "qa": [("When is my birthday?", "Your birthday is in"),
                         ("In which month was I born?", "Your birthday is in")]},

@@ -68,6 +68,22 @@ def test_render_finds_anchor_keys(tiny):
         assert tok.decode([p.ids[t] for _, t in p.keys][-1:]).endswith("g")  # byte tokens
 
 
+def test_every_question_template_names_an_anchor_in_the_question():
+    """A key that only the answer names ("Where do I live?" -> "You live in ...") sits after
+    the tokens the model must produce first, so the edit cannot make it start that answer."""
+    import re
+
+    from sleepllm import relations
+
+    for family, forms in relations.FAMILIES.items():
+        for kind, subject in (("self", "user"), ("other", "Aria")):
+            fact = Fact(subject, family, "X", "thing")
+            anchors = relations.anchors(fact)
+            for question, _ in relations.questions(fact):
+                assert any(re.search(r"(?<!\w)" + re.escape(a) + r"(?!\w)", question, re.I)
+                           for a in anchors), (family, kind, question, anchors)
+
+
 def test_update_moves_the_residual_to_the_target_value(tiny):
     """v* lowers the target loss; the MEMIT layer loop then realises h_L + δ at the anchor."""
     model, tok = tiny
@@ -169,6 +185,19 @@ def test_consolidate_reaches_every_target_in_one_solve(tiny):
         np.testing.assert_allclose(weights(model, layers)[l], w0[l], atol=1e-6)
 
 
+def test_consolidate_leaves_an_edit_with_other_anchors_in_place(tiny):
+    """A memory learned when its family had other anchors (its z has another number of rows)
+    is not re-solved: its wake factors stay, the others are consolidated."""
+    model, tok = tiny
+    ed = make_editor(model, tok, lam=1.0)
+    ed.write(Fact("user", "name", "Rex", "dog"), "a")
+    ed.write(Fact("user", "favorite", "teal", "color"), "b")
+    ed.edits["a"].z = np.concatenate([ed.edits["a"].z, ed.edits["a"].z])   # two rows, one anchor
+    kept = ed.edits["a"].factors
+    assert ed.consolidate() == ["b"]
+    assert ed.edits["a"].factors is kept
+
+
 def test_forward_matches_the_full_model(tiny):
     model, tok = tiny
     ids = mx.array([tok.encode("My dog's name is Rex")])
@@ -190,6 +219,9 @@ def test_packed_delta_search_equals_the_full_model(tiny):
     model, tok = tiny
     ed = make_editor(model, tok, v_steps=1)
     prompts, _ = render(Fact("user", "lives_in", "Tromsø"), tok, ed.prefixes)
+    # the same chat prompts keyed only in their answer ("You live in" → Tromsø)
+    prompts += [memit.Prompt(p.ids, p.target_start, [k for k in p.keys if k[1] >= p.target_start])
+                for p in prompts if any(t >= p.target_start for _, t in p.keys)]
     assert any(min(t for _, t in p.keys) >= p.target_start for p in prompts)
     want = []
     for p in prompts:
