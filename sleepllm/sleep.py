@@ -156,6 +156,10 @@ def run(memory, progress=None) -> dict:
                 ed.add(prior[i])
         if not improved:
             break
+    if report["refreshed"]:
+        # a rewrite is judged on its own probes above; the report and the ledger get every
+        # memory probed again on the final weights (a rewrite may have moved another memory)
+        audit = probes.audit(model, tok, facts, system)
     report["phases"]["refresh"] = time.perf_counter() - t
     report["audit_after"] = {i: probes.status(r) for i, r in audit.items()}
     report["unrestored"] = [i for i, s in report["audit_after"].items() if s == "lost"]
