@@ -12,7 +12,7 @@ facts must survive, and the checkpoint the manifest names must verify.
 
 With --restart the chat app is started after each crash and must load the memory and answer
 /status; with --recall each surviving fact's chat question is asked in a new process, with an
-empty context, and the answers are reported.
+empty context, and a trial passes only if every one is answered.
 
     .venv/bin/python scripts/kill9.py --trials 20 [--model default] [--during-sleep]
                                       [--restart] [--recall]
@@ -144,7 +144,8 @@ def main():
                 row["warnings"] = [l for l in r.stderr.splitlines() if "warning" in l]
             if args.recall:
                 row["recalled_in_chat"] = recall(args, memory, env)
-            row["ok"] = not row["lost"] and row.get("restart_ok", True) is not False
+            row["ok"] = not row["lost"] and row.get("restart_ok", True) is not False \
+                and all(row.get("recalled_in_chat", {}).values())
             failures += not row["ok"]
             print(json.dumps(row, ensure_ascii=False), flush=True)
             shutil.rmtree(memory, ignore_errors=True)
