@@ -14,9 +14,11 @@
 3. refresh  each degraded or lost memory is rewritten: its edit reverted, v* recomputed on
             the current weights, and the update projected so that the keys of every healthy
             memory (and, with the null-space projector on, ordinary text's principal key
-            directions) are *exactly* untouched (memit.protect_projector). Audit and refresh
-            repeat until nothing improves, `sleep.rounds` is reached or `sleep.refresh_seconds`
-            is spent; what cannot be restored is reported, never silently dropped.
+            directions) are *exactly* untouched (memit.protect_projector). After each round
+            every memory is audited again; a round that lowers the total recall is undone
+            (a healthy memory's other prompts can still move). Audit and refresh repeat until
+            nothing improves, `sleep.rounds` is reached or `sleep.refresh_seconds` is spent;
+            what cannot be restored is reported, never silently dropped.
 4. guard    perplexity on held-out text before/after, and the share of general questions
             answered unlike the unedited model before/after; when perplexity rises or that
             share grows past the configured bounds, everything sleep changed is rolled back,
@@ -144,22 +146,20 @@ def run(memory, progress=None) -> dict:
                 ed.write(fact, fid, companions, protect=protect)
             except (ValueError, FloatingPointError):
                 ed.add(old)
-        weak = list(prior)
-        new_audit = probes.audit(model, tok, {i: facts[i] for i in weak}, system)
-        improved = [i for i in weak if _score(new_audit[i]) > _score(audit[i])]
-        for i in weak:
-            if _score(new_audit[i]) >= _score(audit[i]):
-                audit[i] = new_audit[i]
-                report["refreshed"].append(i)
-            else:  # the rewrite did worse: keep the edit it replaced
+        # judge the round on every memory: a rewrite protects the healthy memories' keys, but
+        # their other prompts can still move; the round is kept only if the total recall does
+        # not fall, else every rewrite of the round is undone
+        new_audit = probes.audit(model, tok, facts, system)
+        if _total(new_audit) < _total(audit):
+            for i, old in prior.items():
                 ed.revert(i)
-                ed.add(prior[i])
+                ed.add(old)
+            break
+        improved = _total(new_audit) > _total(audit)
+        report["refreshed"] += [i for i in prior if i not in report["refreshed"]]
+        audit = new_audit
         if not improved:
             break
-    if report["refreshed"]:
-        # a rewrite is judged on its own probes above; the report and the ledger get every
-        # memory probed again on the final weights (a rewrite may have moved another memory)
-        audit = probes.audit(model, tok, facts, system)
     report["phases"]["refresh"] = time.perf_counter() - t
     report["audit_after"] = {i: probes.status(r) for i, r in audit.items()}
     report["unrestored"] = [i for i, s in report["audit_after"].items() if s == "lost"]
