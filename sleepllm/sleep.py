@@ -146,6 +146,8 @@ def run(memory, progress=None) -> dict:
                 ed.write(fact, fid, companions, protect=protect)
             except (ValueError, FloatingPointError):
                 ed.add(old)
+        if not prior:
+            break
         # judge the round on every memory: a rewrite protects the healthy memories' keys, but
         # their other prompts can still move; the round is kept only if the total recall does
         # not fall, else every rewrite of the round is undone

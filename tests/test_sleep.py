@@ -84,3 +84,30 @@ def test_consolidation_that_recalls_less_is_undone(tiny_model_dir, tmp_path, mon
     assert same(down(mem), w)           # exactly the wake edits' weights
     again = open_mem(tiny_model_dir, tmp_path / "m")
     assert same(down(again), w)         # and that is what the checkpoint holds
+
+
+def test_refresh_round_that_lowers_total_recall_is_undone(tiny_model_dir, tmp_path, monkeypatch):
+    """A refresh round is judged on a full audit: when the rewrite of a lost memory costs
+    another memory more than it gains, the round is undone and the weights are exactly those
+    before it. (The audit is scripted: the tiny model recalls nothing by itself.)"""
+    from sleepllm import probes
+
+    mem = open_mem(tiny_model_dir, tmp_path / "m", rounds=1, refresh_seconds=600,
+                   max_ppl_drift=10.0, max_general_changed=1.0)
+    a = mem.learn(Fact("user", "name", "Rex", "dog"))[0]
+    b = mem.learn(Fact("Aria", "lives_in", "Ghent"))[0]
+    calls, before_refresh = [], []
+
+    def audit(model, tok, facts, system=None):
+        calls.append(1)
+        if len(calls) == 2:                        # right after the joint solve
+            before_refresh.append(down(mem))
+        if len(calls) <= 2:                        # wake edits, joint solve: a healthy, b lost
+            return {a: {"raw": True, "chat": 1.0}, b: {"raw": False, "chat": 0.0}}
+        return {a: {"raw": False, "chat": 0.0}, b: {"raw": False, "chat": 0.5}}   # worse
+
+    monkeypatch.setattr(probes, "audit", audit)
+    report = sleep.run(mem)
+    assert len(calls) == 3 and report["refreshed"] == []
+    assert same(down(mem), before_refresh[0])
+    assert report["audit_after"] == {a: "healthy", b: "lost"}
