@@ -153,9 +153,8 @@ def run(memory, progress=None) -> dict:
         # not fall, else every rewrite of the round is undone
         new_audit = probes.audit(model, tok, facts, system)
         if _total(new_audit) < _total(audit):
-            for i, old in prior.items():
-                ed.revert(i)
-                ed.add(old)
+            ed.revert_all(list(prior))
+            ed.add(*prior.values())
             break
         improved = _total(new_audit) > _total(audit)
         report["refreshed"] += [i for i in prior if i not in report["refreshed"]]
