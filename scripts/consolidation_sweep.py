@@ -66,7 +66,7 @@ def main():
     mem = memory.Memory(folder, model, tok, cfg, mid)
 
     def report(tag):
-        after = evaluate.run_probes(model, tok, items)
+        after = evaluate.run_probes(model, tok, items, facts)
         agg, per = evaluate.score(facts, base, after, tok, [f["object"] for f in facts])
         drift = probes.perplexity(model, tok) / ppl0 - 1
         print(tag, {k: round(agg[k], 3) for k in KEYS}, "ppl drift", round(drift, 4))

@@ -43,12 +43,18 @@ def probe_set(facts, tokenizer, system_prompt=None):
     return items
 
 
-def run_probes(model, tokenizer, items):
+def run_probes(model, tokenizer, items, facts):
+    """Outputs of every probe. A recall probe (raw, chat, paraphrase) stops once it names its
+    fact's object: only that is scored. Neighbour and general probes run their full length,
+    their text is compared with the base model's."""
     out = []
     for kind in ("raw", "chat", "para", "neighbor", "general"):
         sel = [it for it in items if it[0] == kind]
         n_tok = NEIGHBOR_TOKENS if kind == "neighbor" else (16 if kind == "raw" else ANSWER_TOKENS)
-        texts = probes.generate(model, tokenizer, [ids for _, _, ids in sel], max_tokens=n_tok)
+        until = None if kind in ("neighbor", "general") else \
+            [probes.named(facts[i]["object"]) for _, i, _ in sel]
+        texts = probes.generate(model, tokenizer, [ids for _, _, ids in sel], max_tokens=n_tok,
+                                until=until)
         out += [(k, i, ids, t) for (k, i, ids), t in zip(sel, texts)]
     return out
 
@@ -108,7 +114,7 @@ def score(facts, base, after, tokenizer, stored_objects):
 
 def baseline(model, tokenizer, facts, system_prompt=None):
     items = probe_set(facts, tokenizer, system_prompt)
-    return items, run_probes(model, tokenizer, items), probes.perplexity(model, tokenizer)
+    return items, run_probes(model, tokenizer, items, facts), probes.perplexity(model, tokenizer)
 
 
 def eval_direct(memory, model, tokenizer, facts, progress=None):
@@ -127,7 +133,7 @@ def eval_direct(memory, model, tokenizer, facts, progress=None):
         if progress:
             progress(k + 1, len(facts))
     write_seconds = time.perf_counter() - t_all
-    after = run_probes(model, tokenizer, items)
+    after = run_probes(model, tokenizer, items, facts)
     ppl_after = probes.perplexity(model, tokenizer)
     agg, per = score(facts, base, after, tokenizer, [f["object"] for f in facts])
     bytes_total = sum((memory.folder / "edits" / f"{i}.safetensors").stat().st_size
@@ -161,7 +167,7 @@ def eval_context(model, tokenizer, facts, system_prompt=None):
         if kind in ("raw", "neighbor"):
             ctx_ids = probes.raw_ids(tokenizer, notes + "\n\n" + tokenizer.decode(ids))
         ctx_items.append((kind, i, ctx_ids))
-    after = run_probes(model, tokenizer, ctx_items)
+    after = run_probes(model, tokenizer, ctx_items, facts)
     agg, per = score(facts, base, after, tokenizer, [f["object"] for f in facts])
     agg.update({"via": "context", "ppl_base": ppl_base, "ppl_after": ppl_base,
                 "ppl_drift": 0.0, "context_tokens": len(tokenizer.encode(system)),
@@ -213,7 +219,7 @@ def probe_outputs(model_spec, memory_folder, facts_file, n, cfg_file=None):
     Memory(Path(memory_folder), model, tok, cfg, model_spec, Console(stderr=True))
     facts = load_facts(facts_file, n)
     items = probe_set(facts, tok, cfg["system_prompt"])
-    return {"outputs": [t for *_, t in run_probes(model, tok, items)],
+    return {"outputs": [t for *_, t in run_probes(model, tok, items, facts)],
             "ppl": probes.perplexity(model, tok)}
 
 
@@ -248,7 +254,8 @@ def eval_chat(session, facts_file, n, cycles=1, cfg_file=None, progress=None):
             if progress:
                 progress(told, len(facts))
         told_facts = facts[: told]
-        before = run_probes(model, tok, probe_set(told_facts, tok, session.cfg["system_prompt"]))
+        before = run_probes(model, tok, probe_set(told_facts, tok, session.cfg["system_prompt"]),
+                            told_facts)
         base_told = [b for b in base if b[1] < told or b[0] == "general"]
         agg_before, _ = score(told_facts, base_told, before, tok, [f["object"] for f in facts])
         t0 = time.perf_counter()
@@ -260,7 +267,8 @@ def eval_chat(session, facts_file, n, cycles=1, cfg_file=None, progress=None):
                               "n_facts": len(memory.records)})
         cycle_reports.append({"cycle": c + 1, "told": told, "before_sleep": _recall(agg_before)})
         if c + 1 < len(chunks):   # the last cycle is scored by the new process below
-            after = run_probes(model, tok, probe_set(told_facts, tok, session.cfg["system_prompt"]))
+            after = run_probes(model, tok, probe_set(told_facts, tok, session.cfg["system_prompt"]),
+                            told_facts)
             agg_after, _ = score(told_facts, base_told, after, tok, [f["object"] for f in facts])
             cycle_reports[-1].update({"after_sleep": _recall(agg_after),
                                       "first_cycle_after": _first_cycle(chunks[0], told_facts,

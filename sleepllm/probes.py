@@ -38,32 +38,55 @@ def chat_ids(tokenizer, question: str, system_prompt=None):
     return tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
 
 
-def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32):
-    """Greedy continuations of many token prompts, batched. Prompts are batched in sorted
-    order so that a batch shares a long prefix (the chat template's system turn): its KV
-    cache is computed once and copied into every prompt's cache (same outputs, less prefill)."""
+def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32, until=None):
+    """Greedy continuations of many token prompts, continuously batched (mlx-lm's
+    BatchGenerator: a finished row leaves the batch and the next prompt takes its place).
+
+    Prompts run in sorted order, so neighbours share a long prefix (the chat template's system
+    turn): each group of `batch_size` computes that prefix's KV cache once and gives every
+    prompt a copy (same outputs, less prefill). `until`: one predicate per prompt on the text
+    so far; a prompt stops as soon as it holds (an audit needs only to see the object named),
+    its text then ends there."""
     import copy
     import os
 
-    from mlx_lm.generate import batch_generate
+    from mlx_lm.generate import BatchGenerator
     from mlx_lm.models.cache import make_prompt_cache
 
     order = sorted(range(len(prompts)), key=lambda i: list(prompts[i]))
-    out = [None] * len(prompts)
+    rows, caches = [], []
     for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
-        batch = [list(prompts[i]) for i in idx]
-        n = min(len(os.path.commonprefix(batch)), min(len(p) for p in batch) - 1)
-        caches = None
+        group = [list(prompts[i]) for i in order[s:s + batch_size]]
+        n = min(len(os.path.commonprefix(group)), min(len(p) for p in group) - 1)
+        cache = None
         if n >= 4:
             cache = make_prompt_cache(model)
-            model(mx.array([batch[0][:n]]), cache=cache)
+            model(mx.array([group[0][:n]]), cache=cache)
             mx.eval([c.state for c in cache])
-            caches = [copy.deepcopy(cache) for _ in batch]
-            batch = [p[n:] for p in batch]
-        r = batch_generate(model, tokenizer, batch, prompt_caches=caches, max_tokens=max_tokens)
-        for i, text in zip(idx, r.texts):
-            out[i] = text
+        rows += [p[n:] if cache else p for p in group]
+        caches += [copy.deepcopy(cache) if cache else None for _ in group]
+    gen = BatchGenerator(model, max_tokens=max_tokens,
+                         stop_tokens=[[t] for t in tokenizer.eos_token_ids],
+                         completion_batch_size=batch_size, prefill_batch_size=batch_size)
+    try:
+        uids = gen.insert(rows, caches=caches)
+        index = {u: i for u, i in zip(uids, order)}
+        tokens = {u: [] for u in uids}
+        while responses := gen.next_generated():
+            done = []
+            for r in responses:
+                if r.finish_reason != "stop":
+                    tokens[r.uid].append(r.token)
+                if until is not None and r.finish_reason is None \
+                        and until[index[r.uid]](tokenizer.decode(tokens[r.uid])):
+                    done.append(r.uid)
+            if done:
+                gen.remove(done)
+    finally:
+        gen.close()
+    out = [None] * len(prompts)
+    for u, i in index.items():
+        out[i] = tokenizer.decode(tokens[u])
     return out
 
 
@@ -81,8 +104,8 @@ def audit(model, tokenizer, facts: dict, system_prompt=None):
     for fid, fact in facts.items():
         for kind, ids in fact_probes(fact, tokenizer, system_prompt):
             items.append((fid, kind, ids))
-    texts = generate(model, tokenizer, [ids for _, _, ids in items],
-                     max_tokens=24)
+    texts = generate(model, tokenizer, [ids for _, _, ids in items], max_tokens=24,
+                     until=[named(facts[fid].object) for fid, _, _ in items])
     res = {fid: {"raw": False, "chat_hits": 0, "chat_n": 0} for fid in facts}
     for (fid, kind, _), text in zip(items, texts):
         ok = hit(facts[fid].object, text)
@@ -94,6 +117,12 @@ def audit(model, tokenizer, facts: dict, system_prompt=None):
     for r in res.values():
         r["chat"] = r.pop("chat_hits") / max(1, r.pop("chat_n"))
     return res
+
+
+def named(obj):
+    """A predicate for generate(until=...): the text names obj and something follows it (so a
+    longer word, "Waffles" → "Wafflesville", is not taken for it)."""
+    return lambda text: hit(obj, text) and hit(obj, text[:-1]) if text else False
 
 
 def status(result: dict) -> str:

@@ -143,7 +143,9 @@ def print_sleep_report(report, console, seconds):
                   f"pruned {len(report['pruned'])}; checkpoint {report['checkpoint']}; "
                   f"perplexity {report['ppl_before']:.2f} → {report['ppl_after']:.2f}")
     cons = report.get("consolidation")
-    if cons and not cons["kept"]:
+    if cons and "skipped" in cons:
+        console.print(f"  joint solve not tried: {cons['skipped']}")
+    elif cons and not cons["kept"]:
         console.print(f"  joint solve recalled less than the wake edits ({cons['joint_score']:.1f}"
                       f" < {cons['wake_score']:.1f}): wake edits kept")
     for p in report["pruned"]:

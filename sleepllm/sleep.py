@@ -9,8 +9,10 @@
             replaced by one batch MEMIT solve over all memories at once, from the target
             values found when each was learned (memit.consolidate; no v* optimisation).
             The memories are audited again and the joint solve is kept only when it recalls
-            at least as much as the wake edits did (at 100 memories it can recall less:
-            docs/benchmarks.md); otherwise the wake edits are put back.
+            at least as much as the wake edits did; otherwise the wake edits are put back.
+            Above `sleep.joint_max_memories` it is not tried: measured, it recalled more
+            than the wake edits at 20 and 50 memories and less at 99, twice
+            (docs/benchmarks.md), and solving and auditing it costs minutes there.
 3. refresh  each degraded or lost memory is rewritten: its edit reverted, v* recomputed on
             the current weights, and the update projected so that the keys of every healthy
             memory (and, with the null-space projector on, ordinary text's principal key
@@ -110,7 +112,12 @@ def run(memory, progress=None) -> dict:
     report["phases"]["audit"] = time.perf_counter() - t
     t = time.perf_counter()
     say("consolidate", 0, 1)
-    report["consolidated"] = ed.consolidate()
+    report["consolidated"] = []
+    if len(facts) <= cfg["sleep"]["joint_max_memories"]:
+        report["consolidated"] = ed.consolidate()
+    else:
+        report["consolidation"] = {"skipped": f"{len(facts)} memories > joint_max_memories "
+                                              f"{cfg['sleep']['joint_max_memories']}"}
     if report["consolidated"]:
         joint = probes.audit(model, tok, facts, system)
         wake_score, joint_score = _total(audit), _total(joint)

@@ -109,3 +109,34 @@ def test_script_mode_chat_and_version(default_model_path):
     assert v.returncode == 0 and "BLAS" in v.stdout and "mlx-lm" in v.stdout
     if sys.platform == "linux":
         assert "reference" not in v.stdout
+
+
+def test_batched_probes_are_greedy_and_stop_when_told(tiny):
+    """probes.generate (continuous batching, shared-prefix caches) continues each prompt as
+    greedy argmax decoding would; with `until`, a prompt stops at the first token after which
+    its predicate holds, its text a prefix of the full one."""
+    from sleepllm import probes
+
+    model, tok = tiny
+    prompts = [chat.render(tok, [{"role": "user", "content": q}])
+               for q in ("hello", "what is my dog's name?", "where do I live?")]
+    prompts += [tok.encode("My dog's name is"), tok.encode("I live in a small town near")]
+    outs = probes.generate(model, tok, prompts, max_tokens=6, batch_size=2)
+    greedy = []
+    for ids, text in zip(prompts, outs):
+        ids, want = list(ids), []
+        for _ in range(6):
+            t = int(mx.argmax(model(mx.array([ids]))[0, -1]))
+            if t in tok.eos_token_ids:
+                break
+            want.append(t)
+            ids.append(t)
+        assert text == tok.decode(want)
+        greedy.append(want)
+    # stop each prompt once its text is at least 3 characters long
+    cut = probes.generate(model, tok, prompts, max_tokens=6, batch_size=2,
+                          until=[lambda s: len(s) >= 3] * len(prompts))
+    for want, short in zip(greedy, cut):
+        k = next((k for k in range(1, len(want) + 1) if len(tok.decode(want[:k])) >= 3),
+                 len(want))
+        assert short == tok.decode(want[:k])

@@ -111,3 +111,16 @@ def test_refresh_round_that_lowers_total_recall_is_undone(tiny_model_dir, tmp_pa
     assert len(calls) == 3 and report["refreshed"] == []
     assert same(down(mem), before_refresh[0])
     assert report["audit_after"] == {a: "healthy", b: "lost"}
+
+
+def test_joint_solve_is_not_tried_above_joint_max_memories(tiny_model_dir, tmp_path):
+    mem = open_mem(tiny_model_dir, tmp_path / "m", rounds=0, max_ppl_drift=10.0,
+                   max_general_changed=1.0, joint_max_memories=1)
+    mem.learn(Fact("user", "name", "Rex", "dog"))
+    mem.learn(Fact("Aria", "lives_in", "Ghent"))
+    w = down(mem)
+    report = sleep.run(mem)
+    assert report["consolidated"] == []
+    assert "2 memories > joint_max_memories 1" in report["consolidation"]["skipped"]
+    assert same(down(mem), w)            # the wake edits, untouched
+    assert mem.checkpoint_name == "ckpt-1"
