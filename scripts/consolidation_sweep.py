@@ -29,14 +29,6 @@ KEYS = ("raw_recall", "chat_recall", "paraphrase_recall", "neighbors_unchanged",
         "neighbor_contamination", "general_unchanged")
 
 
-def _set(hp, cfg, overrides):
-    for kv in overrides:
-        k, v = kv.split("=")
-        cfg["editor"][k] = type(cfg["editor"][k])(v)
-        if hp is not None:
-            setattr(hp, k, type(getattr(hp, k))(v))
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("n", type=int)
@@ -45,10 +37,8 @@ def main():
     ap.add_argument("--memory", help="re-solve a copy of this memory folder")
     ap.add_argument("--base", help="cache of the base model's probe outputs (JSON)")
     a = ap.parse_args()
-    cfg = config.load_config(None)
     settings = [s.split() for s in " ".join(a.overrides).split("/")] if a.memory else [a.overrides]
-    if not a.memory:
-        _set(None, cfg, a.overrides)
+    cfg = config.load_config(None, None if a.memory else config.parse_overrides(a.overrides))
     model, tok, mid = models.load(cfg["model"])
     facts = evaluate.load_facts(a.facts, a.n)
     items = evaluate.probe_set(facts, tok, cfg["system_prompt"])
@@ -85,8 +75,7 @@ def main():
         print("edit seconds, median", round(statistics.median(seconds), 1), flush=True)
         report("wake")
     for s in settings:
-        _set(mem.editor.hp, cfg, s)
-        mem.editor.__dict__.pop("_proj", None)     # the projector follows the threshold
+        mem.editor.retune(**{k.split(".", 1)[1]: v for k, v in config.parse_overrides(s).items()})
         t = time.perf_counter()
         mem.editor.consolidate()
         print("consolidate seconds", round(time.perf_counter() - t, 1), " ".join(s))

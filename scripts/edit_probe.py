@@ -17,10 +17,7 @@ from sleepllm.extract import extract
 
 def main():
     statements, questions = sys.argv[1].split("|"), sys.argv[2].split("|")
-    cfg = config.load_config(None)
-    for kv in sys.argv[3:]:
-        k, v = kv.split("=")
-        cfg["editor"][k] = type(cfg["editor"][k])(v)
+    cfg = config.load_config(None, config.parse_overrides(sys.argv[3:]))
     model, tok, mid = models.load(cfg["model"])
     mem = memory.Memory(tempfile.mkdtemp(), model, tok, cfg, mid)
 

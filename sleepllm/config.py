@@ -72,6 +72,18 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
     return copy.deepcopy(cfg)
 
 
+def parse_overrides(pairs, section: str = "editor") -> dict:
+    """["lam=1500", "contrast=0"] -> {"editor.lam": 1500, "editor.contrast": 0}: key=value
+    pairs of one config section, each value read as YAML (numbers stay numbers)."""
+    out = {}
+    for kv in pairs:
+        key, sep, value = kv.partition("=")
+        if not sep:
+            raise ValueError(f"expected key=value, got {kv!r}")
+        out[f"{section}.{key}"] = yaml.safe_load(value)
+    return out
+
+
 def memory_dir(cfg: dict, explicit: str | None = None) -> Path:
     """The memory folder: --memory DIR, else <data dir>/memories/<config memory name>."""
     if explicit:

@@ -155,6 +155,14 @@ class Editor:
     def prefixes(self) -> list:
         return self._load_stats()[1]
 
+    def retune(self, **changes):
+        """Change editor hyper-parameters in place (the cached projector follows them)."""
+        for k, v in changes.items():
+            if k not in memit.Hparams.__dataclass_fields__:
+                raise ValueError(f"unknown editor setting {k!r}")
+            setattr(self.hp, k, type(getattr(self.hp, k))(v))
+        self.__dict__.pop("_proj", None)
+
     @property
     def proj(self) -> dict:
         if not hasattr(self, "_proj"):

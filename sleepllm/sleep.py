@@ -126,8 +126,7 @@ def run(memory, progress=None) -> dict:
         if joint_score >= wake_score:
             audit = joint
         else:   # the joint solve recalls less than the wake edits did: put them back
-            ed.revert_all(list(ed.edits))
-            ed.add(*before.values())
+            _restore(ed, before)
             report["consolidated"] = []
     report["phases"]["consolidate"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -186,8 +185,7 @@ def run(memory, progress=None) -> dict:
                    "general_changed": changed})
     bound = cfg["sleep"]["max_ppl_drift"]
     if drift > bound or changed > cfg["sleep"]["max_general_changed"]:
-        ed.revert_all(list(ed.edits))
-        ed.add(*before.values())
+        _restore(ed, before)
         report["rolled_back"] = (f"perplexity drift {drift:+.1%} (bound {bound:.0%}) / general "
                                  f"answers unlike the base model's {off0:.0%} → {off1:.0%}: "
                                  f"sleep's changes undone")
@@ -210,6 +208,12 @@ def run(memory, progress=None) -> dict:
     report["counts"] = {s: sum(v == s for v in report["audit_after"].values())
                         for s in ("healthy", "degraded", "lost")}
     return report
+
+
+def _restore(ed, edits: dict):
+    """Put the weights back to exactly these edits (one refresh per layer each way)."""
+    ed.revert_all(list(ed.edits))
+    ed.add(*edits.values())
 
 
 def _score(r):

@@ -232,3 +232,13 @@ def test_packed_delta_search_equals_the_full_model(tiny):
     got = []
     memit.compute_delta(model, prompts, [], ed.hp, log=lambda s, l, n: got.append(n))
     assert got[0] == pytest.approx(float(np.mean(want)), rel=1e-4)
+
+
+def test_retune_changes_settings_and_the_projector_follows(tiny):
+    model, tok = tiny
+    ed = make_editor(model, tok)
+    assert ed.proj == {}                       # nullspace 0: no projector
+    ed.retune(nullspace=0.5, lam="20")
+    assert ed.hp.lam == 20.0 and set(ed.proj) == set(ed.hp.layers)
+    with pytest.raises(ValueError, match="unknown editor setting"):
+        ed.retune(no_such=1)

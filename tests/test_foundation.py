@@ -7,7 +7,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from sleepllm import chat
+from sleepllm import chat, config
 from sleepllm.blas import blas_in_use, is_reference
 from sleepllm.config import data_dir, load_config, memory_dir
 from sleepllm.gguf import _unpermute
@@ -140,3 +140,14 @@ def test_batched_probes_are_greedy_and_stop_when_told(tiny):
         k = next((k for k in range(1, len(want) + 1) if len(tok.decode(want[:k])) >= 3),
                  len(want))
         assert short == tok.decode(want[:k])
+
+
+def test_key_value_overrides_keep_types_and_refuse_unknown_keys():
+    over = config.parse_overrides(["lam=1500", "contrast=0", "nullspace=0.005", "layers=[3, 4]"])
+    cfg = config.load_config(None, over)
+    assert cfg["editor"]["lam"] == 1500 and cfg["editor"]["nullspace"] == 0.005
+    assert cfg["editor"]["layers"] == [3, 4]
+    with pytest.raises(ValueError, match="unknown config key"):
+        config.load_config(None, config.parse_overrides(["no_such_key=1"]))
+    with pytest.raises(ValueError, match="key=value"):
+        config.parse_overrides(["lam"])
