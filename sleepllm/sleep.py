@@ -158,7 +158,11 @@ def run(memory, progress=None) -> dict:
         # their other prompts can still move; the round is kept only if the total recall does
         # not fall, else every rewrite of the round is undone
         new_audit = probes.audit(model, tok, facts, system)
-        if _total(new_audit) < _total(audit):
+        undone = _total(new_audit) < _total(audit)
+        report.setdefault("refresh_rounds", []).append(
+            {"rewritten": len(prior), "before": _total(audit), "after": _total(new_audit),
+             "undone": undone})
+        if undone:
             ed.revert_all(list(prior))
             ed.add(*prior.values())
             break

@@ -109,6 +109,8 @@ def test_refresh_round_that_lowers_total_recall_is_undone(tiny_model_dir, tmp_pa
     monkeypatch.setattr(probes, "audit", audit)
     report = sleep.run(mem)
     assert len(calls) == 3 and report["refreshed"] == []
+    assert report["refresh_rounds"] == [{"rewritten": 1, "before": 2.0, "after": 0.5,
+                                         "undone": True}]
     assert same(down(mem), before_refresh[0])
     assert report["audit_after"] == {a: "healthy", b: "lost"}
 
