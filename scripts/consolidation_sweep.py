@@ -75,7 +75,7 @@ def main():
         print("edit seconds, median", round(statistics.median(seconds), 1), flush=True)
         report("wake")
     for s in settings:
-        mem.editor.retune(**{k.split(".", 1)[1]: v for k, v in config.parse_overrides(s).items()})
+        mem.editor.retune(**config.parse_overrides(s, section=None))
         t = time.perf_counter()
         mem.editor.consolidate()
         print("consolidate seconds", round(time.perf_counter() - t, 1), " ".join(s))

@@ -72,15 +72,16 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
     return copy.deepcopy(cfg)
 
 
-def parse_overrides(pairs, section: str = "editor") -> dict:
+def parse_overrides(pairs, section: str | None = "editor") -> dict:
     """["lam=1500", "contrast=0"] -> {"editor.lam": 1500, "editor.contrast": 0}: key=value
-    pairs of one config section, each value read as YAML (numbers stay numbers)."""
+    pairs of one config section, each value read as YAML (numbers stay numbers); with
+    section None the keys stay bare ({"lam": 1500, ...})."""
     out = {}
     for kv in pairs:
         key, sep, value = kv.partition("=")
         if not sep:
             raise ValueError(f"expected key=value, got {kv!r}")
-        out[f"{section}.{key}"] = yaml.safe_load(value)
+        out[f"{section}.{key}" if section else key] = yaml.safe_load(value)
     return out
 
 

@@ -151,3 +151,4 @@ def test_key_value_overrides_keep_types_and_refuse_unknown_keys():
         config.load_config(None, config.parse_overrides(["no_such_key=1"]))
     with pytest.raises(ValueError, match="key=value"):
         config.parse_overrides(["lam"])
+    assert config.parse_overrides(["lam=20"], section=None) == {"lam": 20}
