@@ -38,13 +38,14 @@ def chat_ids(tokenizer, question: str, system_prompt=None):
     return tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
 
 
-def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32, until=None):
+def generate(model, tokenizer, prompts, max_tokens=24, batch_size=64, until=None):
     """Greedy continuations of many token prompts, continuously batched (mlx-lm's
     BatchGenerator: a finished row leaves the batch and the next prompt takes its place).
 
     Prompts run in sorted order, so neighbours share a long prefix (the chat template's system
-    turn): each group of `batch_size` computes that prefix's KV cache once and gives every
-    prompt a copy (same outputs, less prefill). `until`: one predicate per prompt on the text
+    turn): each group of `batch_size` computes that prefix's KV cache once and every prompt of
+    the group starts from it (the batch merges caches by copying them into its own arrays, so
+    one read-only cache serves the group: same outputs, less prefill and memory). `until`: one predicate per prompt on the text
     so far; a prompt stops as soon as it holds (an audit needs only to see the object named),
     its text then ends there."""
     import copy
@@ -64,7 +65,7 @@ def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32, until=None
             model(mx.array([group[0][:n]]), cache=cache)
             mx.eval([c.state for c in cache])
         rows += [p[n:] if cache else p for p in group]
-        caches += [copy.deepcopy(cache) if cache else None for _ in group]
+        caches += [cache] * len(group)
     gen = BatchGenerator(model, max_tokens=max_tokens,
                          stop_tokens=[[t] for t in tokenizer.eos_token_ids],
                          completion_batch_size=batch_size, prefill_batch_size=batch_size)
