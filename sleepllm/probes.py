@@ -38,7 +38,7 @@ def chat_ids(tokenizer, question: str, system_prompt=None):
     return tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
 
 
-def generate(model, tokenizer, prompts, max_tokens=24, batch_size=64, until=None):
+def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32, until=None):
     """Greedy continuations of many token prompts, continuously batched (mlx-lm's
     BatchGenerator: a finished row leaves the batch and the next prompt takes its place).
 
