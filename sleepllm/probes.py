@@ -45,10 +45,9 @@ def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32, until=None
     Prompts run in sorted order, so neighbours share a long prefix (the chat template's system
     turn): each group of `batch_size` computes that prefix's KV cache once and every prompt of
     the group starts from it (the batch merges caches by copying them into its own arrays, so
-    one read-only cache serves the group: same outputs, less prefill and memory). `until`: one predicate per prompt on the text
-    so far; a prompt stops as soon as it holds (an audit needs only to see the object named),
-    its text then ends there."""
-    import copy
+    one read-only cache serves the group: same outputs, less prefill and memory). `until`: one
+    predicate per prompt on the text so far; a prompt stops as soon as it holds (an audit
+    needs only to see the object named), its text then ends there."""
     import os
 
     from mlx_lm.generate import BatchGenerator

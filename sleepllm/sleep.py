@@ -158,15 +158,16 @@ def run(memory, progress=None) -> dict:
         # their other prompts can still move; the round is kept only if the total recall does
         # not fall, else every rewrite of the round is undone
         new_audit = probes.audit(model, tok, facts, system)
-        undone = _total(new_audit) < _total(audit)
+        score_before, score_after = _total(audit), _total(new_audit)
+        undone = score_after < score_before
         report.setdefault("refresh_rounds", []).append(
-            {"rewritten": len(prior), "before": _total(audit), "after": _total(new_audit),
+            {"rewritten": len(prior), "before": score_before, "after": score_after,
              "undone": undone})
         if undone:
             ed.revert_all(list(prior))
             ed.add(*prior.values())
             break
-        improved = _total(new_audit) > _total(audit)
+        improved = score_after > score_before
         report["refreshed"] += [i for i in prior if i not in report["refreshed"]]
         audit = new_audit
         if not improved:
