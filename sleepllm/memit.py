@@ -123,25 +123,28 @@ def taps(model, key_layers=(), delta_layer=None, resid_layer=None):
 
 class _Prefix:
     """A read-only KV cache holding a fixed prefix: attention of the tokens that follow sees
-    the prefix's keys/values without recomputing them (they do not depend on δ)."""
+    the prefix's keys/values without recomputing them (they do not depend on δ). `offset` is
+    the position (RoPE) of the first token that follows; the prefix's keys were rotated at
+    their own positions when they were computed."""
 
-    def __init__(self, keys, values):
-        self.keys, self.values, self.offset = keys, values, keys.shape[2]
+    def __init__(self, keys, values, offset):
+        self.keys, self.values, self.offset = keys, values, offset
 
     def update_and_fetch(self, keys, values):
         return (mx.concatenate([self.keys, keys], axis=2),
                 mx.concatenate([self.values, values], axis=2))
 
 
-def run_from(model, h, start, mask=None, prefix=None):
+def run_from(model, h, start, mask=None, prefix=None, offset=0):
     """Final normed hidden states from the residual stream h entering layer `start`;
-    `prefix` ([(keys, values)] per layer ≥ start) stands for the tokens before h; it needs
-    the `mask` that goes with it (queries × prefix + h columns, as `_packed` makes)."""
+    `prefix` ([(keys, values)] per layer ≥ start) stands for the tokens before h, whose first
+    column sits at position `offset`; it needs the `mask` that goes with it (queries × prefix
+    + h columns, as `_packed` makes)."""
     from mlx_lm.models.base import create_attention_mask
 
     if prefix and mask is None:
         raise ValueError("run_from: a prefix needs its attention mask")
-    caches = [_Prefix(k, v) for k, v in prefix] if prefix else [None] * len(_layers(model))
+    caches = [_Prefix(k, v, offset) for k, v in prefix] if prefix else [None] * len(_layers(model))
     if mask is None:
         mask = create_attention_mask(h, None)
     for layer, c in zip(_layers(model)[start:], caches):
@@ -230,42 +233,99 @@ def read(model, prompts, n_anchors, key_layers=(), resid_layer=None):
 
 # ------------------------------------------------------------------ 1. target value v*
 
-def _packed(model, prompts, L):
-    """All prompts in one batch for the δ search, with the tokens that never see δ set aside.
+def _pack(lengths):
+    """Rows of width S holding segments of the given lengths (first fit, longest first), S
+    chosen between the longest and twice it to leave the fewest empty slots. Returns
+    (S, [(row, column)] per segment, number of rows)."""
+    best = None
+    for S in range(max(lengths), 2 * max(lengths) + 1):
+        free, place = [], [None] * len(lengths)
+        for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+            r = next((r for r, f in enumerate(free) if f >= lengths[i]), None)
+            if r is None:
+                free.append(S)
+                r = len(free) - 1
+            place[i] = (r, S - free[r])
+            free[r] -= lengths[i]
+        if best is None or len(free) * S < best[2] * best[0]:
+            best = (S, place, len(free))
+    return best
 
-    Row b is prompt b left-padded so that its first key token (or the position predicting its
-    first target token, if earlier) sits at column C, the same for every row:
-    [pad … | tokens before it | from it on … | pad …].
-    Only the columns ≥ C depend on δ; the layers after L see the columns < C as a fixed KV
-    prefix, computed once. RoPE depends on position differences only, so the shift is exact;
-    a boolean mask hides the padding (a padding row attends to itself, never to real tokens).
-    Returns (h: residual entering L+1 at columns ≥ C, mask for those queries, prefix KVs,
-    cut per prompt)."""
+
+def _packed(model, prompts, L):
+    """All prompts in one small batch for the δ search, with the tokens that never see δ set
+    aside and the rest packed densely.
+
+    A prompt's *tail* starts at its first key token (or the position predicting its first
+    target token, if earlier); only the tail depends on δ. Tails are packed several to a row
+    (`_pack`). Layers ≤ L, and every layer on the tokens before a tail, do not depend on δ:
+    they run once, one row per prompt, each prompt placed so that its tail has the RoPE
+    positions it has in the packed row (C + its column, C = the longest head). Their keys and
+    values for layers > L become each packed row's fixed KV prefix: the heads of the prompts
+    in that row side by side. A boolean mask lets a tail token see its own prompt's head and
+    the earlier tokens of its own tail only (a padding slot sees itself).
+
+    Returns (h: residual entering L+1 at the packed tails (R, S, d), mask (R, 1, S, P + S),
+    prefix KVs per layer > L or None, C, place: (row, column, cut) per prompt)."""
     from mlx_lm.models.cache import KVCache
 
     cuts = [min([t for _, t in p.keys] + [p.target_start - 1]) for p in prompts]
+    tails = [len(p.ids) - c for p, c in zip(prompts, cuts)]
+    S, slots, R = _pack(tails)
     C = max(cuts)
-    S = max(len(p.ids) - c for p, c in zip(prompts, cuts))
-    ids = np.zeros((len(prompts), C + S), dtype=np.int32)
-    for b, (p, c) in enumerate(zip(prompts, cuts)):
-        ids[b, C - c: C - c + len(p.ids)] = p.ids
-    col = np.arange(C + S)
-    first = np.array([C - c for c in cuts])[:, None, None]
-    q, k = col[None, :, None], col[None, None, :]
-    allowed = (k <= q) & ((k >= first) | (k == q))                # (B, N, N)
-    mask = mx.array(allowed[:, None])                               # (B, 1, N, N)
-    h, _ = forward(model, mx.array(ids), 0, L, mask=mask)
+    n, W = len(prompts), C + S
+    # pass 1: one row per prompt, tail at columns C + its packed column
+    ids = np.zeros((n, W), dtype=np.int32)
+    first = np.zeros(n, dtype=np.int64)
+    for i, (p, c, (_, col)) in enumerate(zip(prompts, cuts, slots)):
+        first[i] = C + col - c
+        ids[i, first[i]: first[i] + len(p.ids)] = p.ids
+    q, k = np.arange(W)[None, :, None], np.arange(W)[None, None, :]
+    own = mx.array(((k <= q) & ((k >= first[:, None, None]) | (k == q)))[:, None])
+    h1, _ = forward(model, mx.array(ids), 0, L, mask=own)
+    # each packed row's prefix: its prompts' heads, side by side
+    heads = [[] for _ in range(R)]          # (prompt, first column in the row's prefix)
+    width = [0] * R
+    for i, ((r, _), c) in enumerate(zip(slots, cuts)):
+        heads[r].append((i, width[r]))
+        width[r] += c
+    P = max(width)
     prefix = None
-    if C > 0:
+    if P > 0:
+        A = C + max(col for _, col in slots)            # columns any head reaches
         caches = [KVCache() for _ in _layers(model)[L + 1:]]
-        x = h[:, :C]
-        for layer, c in zip(_layers(model)[L + 1:], caches):
-            x = layer(x, mask[:, :, :C, :C], c)
-        prefix = [(c.keys[..., :C, :], c.values[..., :C, :]) for c in caches]
+        x = h1[:, :A]
+        for layer, cache in zip(_layers(model)[L + 1:], caches):
+            x = layer(x, own[:, :, :A, :A], cache)
+        src = np.zeros((R, P), dtype=np.int32)          # flat (prompt, column) per prefix slot
+        for r in range(R):
+            for i, at in heads[r]:
+                col = slots[i][1]
+                src[r, at: at + cuts[i]] = i * A + np.arange(C + col - cuts[i], C + col)
+        src = mx.array(src.reshape(-1))
+
+        def gather(a):                                  # (n, H, A, hd) -> (R, H, P, hd)
+            nh, hd = a.shape[1], a.shape[3]
+            a = a[..., :A, :].transpose(0, 2, 1, 3).reshape(n * A, nh, hd)
+            return a[src].reshape(R, P, nh, hd).transpose(0, 2, 1, 3)
+
+        prefix = [(gather(c.keys), gather(c.values)) for c in caches]
         mx.eval(prefix)
-    h = h[:, C:]
+    # the packed tails and their mask
+    src = np.zeros((R, S), dtype=np.int32)
+    allowed = np.zeros((R, S, P + S), dtype=bool)
+    allowed[:, np.arange(S), P + np.arange(S)] = True   # padding sees itself
+    for r in range(R):
+        for i, at in heads[r]:
+            col, t = slots[i][1], tails[i]
+            js = np.arange(col, col + t)
+            src[r, js] = i * W + C + js
+            allowed[r, col: col + t, at: at + cuts[i]] = True
+            allowed[r, col: col + t, P + col: P + col + t] |= np.tril(np.ones((t, t), bool))
+    h = h1.reshape(n * W, -1)[mx.array(src.reshape(-1))].reshape(R, S, -1)
     mx.eval(h)
-    return h, mask[:, :, C:, :], prefix, cuts
+    place = [(r, col, c) for (r, col), c in zip(slots, cuts)]
+    return h, mx.array(allowed[:, None]), prefix, C, place
 
 
 def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None):
@@ -276,38 +336,42 @@ def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None):
     layers L+1 … N-1, and the LM head only where a loss is read."""
     L = hp.layers[-1]
     rows = list(prompts) + list(kl_prompts)
-    h, mask, prefix, cuts = _packed(model, rows, L)
-    B, S, d = h.shape
-    key_mask = np.zeros((B, S), dtype=np.float32)
-    for b, (p, c) in enumerate(zip(rows, cuts)):
+    h, mask, prefix, C, place = _packed(model, rows, L)
+    R, S, d = h.shape
+    at = lambda b, t: place[b][0] * S + place[b][1] + t - place[b][2]   # flat packed index
+    key_mask = np.zeros(R * S, dtype=np.float32)
+    train_keys = []
+    for b, p in enumerate(rows):
         for _, t in p.keys:
-            key_mask[b, t - c] = 1.0
+            key_mask[at(b, t)] = 1.0
+            if b < len(prompts):
+                train_keys.append(at(b, t))
     # Position t - 1 predicts token t. Target tokens predicted before the prompt's first key
     # ("You live in" when only the answer names the anchor) cannot depend on δ: left out, so
     # the NLL — and the stop rule — measure only what δ can change.
     sel, tok = [], []
     cols = []
-    for b, (p, c) in enumerate(zip(prompts, cuts)):
+    for b, p in enumerate(prompts):
         first = min(t for _, t in p.keys)
         ts = [t for t in range(p.target_start, len(p.ids)) if t - 1 >= first]
         for t in ts:
-            sel.append(b * S + t - 1 - c)
+            sel.append(at(b, t - 1))
             tok.append(p.ids[t])
             cols.append((b, 1.0 / len(ts)))
     per_prompt = np.zeros((len(prompts), len(cols)), dtype=np.float32)
     for j, (b, w) in enumerate(cols):
         per_prompt[b, j] = w
-    kl_sel = mx.array([(len(prompts) + i) * S + len(p.ids) - 1 - c
-                       for i, (p, c) in enumerate(zip(kl_prompts, cuts[len(prompts):]))],
+    kl_sel = mx.array([at(len(prompts) + i, len(p.ids) - 1) for i, p in enumerate(kl_prompts)],
                       dtype=mx.int32)
     sel, tok = mx.array(sel, dtype=mx.int32), mx.array(tok, dtype=mx.int32)
     per_prompt = mx.array(per_prompt)
-    hn = np.linalg.norm(np.array(h[: len(prompts)], dtype=np.float64), axis=-1)
-    h_norm = float(hn[key_mask[: len(prompts)] > 0].mean())   # ‖h_L‖ at the training keys
-    key_mask = mx.array(key_mask)[..., None]
+    hn = np.linalg.norm(np.array(h.reshape(R * S, d)[mx.array(train_keys)], dtype=np.float64),
+                        axis=-1)
+    h_norm = float(hn.mean())   # ‖h_L‖ at the training keys
+    key_mask = mx.array(key_mask.reshape(R, S))[..., None]
 
     def logprobs(delta):
-        hid = run_from(model, h + key_mask * delta, L + 1, mask, prefix).reshape(-1, d)
+        hid = run_from(model, h + key_mask * delta, L + 1, mask, prefix, C).reshape(-1, d)
         lp = nn.log_softmax(hidden_logits(model, hid[sel]).astype(mx.float32), axis=-1)
         lk = nn.log_softmax(hidden_logits(model, hid[kl_sel]).astype(mx.float32), axis=-1) \
             if len(kl_prompts) else None
@@ -418,36 +482,20 @@ def solve(R, K, C, lam, KpKp=None, P=None, alpha=1.0, Kc=None, contrast=0.0):
 
 
 def apply_update(model, prompts, n_anchors, delta, hp, cov, kpkp, proj, set_delta,
-                 contrast_prompts=(), log=None):
-    """The MEMIT layer loop. Calls set_delta(layer, A, B) to add A Bᵀ to W_down[layer].
-
-    Returns (per-layer keys used, for K_p bookkeeping; z = the wanted h_L at each anchor)."""
-    L = hp.layers[-1]
-    _, h0 = read(model, prompts, n_anchors, resid_layer=L)
+                 contrast_prompts=()):
+    """The MEMIT layer loop for one fact: its wanted output z = h_L + δ at each anchor,
+    written by `consolidate` (one target). Calls set_delta(layer, A, B) to add A Bᵀ to
+    W_down[layer]. Returns (per-layer keys used, for K_p bookkeeping; z)."""
+    _, h0 = read(model, [_cut(p) for p in prompts], n_anchors, resid_layer=hp.layers[-1])
     z = h0 + delta[None, :]
-    used = {}
-    for i, l in enumerate(hp.layers):
-        keys, cur = read(model, prompts, n_anchors, key_layers=[l], resid_layer=L)
-        Kc = None
-        if contrast_prompts and hp.contrast > 0:
-            Kc = _rows(model, contrast_prompts, l)
-        K = keys[l]
-        R = (z - cur) / (len(hp.layers) - i)        # (n, d_out)
-        B = solve(R, K, cov[l], hp.lam, kpkp.get(l), proj.get(l), hp.alpha, Kc, hp.contrast)
-        set_delta(l, R.T, B)                          # ΔW = Rᵀ-as-columns · Bᵀ
-        used[l] = K
-        if log:
-            log(l, float(np.linalg.norm(R)))
-    return used, z
+    part = consolidate(model, [Target(prompts, z, list(contrast_prompts))], hp, cov, set_delta,
+                       kpkp, proj)[0]
+    return {l: K for l, (_, _, K) in part.items()}, z
 
 
-def _rows(model, prompts, layer):
-    """One key row per prompt (its single key position) at `layer`."""
-    ids, _, _ = batch(prompts)
-    with taps(model, key_layers=[layer]) as t:
-        forward(model, ids, 0, layer)
-        seen = np.array(t["keys"][layer].seen.astype(mx.float32), dtype=np.float64)
-    return np.stack([seen[b, p.keys[0][1]] for b, p in enumerate(prompts)])
+def _cut(p):
+    """The prompt up to its last key position: all a key or h_L at an anchor depends on."""
+    return Prompt(p.ids[: max(t for _, t in p.keys) + 1], 0, p.keys)
 
 
 # ------------------------------------------------------------------ 4. batch consolidation
@@ -484,8 +532,7 @@ def consolidate(model, targets, hp, cov, set_delta, kpkp=None, proj=None, chunk=
     entries = []   # (Prompt with global anchor ids, is_contrast)
     for ti, t in enumerate(targets):
         for p in t.prompts:
-            last = max(pos for _, pos in p.keys)
-            entries.append((Prompt(p.ids[: last + 1], 0,
+            entries.append((Prompt(_cut(p).ids, 0,
                                    [(int(offs[ti]) + a, pos) for a, pos in p.keys]), False))
         for p in t.contrast:
             pos = p.keys[0][1]

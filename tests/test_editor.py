@@ -211,9 +211,10 @@ def test_forward_matches_the_full_model(tiny):
 
 
 def test_packed_delta_search_equals_the_full_model(tiny):
-    """The δ search runs every prompt in one left-padded batch with the tokens before the first
-    key as a fixed KV prefix. At δ = 0 its NLL must equal the full model's on each whole prompt
-    (target tokens from the first key on), including a prompt whose key sits in its answer."""
+    """The δ search runs the prompts' tails packed several to a row, with the tokens before
+    each tail as a fixed KV prefix. Its NLL must equal the full model's on each whole prompt
+    (target tokens from the first key on), at δ = 0 and at δ ≠ 0, including a prompt whose key
+    sits in its answer."""
     import mlx.nn as nn
 
     model, tok = tiny
@@ -232,6 +233,24 @@ def test_packed_delta_search_equals_the_full_model(tiny):
     got = []
     memit.compute_delta(model, prompts, [], ed.hp, log=lambda s, l, n: got.append(n))
     assert got[0] == pytest.approx(float(np.mean(want)), rel=1e-4)
+
+    # and at δ ≠ 0 (after one Adam step), δ added at each prompt's key positions in the full
+    # model: the packed rows put δ, and read the loss, at the same tokens
+    delta1, _ = memit.compute_delta(model, prompts, [], ed.hp)
+    ed.hp.v_steps, ed.hp.v_loss_stop, got = 2, 0.0, []
+    memit.compute_delta(model, prompts, [], ed.hp, log=lambda s, l, n: got.append(n))
+    want = []
+    for p in prompts:
+        with memit.taps(model, delta_layer=ed.hp.layers[-1]) as t:
+            t["delta"].delta = mx.array(delta1.astype(np.float32))
+            t["delta"].mask = mx.array([[float(i in {k for _, k in p.keys})
+                                         for i in range(len(p.ids))]])
+            lp = nn.log_softmax(model(mx.array([p.ids]))[0].astype(mx.float32), -1)
+        first = min(t for _, t in p.keys)
+        ts = [t for t in range(p.target_start, len(p.ids)) if t - 1 >= first]
+        want.append(-np.mean([lp[t - 1, p.ids[t]].item() for t in ts]))
+    assert got[1] == pytest.approx(float(np.mean(want)), rel=1e-4)
+    assert got[1] != pytest.approx(got[0], rel=1e-3)
 
 
 def test_retune_changes_settings_and_the_projector_follows(tiny):
