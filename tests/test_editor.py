@@ -261,3 +261,17 @@ def test_retune_changes_settings_and_the_projector_follows(tiny):
     assert ed.hp.lam == 20.0 and set(ed.proj) == set(ed.hp.layers)
     with pytest.raises(ValueError, match="unknown editor setting"):
         ed.retune(no_such=1)
+
+
+def test_pack_places_every_tail_without_overlap_in_fewer_slots():
+    for lengths in ([7, 7, 7, 19, 17, 3], [5], [4, 4, 4, 4], [30, 1, 1, 29, 2, 12, 18]):
+        S, place, R = memit._pack(lengths)
+        assert max(lengths) <= S <= 2 * max(lengths)
+        used = [set() for _ in range(R)]
+        for n, (r, col) in zip(lengths, place):
+            cols = set(range(col, col + n))
+            assert cols <= set(range(S)) and not cols & used[r]
+            used[r] |= cols
+        assert R * S <= len(lengths) * max(lengths)      # never worse than one row each
+    S, _, R = memit._pack([7, 7, 7, 19, 17, 3])
+    assert R * S <= 63                                   # vs 6 × 19 = 114 left-padded
