@@ -5,14 +5,13 @@ round).
     .venv/bin/python scripts/edit_timing.py 8                      # dev facts d000-d007
     .venv/bin/python scripts/edit_timing.py 48,59,70,74,81 [editor_key=value ...]
 """
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import sleepllm  # noqa: F401  (loads the fast BLAS before mlx)
-from sleepllm import config, memit, memory
+from sleepllm import config, evaluate, memit, memory
 from sleepllm import model as models
 from sleepllm.extract import extract
 
@@ -24,7 +23,7 @@ def main():
     model, tok, mid = models.load(cfg["model"])
     mem = memory.Memory(tempfile.mkdtemp(), model, tok, cfg, mid)
     mem.editor.cov   # covariance loaded (or computed) before the clock starts
-    facts = [json.loads(line) for line in DEV.open()]
+    facts = evaluate.load_facts(DEV)
     pick = sys.argv[1]
     facts = [facts[int(i)] for i in pick.split(",")] if "," in pick else facts[: int(pick)]
 
