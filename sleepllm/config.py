@@ -65,6 +65,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
         node = cfg
         *parents, leaf = dotted.split(".")
         for p in parents:
+            if not isinstance(node.get(p), dict):
+                raise ValueError(f"unknown config section '{p}' in '{dotted}'")
             node = node[p]
         if leaf not in node:
             raise ValueError(f"unknown config key '{dotted}'")

@@ -149,6 +149,8 @@ def test_key_value_overrides_keep_types_and_refuse_unknown_keys():
     assert cfg["editor"]["layers"] == [3, 4]
     with pytest.raises(ValueError, match="unknown config key"):
         config.load_config(None, config.parse_overrides(["no_such_key=1"]))
+    with pytest.raises(ValueError, match="unknown config section 'editr'"):
+        config.load_config(None, {"editr.lam": 1})
     with pytest.raises(ValueError, match="key=value"):
         config.parse_overrides(["lam"])
     assert config.parse_overrides(["lam=20"], section=None) == {"lam": 20}
