@@ -1,4 +1,6 @@
 """Recall probes, shared by audit, eval and tests: free greedy generation, never teacher forcing.
+(A draft of the expected answer may be checked in one pass, as speculative decoding does; what
+is returned is still exactly the greedy output.)
 
 - raw:  a completion cue ("My dog's name is") continued greedily;
 - chat: a question through the model's chat template, answered greedily;
@@ -38,7 +40,7 @@ def chat_ids(tokenizer, question: str, system_prompt=None):
     return tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
 
 
-def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32, until=None):
+def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32, until=None, drafts=None):
     """Greedy continuations of many token prompts, continuously batched (mlx-lm's
     BatchGenerator: a finished row leaves the batch and the next prompt takes its place).
 
@@ -47,8 +49,29 @@ def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32, until=None
     the group starts from it (the batch merges caches by copying them into its own arrays, so
     one read-only cache serves the group: same outputs, less prefill and memory). `until`: one
     predicate per prompt on the text so far; a prompt stops as soon as it holds (an audit
-    needs only to see the object named), its text then ends there."""
+    needs only to see the object named), its text then ends there.
+
+    `drafts` (with `until`): one guess per prompt of the tokens greedy decoding will produce
+    ("Your dog's name is Waffles."). One teacher-forced pass checks them all, as speculative
+    decoding does (`greedy_prefix`); a prompt whose verified tokens already settle its output
+    (`until` holds, or the end-of-sequence token comes) takes that output — the very text
+    greedy decoding returns — and only the others are generated token by token."""
     import os
+
+    out = [None] * len(prompts)
+    if drafts is not None and until is not None:
+        eos = set(tokenizer.eos_token_ids)
+        for i, g in enumerate(greedy_prefix(model, prompts, drafts, batch_size)):
+            out[i] = _settled(tokenizer, g, until[i], eos, max_tokens)
+    todo = [i for i in range(len(prompts)) if out[i] is None]
+    if not todo:
+        return out
+    if len(todo) < len(prompts):
+        rest = generate(model, tokenizer, [prompts[i] for i in todo], max_tokens, batch_size,
+                        [until[i] for i in todo])
+        for i, text in zip(todo, rest):
+            out[i] = text
+        return out
 
     from mlx_lm.generate import BatchGenerator
     from mlx_lm.models.cache import make_prompt_cache
@@ -84,17 +107,80 @@ def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32, until=None
                 gen.remove(done)
     finally:
         gen.close()
-    out = [None] * len(prompts)
     for u, i in index.items():
         out[i] = tokenizer.decode(tokens[u])
     return out
 
 
+def _settled(tokenizer, tokens, until, eos, max_tokens):
+    """The text generate() returns for a prompt whose greedy output begins with `tokens`, or
+    None when those tokens do not settle it: `until` is checked after every token that is not
+    end-of-sequence (it stops at the first that satisfies it), end-of-sequence ends the text,
+    and so does the max_tokens-th token."""
+    tokens = tokens[:max_tokens]
+    for j, t in enumerate(tokens):
+        if t in eos:
+            return tokenizer.decode(tokens[:j])
+        text = tokenizer.decode(tokens[: j + 1])
+        if until(text) or j + 1 == max_tokens:
+            return text
+    return None
+
+
+def greedy_prefix(model, prompts, drafts, batch_size=32):
+    """For each prompt, the tokens greedy decoding starts with, as far as its draft shows them:
+    the longest prefix of the draft that is the argmax at every step, plus the argmax after it
+    (speculative decoding's verification, with the draft given rather than guessed by a small
+    model). One forward pass per batch of prompt + draft, right-padded (causal attention: the
+    padding is never seen by the real tokens); prompts sorted so a batch shares its prefix
+    (the chat template's system turn), computed once per batch."""
+    import os
+
+    from mlx_lm.models.cache import KVCache, make_prompt_cache
+
+    from sleepllm.memit import hidden_logits
+
+    order = sorted(range(len(prompts)), key=lambda i: list(prompts[i]))
+    out = [None] * len(prompts)
+    for s in range(0, len(order), batch_size):
+        group = order[s:s + batch_size]
+        seqs = [list(prompts[i]) + list(drafts[i]) for i in group]
+        n = min(len(os.path.commonprefix([list(prompts[i]) for i in group])),
+                min(len(prompts[i]) for i in group) - 1)
+        cache = make_prompt_cache(model)
+        if not all(isinstance(c, KVCache) for c in cache):
+            n = 0                                      # no shared prefix for other caches
+        if n > 0:
+            model.model(mx.array([seqs[0][:n]]), cache=cache)
+            for c in cache:
+                k, v, off = c.state
+                c.state = (mx.repeat(k[..., :off, :], len(group), 0),
+                           mx.repeat(v[..., :off, :], len(group), 0), off)
+        T = max(len(x) for x in seqs) - n
+        x = mx.array([x[n:] + [0] * (T + n - len(x)) for x in seqs])
+        h = model.model(x, cache=cache)
+        # position p predicts token p + 1: from the prompt's last token to the draft's last
+        pos = [[len(prompts[i]) - 1 - n + j for j in range(len(drafts[i]) + 1)] for i in group]
+        flat = mx.array([b * T + p for b, ps in enumerate(pos) for p in ps], dtype=mx.int32)
+        best = mx.argmax(hidden_logits(model, h.reshape(-1, h.shape[-1])[flat]), axis=-1).tolist()
+        k = 0
+        for b, i in enumerate(group):
+            am, k = best[k:k + len(pos[b])], k + len(pos[b])
+            d, m = list(drafts[i]), 0
+            while m < len(d) and am[m] == d[m]:
+                m += 1
+            out[i] = d[:m] + [am[m]]
+    return out
+
+
 def fact_probes(fact: Fact, tokenizer, system_prompt=None):
-    """The app's own probes for a memory: its statement cue and its chat questions."""
-    probes = [("raw", raw_ids(tokenizer, relations.cues(fact)[0]))]
-    probes += [("chat", chat_ids(tokenizer, q, system_prompt))
-               for q, _ in relations.questions(fact)[:2]]
+    """The app's own probes for a memory — its statement cue and its chat questions — as
+    (kind, prompt ids, draft ids): the draft is the answer the edit was trained to give."""
+    enc = lambda s: tokenizer.encode(s, add_special_tokens=False)
+    obj = " " + fact.object
+    probes = [("raw", raw_ids(tokenizer, relations.cues(fact)[0]), enc(obj))]
+    probes += [("chat", chat_ids(tokenizer, q, system_prompt), enc(answer + obj + "."))
+               for q, answer in relations.questions(fact)[:2]]
     return probes
 
 
@@ -102,12 +188,13 @@ def audit(model, tokenizer, facts: dict, system_prompt=None):
     """{fact id: {"raw": bool, "chat": float share of chat questions answered}}."""
     items = []
     for fid, fact in facts.items():
-        for kind, ids in fact_probes(fact, tokenizer, system_prompt):
-            items.append((fid, kind, ids))
-    texts = generate(model, tokenizer, [ids for _, _, ids in items], max_tokens=24,
-                     until=[named(facts[fid].object) for fid, _, _ in items])
+        for kind, ids, draft in fact_probes(fact, tokenizer, system_prompt):
+            items.append((fid, kind, ids, draft))
+    texts = generate(model, tokenizer, [it[2] for it in items], max_tokens=24,
+                     until=[named(facts[it[0]].object) for it in items],
+                     drafts=[it[3] for it in items])
     res = {fid: {"raw": False, "chat_hits": 0, "chat_n": 0} for fid in facts}
-    for (fid, kind, _), text in zip(items, texts):
+    for (fid, kind, _, _), text in zip(items, texts):
         ok = hit(facts[fid].object, text)
         if kind == "raw":
             res[fid]["raw"] = ok

@@ -141,6 +141,24 @@ def test_batched_probes_are_greedy_and_stop_when_told(tiny):
                  len(want))
         assert short == tok.decode(want[:k])
 
+    # drafts: verified in one pass, the outputs are the same greedy texts, whether the draft
+    # is the greedy continuation, its first tokens then a wrong one, or wrong from the start
+    until = [lambda s: len(s) >= 12] * len(prompts)
+    plain = probes.generate(model, tok, prompts, max_tokens=6, batch_size=2, until=until)
+    for drafts in ([w + [1, 2] for w in greedy],
+                   [w[:2] + [(w[2] + 1) % 50 if len(w) > 2 else 3] for w in greedy],
+                   [[(w[0] + 1) % 50 if w else 3] for w in greedy]):
+        g = probes.greedy_prefix(model, prompts, drafts, batch_size=2)
+        for want, got in zip(greedy, g):
+            n = min(len(want), len(got))
+            assert got[:n] == want[:n]          # greedy tokens, as far as the draft showed them
+        assert probes.generate(model, tok, prompts, max_tokens=6, batch_size=2, until=until,
+                               drafts=drafts) == plain
+    # the right drafts settle every prompt without a token-by-token step
+    g = probes.greedy_prefix(model, prompts, [w + [1, 2] for w in greedy], batch_size=2)
+    eos = set(tok.eos_token_ids)
+    assert [probes._settled(tok, x, u, eos, 6) for x, u in zip(g, until)] == plain
+
 
 def test_key_value_overrides_keep_types_and_refuse_unknown_keys():
     over = config.parse_overrides(["lam=1500", "contrast=0", "nullspace=0.005", "layers=[3, 4]"])
