@@ -7,6 +7,7 @@ is returned is still exactly the greedy output.)
 - hit:  the object appears in the output, case-insensitive, at word boundaries.
 """
 import math
+import os
 import re
 from pathlib import Path
 
@@ -40,6 +41,16 @@ def chat_ids(tokenizer, question: str, system_prompt=None):
     return tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
 
 
+def _groups(prompts, batch_size):
+    """Prompt indices in sorted order, cut into batches, each with the length of the prefix its
+    prompts share (at most the shortest prompt's length − 1: every prompt keeps a last token)."""
+    order = sorted(range(len(prompts)), key=lambda i: list(prompts[i]))
+    for s in range(0, len(order), batch_size):
+        idx = order[s:s + batch_size]
+        group = [list(prompts[i]) for i in idx]
+        yield idx, min(len(os.path.commonprefix(group)), min(len(p) for p in group) - 1)
+
+
 def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32, until=None, drafts=None):
     """Greedy continuations of many token prompts, continuously batched (mlx-lm's
     BatchGenerator: a finished row leaves the batch and the next prompt takes its place).
@@ -56,8 +67,6 @@ def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32, until=None
     decoding does (`greedy_prefix`); a prompt whose verified tokens already settle its output
     (`until` holds, or the end-of-sequence token comes) takes that output — the very text
     greedy decoding returns — and only the others are generated token by token."""
-    import os
-
     out = [None] * len(prompts)
     if drafts is not None and until is not None:
         eos = set(tokenizer.eos_token_ids)
@@ -76,11 +85,10 @@ def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32, until=None
     from mlx_lm.generate import BatchGenerator
     from mlx_lm.models.cache import make_prompt_cache
 
-    order = sorted(range(len(prompts)), key=lambda i: list(prompts[i]))
-    rows, caches = [], []
-    for s in range(0, len(order), batch_size):
-        group = [list(prompts[i]) for i in order[s:s + batch_size]]
-        n = min(len(os.path.commonprefix(group)), min(len(p) for p in group) - 1)
+    order, rows, caches = [], [], []
+    for idx, n in _groups(prompts, batch_size):
+        order += idx
+        group = [list(prompts[i]) for i in idx]
         cache = None
         if n >= 4:
             cache = make_prompt_cache(model)
@@ -134,19 +142,13 @@ def greedy_prefix(model, prompts, drafts, batch_size=32):
     model). One forward pass per batch of prompt + draft, right-padded (causal attention: the
     padding is never seen by the real tokens); prompts sorted so a batch shares its prefix
     (the chat template's system turn), computed once per batch."""
-    import os
-
     from mlx_lm.models.cache import KVCache, make_prompt_cache
 
     from sleepllm.memit import hidden_logits
 
-    order = sorted(range(len(prompts)), key=lambda i: list(prompts[i]))
     out = [None] * len(prompts)
-    for s in range(0, len(order), batch_size):
-        group = order[s:s + batch_size]
+    for group, n in _groups(prompts, batch_size):
         seqs = [list(prompts[i]) + list(drafts[i]) for i in group]
-        n = min(len(os.path.commonprefix([list(prompts[i]) for i in group])),
-                min(len(prompts[i]) for i in group) - 1)
         cache = make_prompt_cache(model)
         if not all(isinstance(c, KVCache) for c in cache):
             n = 0                                      # no shared prefix for other caches
