@@ -61,7 +61,7 @@ def render(fact: Fact, tokenizer, prefixes, system_prompt=None, n_questions=2):
         _, keys = _find_keys(text + answer, text.rfind(q), anchors, tokenizer, False)
         if keys:
             n = len(enc_t(text))
-            prompts.append(memit.Prompt(enc_t(text + answer + obj + "."), n, keys))
+            prompts.append(memit.Prompt(enc_t(text + relations.full_answer(fact, answer)), n, keys))
     present = sorted({a for p in prompts for a, _ in p.keys})
     if not present:
         raise ValueError(f"no anchor of {anchors} found in the prompts for {fact}")

@@ -179,9 +179,9 @@ def fact_probes(fact: Fact, tokenizer, system_prompt=None):
     """The app's own probes for a memory — its statement cue and its chat questions — as
     (kind, prompt ids, draft ids): the draft is the answer the edit was trained to give."""
     enc = lambda s: tokenizer.encode(s, add_special_tokens=False)
-    obj = " " + fact.object
-    probes = [("raw", raw_ids(tokenizer, relations.cues(fact)[0]), enc(obj))]
-    probes += [("chat", chat_ids(tokenizer, q, system_prompt), enc(answer + obj + "."))
+    probes = [("raw", raw_ids(tokenizer, relations.cues(fact)[0]), enc(" " + fact.object))]
+    probes += [("chat", chat_ids(tokenizer, q, system_prompt),
+                enc(relations.full_answer(fact, answer)))
                for q, answer in relations.questions(fact)[:2]]
     return probes
 
@@ -192,9 +192,9 @@ def audit(model, tokenizer, facts: dict, system_prompt=None):
     for fid, fact in facts.items():
         for kind, ids, draft in fact_probes(fact, tokenizer, system_prompt):
             items.append((fid, kind, ids, draft))
-    texts = generate(model, tokenizer, [it[2] for it in items], max_tokens=24,
-                     until=[named(facts[it[0]].object) for it in items],
-                     drafts=[it[3] for it in items])
+    texts = generate(model, tokenizer, [ids for _, _, ids, _ in items], max_tokens=24,
+                     until=[named(facts[fid].object) for fid, _, _, _ in items],
+                     drafts=[draft for *_, draft in items])
     res = {fid: {"raw": False, "chat_hits": 0, "chat_n": 0} for fid in facts}
     for (fid, kind, _, _), text in zip(items, texts):
         ok = hit(facts[fid].object, text)

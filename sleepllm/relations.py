@@ -226,6 +226,11 @@ def questions(fact: Fact) -> list[tuple[str, str]]:
     return [(_fill(q, fact), _fill(a, fact)) for q, a in _t(fact)["qa"]]
 
 
+def full_answer(fact: Fact, answer: str) -> str:
+    """The whole answer to a question, as the editor trains it: "Your dog's name is Waffles."."""
+    return f"{answer} {fact.object}."
+
+
 def describe(fact: Fact) -> str:
     """Human-readable: 'your dog's name → Biscuit', 'Aria lives in → Ghent'."""
     cue = cues(fact)[0]
