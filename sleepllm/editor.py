@@ -247,56 +247,6 @@ class Editor:
             self._refresh(l)
         return edit
 
-    def current_keys(self, ids, chunk=48) -> dict:
-        """{id: {layer: K (n_anchors, d_k)}}: each edit's keys read from the model as it is
-        now. An edit stores the keys it was solved with, but the keys at layers above the
-        first edited one move as later edits change the layers below them (measured: up to
-        half their norm for the first of 50 facts, docs/editing.md ninth round)."""
-        entries, spans, off = [], {}, 0
-        for i in ids:
-            prompts, anchors = render(self.edits[i].fact, self.tokenizer, self.prefixes,
-                                      self.system_prompt)
-            entries += [memit.Prompt(memit._cut(p).ids, 0, [(off + a, t) for a, t in p.keys])
-                        for p in prompts]
-            spans[i] = (off, off + len(anchors))
-            off += len(anchors)
-        entries.sort(key=lambda p: len(p.ids))
-        layers = self.hp.layers
-        K = {l: np.zeros((off, self.base[l].shape[1])) for l in layers}
-        cnt = np.zeros(off)
-        for c in range(0, len(entries), chunk):
-            ch = entries[c: c + chunk]
-            with memit.taps(self.model, key_layers=layers) as tp:
-                memit.forward(self.model, memit.batch(ch)[0], 0, layers[-1])
-                seen = {l: np.array(tp["keys"][l].seen.astype(mx.float32), dtype=np.float64)
-                        for l in layers}
-            for b, p in enumerate(ch):
-                for a, t in p.keys:
-                    cnt[a] += 1
-                    for l in layers:
-                        K[l][a] += seen[l][b, t]
-        if (cnt == 0).any():
-            raise ValueError("an anchor has no key position in its prompts")
-        return {i: {l: K[l][a:b] / cnt[a:b, None] for l in layers} for i, (a, b) in spans.items()}
-
-    def rekey(self) -> int:
-        """Replace every edit's stored keys with its current ones (`current_keys`) and rebuild
-        Σ K_pK_pᵀ from them, so that what later solves protect — and sleep's refresh holds
-        fixed — are the keys the model computes now. Weights are untouched. An edit whose fact
-        now renders to another number of anchors (an older family) keeps its keys. Returns
-        how many edits were re-keyed."""
-        fresh = self.current_keys(list(self.edits))
-        n = 0
-        for i, e in self.edits.items():
-            if all(fresh[i][l].shape == e.keys[l].shape for l in e.keys):
-                e.keys = {l: fresh[i][l].astype(np.float16) for l in e.keys}
-                n += 1
-        for l in self.kpkp:
-            self.kpkp[l][:] = 0.0
-        for e in self.edits.values():
-            self._track_keys(e.keys, +1)
-        return n
-
     def _contrasts(self, fact):
         return contrast_prompts(fact, self.tokenizer) if self.hp.contrast > 0 else []
 

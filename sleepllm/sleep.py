@@ -1,4 +1,4 @@
-"""Sleep: prune → audit → consolidate → rekey → refresh → guard → checkpoint.
+"""Sleep: prune → audit → consolidate → refresh → guard → checkpoint.
 
 0. prune    duplicates (same key, same object) merged; conflicts (same key, other object)
             resolved in favour of the newer statement. Superseded and forgotten facts were
@@ -13,9 +13,6 @@
             Above `sleep.joint_max_memories` it is not tried: measured, it recalled more
             than the wake edits at 20 and 50 memories and less at 99, twice
             (docs/benchmarks.md), and solving and auditing it costs minutes there.
-   rekey    every memory's keys are read again from the current weights (Editor.rekey):
-            later edits at the lower layers move the keys an edit was solved with, and the
-            refresh below must hold fixed the keys the model computes now.
 3. refresh  each degraded or lost memory is rewritten: its edit reverted, v* recomputed on
             the current weights, and the update projected so that the keys of every healthy
             memory (and, with the null-space projector on, ordinary text's principal key
@@ -132,12 +129,6 @@ def run(memory, progress=None) -> dict:
             _restore(ed, before)
             report["consolidated"] = []
     report["phases"]["consolidate"] = time.perf_counter() - t
-    # -- re-key: what the refresh holds fixed (and later wake edits protect) are the keys the
-    # model computes now, not the ones each edit was solved with before later edits moved them
-    t = time.perf_counter()
-    say("rekey", 0, 1)
-    report["rekeyed"] = ed.rekey()
-    report["phases"]["rekey"] = time.perf_counter() - t
     t = time.perf_counter()
     deadline = t + cfg["sleep"]["refresh_seconds"]
     for _ in range(cfg["sleep"]["rounds"]):

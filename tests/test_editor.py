@@ -275,28 +275,3 @@ def test_pack_places_every_tail_without_overlap_in_fewer_slots():
         assert R * S <= len(lengths) * max(lengths)      # never worse than one row each
     S, _, R = memit._pack([7, 7, 7, 19, 17, 3])
     assert R * S <= 63                                   # vs 6 × 19 = 114 left-padded
-
-
-def test_rekey_reads_the_keys_later_edits_moved_and_leaves_weights_alone(tiny):
-    model, tok = tiny
-    ed = make_editor(model, tok)
-    first, second = ed.hp.layers
-    a = ed.write(Fact("user", "name", "Rex", "dog"), "a")
-    ed.write(Fact("user", "name", "Tom", "cat"), "b")
-    stored = {l: a.keys[l].astype(np.float64) for l in a.keys}
-    now = ed.current_keys(["a"])["a"]
-    # the first edited layer's keys sit below every edit: they cannot move
-    np.testing.assert_allclose(now[first], stored[first], rtol=2e-3, atol=2e-3)
-    # the layer above reads the first layer's output, which "b" changed
-    assert np.abs(now[second] - stored[second]).max() > 1e-2
-    w = weights(model, ed.hp.layers)
-    assert ed.rekey() == 2
-    for l in ed.hp.layers:
-        np.testing.assert_array_equal(weights(model, ed.hp.layers)[l], w[l])
-        np.testing.assert_allclose(a.keys[l].astype(np.float64), now[l], rtol=2e-3, atol=2e-3)
-        want = sum(e.keys[l].astype(np.float64).T @ e.keys[l].astype(np.float64)
-                   for e in ed.edits.values())
-        np.testing.assert_allclose(ed.kpkp[l], want, rtol=1e-9, atol=1e-9)
-    ed.revert_all(["a", "b"])   # what rekey put in Σ K_pK_pᵀ is what revert takes out
-    for l in ed.hp.layers:
-        assert np.abs(ed.kpkp[l]).max() < 1e-6
