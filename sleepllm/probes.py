@@ -42,13 +42,14 @@ def chat_ids(tokenizer, question: str, system_prompt=None):
 
 
 def _groups(prompts, batch_size):
-    """Prompt indices in sorted order, cut into batches, each with the length of the prefix its
-    prompts share (at most the shortest prompt's length − 1: every prompt keeps a last token)."""
+    """Prompts in sorted order, cut into batches: (their indices, the prompts as lists, the
+    length of the prefix they share — at most the shortest prompt's length − 1, so every prompt
+    keeps a last token)."""
     order = sorted(range(len(prompts)), key=lambda i: list(prompts[i]))
     for s in range(0, len(order), batch_size):
         idx = order[s:s + batch_size]
         group = [list(prompts[i]) for i in idx]
-        yield idx, min(len(os.path.commonprefix(group)), min(len(p) for p in group) - 1)
+        yield idx, group, min(len(os.path.commonprefix(group)), min(len(p) for p in group) - 1)
 
 
 def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32, until=None, drafts=None):
@@ -86,9 +87,8 @@ def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32, until=None
     from mlx_lm.models.cache import make_prompt_cache
 
     order, rows, caches = [], [], []
-    for idx, n in _groups(prompts, batch_size):
+    for idx, group, n in _groups(prompts, batch_size):
         order += idx
-        group = [list(prompts[i]) for i in idx]
         cache = None
         if n >= 4:
             cache = make_prompt_cache(model)
@@ -147,8 +147,8 @@ def greedy_prefix(model, prompts, drafts, batch_size=32):
     from sleepllm.memit import hidden_logits
 
     out = [None] * len(prompts)
-    for group, n in _groups(prompts, batch_size):
-        seqs = [list(prompts[i]) + list(drafts[i]) for i in group]
+    for group, plist, n in _groups(prompts, batch_size):
+        seqs = [p + list(drafts[i]) for i, p in zip(group, plist)]
         cache = make_prompt_cache(model)
         if not all(isinstance(c, KVCache) for c in cache):
             n = 0                                      # no shared prefix for other caches
