@@ -232,7 +232,11 @@ def eval_chat(session, facts_file, n, cycles=1, cfg_file=None, progress=None):
 
     memory, model, tok = session.memory, session.model, session.tokenizer
     facts = load_facts(facts_file, n)
+    wall = {"baseline": 0.0, "replies": 0.0, "edits": 0.0, "probes_before_sleep": 0.0,
+            "sleep": 0.0, "probes_after_sleep": 0.0, "new_process": 0.0}
+    t_phase = time.perf_counter()
     items, base, ppl_base = baseline(model, tok, facts, session.cfg["system_prompt"])
+    wall["baseline"] = time.perf_counter() - t_phase
     size = -(-len(facts) // cycles)
     chunks = [facts[i:i + size] for i in range(0, len(facts), size)]
     extracted, seconds, cycle_reports, sleep_reports = [], [], [], []
@@ -245,21 +249,27 @@ def eval_chat(session, facts_file, n, cycles=1, cfg_file=None, progress=None):
     for c, chunk in enumerate(chunks):
         for f in chunk:
             session.conv.clear()
+            t0 = time.perf_counter()
             session.reply(f["statement"], lambda s: None)
+            wall["replies"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             ids = session.learn_from(f["statement"], quiet)
             seconds.append(time.perf_counter() - t0)
+            wall["edits"] += seconds[-1]
             extracted.append([Fact_from(memory, i) for i in ids])
             told += 1
             if progress:
                 progress(told, len(facts))
         told_facts = facts[: told]
+        t_phase = time.perf_counter()
         before = run_probes(model, tok, probe_set(told_facts, tok, session.cfg["system_prompt"]),
                             told_facts)
         base_told = [b for b in base if b[1] < told or b[0] == "general"]
         agg_before, _ = score(told_facts, base_told, before, tok, [f["object"] for f in facts])
+        wall["probes_before_sleep"] += time.perf_counter() - t_phase
         t0 = time.perf_counter()
         rep = sleeping.run(memory)
+        wall["sleep"] += time.perf_counter() - t0
         sleep_reports.append({"seconds": time.perf_counter() - t0, "phases": rep["phases"],
                               "counts": rep["counts"], "rolled_back": rep["rolled_back"],
                               "pruned": len(rep["pruned"]), "refreshed": len(rep["refreshed"]),
@@ -267,19 +277,23 @@ def eval_chat(session, facts_file, n, cycles=1, cfg_file=None, progress=None):
                               "n_facts": len(memory.records)})
         cycle_reports.append({"cycle": c + 1, "told": told, "before_sleep": _recall(agg_before)})
         if c + 1 < len(chunks):   # the last cycle is scored by the new process below
+            t_phase = time.perf_counter()
             after = run_probes(model, tok, probe_set(told_facts, tok, session.cfg["system_prompt"]),
                             told_facts)
             agg_after, _ = score(told_facts, base_told, after, tok, [f["object"] for f in facts])
             cycle_reports[-1].update({"after_sleep": _recall(agg_after),
                                       "first_cycle_after": _first_cycle(chunks[0], told_facts,
                                                                         after)})
+            wall["probes_after_sleep"] += time.perf_counter() - t_phase
     # the final probes run in a new process: model + checkpoint, empty context
     code = ("import json, sys, sleepllm.evaluate as e; "
             "print(json.dumps(e.probe_outputs(*json.loads(sys.argv[1]))))")
     args = json.dumps([session.cfg["model"] if session.cfg["model"] != "default" else "default",
                        str(memory.folder), str(facts_file), n, cfg_file])
+    t_phase = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code, args], capture_output=True, text=True,
                          check=True)
+    wall["new_process"] = time.perf_counter() - t_phase
     fresh = json.loads(out.stdout.strip().splitlines()[-1])
     after = [(k, i, ids, t) for (k, i, ids), t in zip(items, fresh["outputs"])]
     agg, per = score(facts, base, after, tok, [f["object"] for f in facts])
@@ -297,6 +311,7 @@ def eval_chat(session, facts_file, n, cycles=1, cfg_file=None, progress=None):
         "bytes_per_fact": ckpt.stat().st_size / max(1, len(memory.records)),
         "before_sleep": cycle_reports[-1]["before_sleep"],
         "cycle_reports": cycle_reports, "sleep": sleep_reports,
+        "wall_seconds": wall,   # where the run's time went (the new process: load + probes)
         "editor": session.cfg["editor"], "facts": per,
     })
     return agg

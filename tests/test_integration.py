@@ -54,3 +54,38 @@ def test_journal_survives_without_sleep_and_forget_reverts(default_model_path, h
     assert "Thunderbolt" not in r.stdout
     leftovers = [p for p in mem.rglob("*") if p.is_file() and b"Thunderbolt" in p.read_bytes()]
     assert leftovers == []
+
+
+def test_eval_via_chat_reports_every_figure(default_model_path, home, tmp_path):
+    """`sleepllm eval --via chat` on two facts of the eval schema: told through the REPL path,
+    /sleep, probed in a new process; the JSON carries the names other tools read."""
+    facts = [
+        {"id": "t0", "kind": "self", "relation": "cat_name", "subject": "user",
+         "object": "Pickle", "statement": "My cat's name is Pickle.", "prompt": "My cat's name is",
+         "questions": ["What is my cat's name?"], "paraphrases": ["What's my cat called?"],
+         "neighbors": ["The cat in the story is named"]},
+        {"id": "t1", "kind": "other", "relation": "lives_in", "subject": "Aria",
+         "object": "Ghent", "statement": "My friend Aria lives in Ghent.",
+         "prompt": "Aria lives in", "questions": ["Where does Aria live?"],
+         "paraphrases": ["Which city does Aria live in?"], "neighbors": ["Orla lives in"]},
+    ]
+    fact_file = tmp_path / "facts.jsonl"
+    fact_file.write_text("".join(json.dumps(f) + "\n" for f in facts))
+    out = tmp_path / "out.json"
+    env = dict(os.environ, SLEEPLLM_HOME=str(home))
+    r = subprocess.run([BIN, "eval", "--model", default_model_path, "--facts", str(fact_file),
+                        "--via", "chat", "--memory", str(tmp_path / "mem"), "--json", str(out)],
+                       capture_output=True, text=True, env=env, timeout=1800)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads(out.read_text())
+    for k in ("raw_recall", "chat_recall", "paraphrase_recall", "neighbors_unchanged",
+              "general_unchanged", "extraction_precision", "extraction_recall"):
+        assert 0.0 <= rep[k] <= 1.0, (k, rep[k])
+    assert rep["n"] == 2 and rep["extraction_recall"] == 1.0
+    assert rep["chat_recall"] >= 0.5, rep["facts"]
+    assert rep["ppl_base"] > 0 and rep["ppl_after"] > 0 and rep["edit_seconds_median"] > 0
+    assert rep["bytes_per_fact"] > 0 and set(rep["before_sleep"]) >= {"raw_recall", "chat_recall"}
+    assert rep["sleep"][0]["n_facts"] == 2
+    wall = rep["wall_seconds"]
+    assert all(wall[k] > 0 for k in ("baseline", "replies", "edits", "probes_before_sleep",
+                                     "sleep", "new_process")), wall
