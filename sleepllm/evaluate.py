@@ -269,8 +269,9 @@ def eval_chat(session, facts_file, n, cycles=1, cfg_file=None, progress=None):
         wall["probes_before_sleep"] += time.perf_counter() - t_phase
         t0 = time.perf_counter()
         rep = sleeping.run(memory)
-        wall["sleep"] += time.perf_counter() - t0
-        sleep_reports.append({"seconds": time.perf_counter() - t0, "phases": rep["phases"],
+        slept = time.perf_counter() - t0
+        wall["sleep"] += slept
+        sleep_reports.append({"seconds": slept, "phases": rep["phases"],
                               "counts": rep["counts"], "rolled_back": rep["rolled_back"],
                               "pruned": len(rep["pruned"]), "refreshed": len(rep["refreshed"]),
                               "consolidation": rep.get("consolidation"),
