@@ -10,21 +10,8 @@ import sys
 import numpy as np
 
 import sleepllm  # noqa: F401  (loads the fast BLAS before mlx)
-import mlx.core as mx
-import mlx.nn as nn
-
 from sleepllm import config, memory, probes
 from sleepllm import model as models
-
-
-def token_losses(model, ids, window=256):
-    """Per-token NLL of the held-out text, in the windows `probes.perplexity` uses."""
-    out = []
-    for i in range(0, len(ids) - 1, window):
-        chunk = mx.array([ids[i:i + window + 1]])
-        logits = model(chunk[:, :-1]).astype(mx.float32)
-        out.append(np.array(nn.losses.cross_entropy(logits, chunk[:, 1:], reduction="none"))[0])
-    return np.concatenate(out)
 
 
 def main():
@@ -33,9 +20,9 @@ def main():
     model, tok, mid = models.load(cfg["model"])
     ed = memory.Memory(sys.argv[1], model, tok, cfg, mid).editor
     ids = tok.encode(probes.HELDOUT.read_text())
-    edited = token_losses(model, ids)
+    edited = probes.token_losses(model, tok)
     ed.revert_all(list(ed.edits))
-    base = token_losses(model, ids)
+    base = probes.token_losses(model, tok)
     d = edited - base
     print(f"perplexity {math.exp(base.mean()):.2f} -> {math.exp(edited.mean()):.2f} "
           f"({100 * (math.exp(d.mean()) - 1):+.1f} %), {len(d)} tokens; net rise {d.sum():.1f} "

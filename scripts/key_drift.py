@@ -27,11 +27,10 @@ def main():
         cut = [memit._cut(p) for p in prompts]
         keys, h = memit.read(model, cut, len(anchors), key_layers=ed.hp.layers, resid_layer=L)
         now[fid] = (cut, len(anchors), keys, h)
-    for l, w in ed.base.items():          # the unedited model, for h_L(base)
-        memit._layers(model)[l].mlp.down_proj.weight = w
+    edits = {e.id: e for e in ed.revert_all(list(ed.edits))}   # the unedited model, for h_L(base)
     print("id     rho  resid  key drift per layer " + " ".join(map(str, ed.hp.layers)))
     for fid, (cut, n, keys, h) in now.items():
-        e = ed.edits[fid]
+        e = edits[fid]
         if e.z is None or len(e.z) != n:
             continue
         _, hb = memit.read(model, cut, n, resid_layer=L)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
+import numpy as np
 
 from sleepllm import relations
 from sleepllm.relations import Fact
@@ -224,18 +225,21 @@ def status(result: dict) -> str:
     return "lost"
 
 
-def perplexity(model, tokenizer, text: str | None = None, window=256) -> float:
-    """Perplexity on held-out text (never used for statistics)."""
-    text = text or HELDOUT.read_text()
-    ids = tokenizer.encode(text)
-    total, n = 0.0, 0
+def token_losses(model, tokenizer, text: str | None = None, window=256) -> np.ndarray:
+    """Per-token NLL (float32) of held-out text, read in windows of `window` tokens."""
+    ids = tokenizer.encode(text or HELDOUT.read_text())
+    out = []
     for i in range(0, len(ids) - 1, window):
         chunk = mx.array([ids[i:i + window + 1]])
         logits = model(chunk[:, :-1]).astype(mx.float32)
-        loss = nn.losses.cross_entropy(logits, chunk[:, 1:], reduction="sum")
-        total += float(loss)
-        n += chunk.shape[1] - 1
-    return math.exp(total / n)
+        out.append(np.array(nn.losses.cross_entropy(logits, chunk[:, 1:], reduction="none"))[0])
+    return np.concatenate(out)
+
+
+def perplexity(model, tokenizer, text: str | None = None, window=256) -> float:
+    """Perplexity on held-out text (never used for statistics)."""
+    losses = token_losses(model, tokenizer, text, window)
+    return math.exp(float(losses.sum(dtype=np.float64)) / len(losses))
 
 
 def general_questions():
