@@ -32,9 +32,35 @@ NAMED = {"dog", "cat", "horse", "parrot", "bird", "rabbit", "hamster", "fish", "
          "doctor", "dentist", "neighbor", "landlord", "teacher", "therapist", "coach", "baby",
          "boat", "ship", "car's name", "fiancé", "fiancée", "colleague", "roommate", "lawyer",
          "mentor", "godfather", "godmother", "stepmother", "stepfather", "twin", "pet"}
+# "my <word> Aria ..." introduces Aria, the fact's subject
 RELATION_WORDS = {"friend", "colleague", "coworker", "co-worker", "cousin", "neighbor",
-                  "brother", "sister", "roommate", "classmate", "teammate", "buddy", "pal",
-                  "mate", "uncle", "aunt", "boss", "teacher"}
+                  "neighbour", "brother", "sister", "roommate", "classmate", "teammate", "buddy",
+                  "pal", "mate", "uncle", "aunt", "boss", "manager", "teacher", "wife", "husband",
+                  "partner", "girlfriend", "boyfriend", "fiancé", "fiancée", "son", "daughter",
+                  "mother", "mom", "mum", "father", "dad", "grandmother", "grandma",
+                  "grandfather", "grandpa", "niece", "nephew", "stepmother", "stepfather",
+                  "stepson", "stepdaughter", "landlord", "landlady", "doctor", "dentist",
+                  "mentor", "flatmate", "housemate", "kid", "child"}
+# what a possessive noun is about: "my native language is X" is the `speaks` family ...
+NOUN_FAMILY = {"native language": "speaks", "mother tongue": "speaks", "first language": "speaks",
+               "job": "works_as", "profession": "works_as", "occupation": "works_as",
+               "employer": "works_at", "car": "drives", "instrument": "plays",
+               "home town": "lives_in", "hometown": "lives_in", "home city": "lives_in",
+               "allergy": "allergic_to"}
+# "I'm a dentist" names a job; "I'm a big fan", "a bit tired", "a vegetarian" do not
+NOT_JOBS = {"bit", "little", "lot", "big", "huge", "fan", "good", "bad", "great", "real", "true",
+            "person", "people", "friend", "fan", "vegetarian", "vegan", "parent", "mother",
+            "father", "mom", "dad", "man", "woman", "guy", "girl", "boy", "kid", "child",
+            "member", "citizen", "native", "resident", "beginner", "morning", "night", "cat",
+            "dog", "fast", "slow", "twin", "grandparent", "regular", "local", "newbie", "sucker",
+            "type", "kind", "sort", "fool", "mess", "wreck", "nerd", "geek", "romantic", "pisces",
+            "leo", "virgo", "aries", "taurus", "gemini", "cancer", "libra", "scorpio",
+            "sagittarius", "capricorn", "aquarius", "introvert", "extrovert", "christian",
+            "muslim", "jew", "buddhist", "hindu", "atheist", "single", "widow", "widower",
+            "smoker", "nonsmoker", "non-smoker", "drinker", "believer", "sleeper", "learner",
+            "dreamer", "lover", "gamer", "reader", "winner", "loser", "survivor", "foodie",
+            "liar", "joke", "genius", "idiot", "legend", "natural", "pro", "rookie", "city",
+            "town", "village", "country", "language", "holiday", "day", "name", "word", "thing"}
 NOT_NAMES = {"i", "my", "we", "our", "he", "she", "they", "it", "this", "that", "there", "his",
              "her", "their", "someone", "somebody", "everyone", "everybody", "anyone",
              "anybody", "nobody", "the", "a", "an", "one", "people", "mine", "who"}
@@ -126,7 +152,9 @@ def _rules():
 
     # ---- names of pets and people: "my dog's name is X", "my dog is called X"
     add(rf"^(?:my|our) {noun}'s name is (?:now )?{OBJ}$", lambda m: ("user", "name", m["N"]))
-    add(rf"^(?:my|our) {noun} (?:is called|is named|goes by|answers to the name) {OBJ}$",
+    add(rf"^(?:my|our) {noun}(?: is|'s) (?:called|named) {OBJ}$",
+        lambda m: ("user", "name", m["N"]))
+    add(rf"^(?:my|our) {noun} (?:goes by|answers to)(?: the name)? {OBJ}$",
         lambda m: ("user", "name", m["N"]))
     add(rf"^(?:i|we) (?:have|own|got|adopted|bought) (?:a|an) (?:new )?{noun} (?:called|named) {OBJ}$",
         lambda m: ("user", "name", m["N"]))
@@ -135,7 +163,7 @@ def _rules():
     add(rf"^{OBJ} is (?:the name of )?(?:my|our) {noun}(?:'s name)?$",
         lambda m: ("user", "name", m["N"]) if _norm_noun(m["N"]) in NAMED else None)
     # ---- other people's pets/relatives: "Aria's dog is called X", "Fabian has a dog named X"
-    add(rf"^{who}'s? {noun}(?:'s name is| is called| is named| goes by) {OBJ}$",
+    add(rf"^{who}'s? {noun}(?:'s name is|(?: is|'s) called|(?: is|'s) named| goes by) {OBJ}$",
         lambda m: (m["P"], "name", m["N"]))
     add(rf"^{who} (?:has|owns|got|adopted) (?:a|an) (?:new )?{noun} (?:called|named) {OBJ}$",
         lambda m: (m["P"], "name", m["N"]))
@@ -168,12 +196,18 @@ def _rules():
         lambda m: (m["P"], "lives_in", ""))
     add(rf"^{who} (?:has|rents|owns) (?:a|an) (?:flat|apartment|house|place|home) in {OBJ}$",
         lambda m: (m["P"], "lives_in", ""))
+    add(rf"^(?:i was|i'm|i am) (?:born|from) in (?P<O>\d{{4}})$",
+        lambda m: ("user", "attribute", "birth year"))
     add(rf"^(?:i was|i'm|i am) (?:born|from) in {OBJ}$", lambda m: (
         "user", "birth_month" if _obj(m["O"]).lower() in MONTHS else "born_in", ""))
     add(rf"^(?:i was|i'm|i am) (?:originally )?from {OBJ}$", lambda m: ("user", "born_in", ""))
     add(rf"^{who} was born in {OBJ}$", lambda m: (
         m["P"], "birth_month" if _obj(m["O"]).lower() in MONTHS else "born_in", ""))
-    add(rf"^my birthday is in {OBJ}$", lambda m: ("user", "birth_month", ""))
+    add(rf"^(?:i'm|i am) (?:based|living) in {OBJ}$", lambda m: ("user", "lives_in", ""))
+    add(rf"^(?:my|our) birthday is (?:in|on) {OBJ}$", lambda m: _birthday("user", m["O"]))
+    add(rf"^(?:i was|i'm|i am) born on {OBJ}$", lambda m: _birthday("user", m["O"]))
+    add(rf"^{who}'s birthday is (?:in|on) {OBJ}$", lambda m: _birthday(m["P"], m["O"]))
+    add(rf"^{who} was born on {OBJ}$", lambda m: _birthday(m["P"], m["O"]))
     # ---- work and study
     add(rf"^(?:i|we) work as (?:a|an) {OBJ}$", lambda m: ("user", "works_as", ""))
     add(rf"^(?:i'm|i am) (?:a|an) {OBJ}(?: by trade| by profession)$",
@@ -184,6 +218,24 @@ def _rules():
     add(rf"^{who} works as (?:a|an) {OBJ}$", lambda m: (m["P"], "works_as", ""))
     add(rf"^{who} is (?:a|an) {OBJ} by (?:trade|profession)$", lambda m: (m["P"], "works_as", ""))
     add(rf"^{who} works (?:at|for) {OBJ}$", lambda m: (m["P"], "works_at", ""))
+    add(rf"^(?:i'm|i am) (?:employed|working) (?:at|by|for) {OBJ}$",
+        lambda m: ("user", "works_at", ""))
+    add(rf"^(?:i|we) work (?:at|in|for) (?:a|an|the) [a-z]+ (?:called|named) {OBJ}$",
+        lambda m: ("user", "works_at", ""))
+    add(rf"^(?:i'm|i am) (?:a|an) {OBJ}$", lambda m: ("user", "works_as", "") if _job(m["O"]) else None)
+    # "Dana is a nurse": a bare capitalised word may be a city or a weekday ("Paris is a city"),
+    # so without "my friend ..." the word must look like a job
+    add(rf"^{who} is (?:a|an) {OBJ}$", lambda m: (m["P"], "works_as", "")
+        if _job(m["O"]) and (m[0][:3].lower() in ("my ", "our") or _job_shaped(m["O"])) else None)
+    add(rf"^{who} (?:studied|studies|is studying) at {OBJ}$", lambda m: (m["P"], "studied_at", ""))
+    add(rf"^{who} (?:graduated|went to university) from {OBJ}$",
+        lambda m: (m["P"], "studied_at", ""))
+    add(rf"^{who} (?:studies|is studying|is learning|learns|majored in) {OBJ}$",
+        lambda m: (m["P"], "studies", ""))
+    add(rf"^{who} (?:speaks|grew up speaking) {OBJ}$", lambda m: (m["P"], "speaks", ""))
+    add(rf"^(?:i|we) went to {OBJ}$", lambda m: ("user", "studied_at", "")
+        if re.search(r"\b(?:university|college|academy|institute|polytechnic|school of)\b",
+                     m["O"], re.I) else None)
     add(rf"^(?:i|we) (?:graduated|graduate) from {OBJ}$", lambda m: ("user", "studied_at", ""))
     add(rf"^(?:i|we) studied at {OBJ}$", lambda m: ("user", "studied_at", ""))
     add(rf"^my degree is in {OBJ}$", lambda m: ("user", "studies", ""))
@@ -202,7 +254,11 @@ def _rules():
     add(rf"^{who} is (?:good at|great at) playing the {OBJ}$", lambda m: (m["P"], "plays", ""))
     add(rf"^(?:i'm|i am) allergic to {OBJ}$", lambda m: ("user", "allergic_to", ""))
     add(rf"^{who} is allergic to {OBJ}$", lambda m: (m["P"], "allergic_to", ""))
-    add(rf"^(?:i|we) grew up speaking {OBJ}$", lambda m: ("user", "speaks", ""))
+    add(rf"^(?:i|we) (?:grew up speaking|speak) {OBJ}$", lambda m: ("user", "speaks", ""))
+    add(rf"^(?:i|we) (?:have|'ve got|have got) (?:an|a) (?:\w+ )?allergy to {OBJ}$",
+        lambda m: ("user", "allergic_to", ""))
+    add(rf"^{who} (?:has|'s got|has got) (?:an|a) (?:\w+ )?allergy to {OBJ}$",
+        lambda m: (m["P"], "allergic_to", ""))
     add(rf"^my (?:native language|mother tongue|first language) is {OBJ}$",
         lambda m: ("user", "speaks", ""))
     # ---- places and things the user uses
@@ -212,11 +268,49 @@ def _rules():
         lambda m: ("user", "name", "doctor"))
     add(r"^(?:i|we) use (?:a|an) (?P<O>[A-ZÀ-Þ][\w\-]*) (?P<N>phone|laptop|computer|camera|bike)$",
         lambda m: ("user", "attribute", m["N"]))
-    # ---- a possessive attribute: "my hobby is X" (names when N is a person/pet noun)
-    add(rf"^(?:my|our) {noun} is {OBJ}$", lambda m: (
-        "user", "name" if _norm_noun(m["N"]) in NAMED else "attribute", m["N"])
-        if _norm_noun(m["N"]) not in PEOPLE_NOUNS else ("user", "favorite", m["N"]))
+    # ---- a possessive: "my hobby is X", "Aria's phone is a Pixel" (a name when N is a person
+    # or pet noun; a family of its own when N says which: "Aria's native language is ...")
+    add(rf"^(?:my|our) {noun} is {OBJ}$", lambda m: _possessive("user", m["N"]))
+    add(rf"^{who}'s {noun} is {OBJ}$", lambda m: _possessive(m["P"], m["N"]))
     return R
+
+
+def _possessive(subject: str, noun: str):
+    if noun != noun.lower():          # "my cat Pixel is grey": a name inside, no possessive
+        return None
+    n = _norm_noun(noun)
+    if n in NOUN_FAMILY:
+        return subject, NOUN_FAMILY[n], ""
+    if n.startswith("favorite "):
+        return subject, "favorite", n.split(" ", 1)[1]
+    if n in PEOPLE_NOUNS and subject == "user":
+        return subject, "favorite", n
+    return subject, "name" if n in NAMED else "attribute", n
+
+
+def _birthday(subject: str, when: str):
+    """A month alone is the birth-month family; a date is kept whole as an attribute."""
+    return subject, "birth_month" if _obj(when).lower() in MONTHS else "attribute", \
+        "" if _obj(when).lower() in MONTHS else "birthday"
+
+
+def _job(obj: str) -> bool:
+    """"I'm a dentist": one lower-case word that is not a trait, a group or a habit ("a bit
+    tired", "a big fan", "a vegetarian", "a smoker"). Two words ("a light sleeper") are too
+    often an adjective and a noun; "I work as a ..." and "... by trade" take any job."""
+    words = _obj(obj).split()
+    return len(words) == 1 and re.fullmatch(r"[a-zà-þ\-]+", words[0]) is not None \
+        and words[0] not in NOT_JOBS and not words[0].endswith(("ed", "ing", "ly", "ful", "ous"))
+
+
+_JOB_END = ("er", "or", "ist", "ian", "ant", "ent", "man", "woman", "smith", "wright", "keeper",
+            "maker", "eer", "ier", "nurse", "chef", "pilot", "surgeon", "cook", "vet", "judge",
+            "monk", "nun", "priest", "clerk", "medic", "nanny", "barista", "midwife", "tutor",
+            "guide", "agent", "analyst", "architect", "mechanic", "mason", "poet", "diplomat")
+
+
+def _job_shaped(obj: str) -> bool:
+    return _obj(obj).lower().endswith(_JOB_END)
 
 
 RULES = _rules()

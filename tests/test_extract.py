@@ -44,6 +44,34 @@ def test_hostile_corpus_stores_nothing():
     ("I work as a glassblower, which is fun.", "user", "works_as", "", "glassblower"),
     ("So my boss is called Harriet and she is strict.", "user", "name", "boss", "Harriet"),
     ("My friend Aria lives in Ghent, which she loves.", "Aria", "lives_in", "", "Ghent"),
+    # relatives introduced by name are the fact's subject
+    ("My wife Lena works as a pilot.", "Lena", "works_as", "", "pilot"),
+    ("My son Max plays the cello.", "Max", "plays", "", "cello"),
+    ("My husband Omar is allergic to shellfish.", "Omar", "allergic_to", "", "shellfish"),
+    ("My mom Ingrid lives in Bergen.", "Ingrid", "lives_in", "", "Bergen"),
+    # a named person's possessions and traits, in the families that ask about them
+    ("Aria's hobby is knitting.", "Aria", "attribute", "hobby", "knitting"),
+    ("Xaver's phone is a Pixel.", "Xaver", "attribute", "phone", "Pixel"),
+    ("Aria's native language is Finnish.", "Aria", "speaks", "", "Finnish"),
+    ("Tom's birthday is in March.", "Tom", "birth_month", "", "March"),
+    ("Aria studied at Uppsala University.", "Aria", "studied_at", "", "Uppsala University"),
+    ("Dana studies medicine.", "Dana", "studies", "", "medicine"),
+    ("Aria speaks Portuguese.", "Aria", "speaks", "", "Portuguese"),
+    ("Dana is a nurse.", "Dana", "works_as", "", "nurse"),
+    ("My friend Dana is a beekeeper.", "Dana", "works_as", "", "beekeeper"),
+    # more ways of saying the user's own facts
+    ("I'm a dentist.", "user", "works_as", "", "dentist"),
+    ("I speak Portuguese.", "user", "speaks", "", "Portuguese"),
+    ("I have an allergy to penicillin.", "user", "allergic_to", "", "penicillin"),
+    ("I'm based in Porto.", "user", "lives_in", "", "Porto"),
+    ("I'm employed at Siemens.", "user", "works_at", "", "Siemens"),
+    ("I work in a bakery called Crumbs.", "user", "works_at", "", "Crumbs"),
+    ("I went to Leiden University.", "user", "studied_at", "", "Leiden University"),
+    ("My dog answers to Bolt.", "user", "name", "dog", "Bolt"),
+    ("My parrot's called Kiwi.", "user", "name", "parrot", "Kiwi"),
+    ("My birthday is on May 3rd.", "user", "attribute", "birthday", "May 3rd"),
+    ("I was born in 1990.", "user", "attribute", "birth year", "1990"),
+    ("My blood type is O negative.", "user", "attribute", "blood type", "O negative"),
 ])
 def test_wordings(message, subject, relation, noun, obj):
     facts = extract(message)
