@@ -13,7 +13,9 @@ continuation (case-insensitive, word boundary). A neighbour cue is unchanged whe
 5 greedy tokens equal the base model's and no stored object appears in its continuation.
 """
 import json
+import os
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,19 +45,43 @@ def probe_set(facts, tokenizer, system_prompt=None):
     return items
 
 
-def run_probes(model, tokenizer, items, facts):
+def run_probes(model, tokenizer, items, facts, drafts=None):
     """Outputs of every probe. A recall probe (raw, chat, paraphrase) stops once it names its
     fact's object: only that is scored. Neighbour and general probes run their full length,
-    their text is compared with the base model's."""
-    out = []
+    their text is compared with the base model's.
+
+    `drafts`: a guess of each item's output (text or None), e.g. what the probe gave before
+    sleep. Guesses are checked in one teacher-forced pass (probes.generate): the outputs are
+    the greedy ones whatever the guesses; right guesses only save the token-by-token steps."""
+    out = [None] * len(items)     # in the order of items; generated kind by kind
     for kind in ("raw", "chat", "para", "neighbor", "general"):
-        sel = [it for it in items if it[0] == kind]
+        sel = [(n, it) for n, it in enumerate(items) if it[0] == kind]
         n_tok = NEIGHBOR_TOKENS if kind == "neighbor" else (16 if kind == "raw" else ANSWER_TOKENS)
         until = None if kind in ("neighbor", "general") else \
-            [probes.named(facts[i]["object"]) for _, i, _ in sel]
-        texts = probes.generate(model, tokenizer, [ids for _, _, ids in sel], max_tokens=n_tok,
-                                until=until)
-        out += [(k, i, ids, t) for (k, i, ids), t in zip(sel, texts)]
+            [probes.named(facts[i]["object"]) for _, (_, i, _) in sel]
+        guess = None
+        if drafts is not None:
+            guess = [tokenizer.encode(drafts[n], add_special_tokens=False) if drafts[n] else None
+                     for n, _ in sel]
+        texts = probes.generate(model, tokenizer, [ids for _, (_, _, ids) in sel],
+                                max_tokens=n_tok, until=until, drafts=guess)
+        for (n, (k, i, ids)), t in zip(sel, texts):
+            out[n] = (k, i, ids, t)
+    return out
+
+
+def first_guesses(items, facts, base):
+    """Drafts for probes of an edited model, from what is known before probing it: a raw cue
+    continued with its object, and the base model's own text for neighbour and general probes
+    (most of them are meant to stay as they were). Chat answers have no cheap guess."""
+    out = []
+    for (kind, i, _), (_, _, _, b) in zip(items, base):
+        if kind == "raw":
+            out.append(" " + facts[i]["object"])
+        elif kind in ("neighbor", "general"):
+            out.append(b)
+        else:
+            out.append(None)
     return out
 
 
@@ -133,7 +159,7 @@ def eval_direct(memory, model, tokenizer, facts, progress=None):
         if progress:
             progress(k + 1, len(facts))
     write_seconds = time.perf_counter() - t_all
-    after = run_probes(model, tokenizer, items, facts)
+    after = run_probes(model, tokenizer, items, facts, first_guesses(items, facts, base))
     ppl_after = probes.perplexity(model, tokenizer)
     agg, per = score(facts, base, after, tokenizer, [f["object"] for f in facts])
     bytes_total = sum((memory.folder / "edits" / f"{i}.safetensors").stat().st_size
@@ -206,8 +232,9 @@ def _extraction_scores(facts, extracted):
     return correct / max(1, n_ex), correct / max(1, len(facts))
 
 
-def probe_outputs(model_spec, memory_folder, facts_file, n, cfg_file=None):
-    """In *this* process (meant to be a new one): load model + memory, run every probe."""
+def probe_outputs(model_spec, memory_folder, facts_file, n, cfg_file=None, drafts_file=None):
+    """In *this* process (meant to be a new one): load model + memory, run every probe.
+    `drafts_file`: JSON list of guesses of the outputs (run_probes), e.g. those before sleep."""
     from rich.console import Console
 
     from sleepllm import model as models
@@ -219,7 +246,8 @@ def probe_outputs(model_spec, memory_folder, facts_file, n, cfg_file=None):
     Memory(Path(memory_folder), model, tok, cfg, model_spec, Console(stderr=True))
     facts = load_facts(facts_file, n)
     items = probe_set(facts, tok, cfg["system_prompt"])
-    return {"outputs": [t for *_, t in run_probes(model, tok, items, facts)],
+    drafts = json.loads(Path(drafts_file).read_text()) if drafts_file else None
+    return {"outputs": [t for *_, t in run_probes(model, tok, items, facts, drafts)],
             "ppl": probes.perplexity(model, tok)}
 
 
@@ -262,9 +290,10 @@ def eval_chat(session, facts_file, n, cycles=1, cfg_file=None, progress=None):
                 progress(told, len(facts))
         told_facts = facts[: told]
         t_phase = time.perf_counter()
-        before = run_probes(model, tok, probe_set(told_facts, tok, session.cfg["system_prompt"]),
-                            told_facts)
         base_told = [b for b in base if b[1] < told or b[0] == "general"]
+        told_items = [b[:3] for b in base_told]
+        before = run_probes(model, tok, told_items, told_facts,
+                            first_guesses(told_items, told_facts, base_told))
         agg_before, _ = score(told_facts, base_told, before, tok, [f["object"] for f in facts])
         wall["probes_before_sleep"] += time.perf_counter() - t_phase
         t0 = time.perf_counter()
@@ -275,12 +304,12 @@ def eval_chat(session, facts_file, n, cycles=1, cfg_file=None, progress=None):
                               "counts": rep["counts"], "rolled_back": rep["rolled_back"],
                               "pruned": len(rep["pruned"]), "refreshed": len(rep["refreshed"]),
                               "consolidation": rep.get("consolidation"),
+                              "skipped_for_time": rep["skipped_for_time"],
                               "n_facts": len(memory.records)})
         cycle_reports.append({"cycle": c + 1, "told": told, "before_sleep": _recall(agg_before)})
         if c + 1 < len(chunks):   # the last cycle is scored by the new process below
             t_phase = time.perf_counter()
-            after = run_probes(model, tok, probe_set(told_facts, tok, session.cfg["system_prompt"]),
-                            told_facts)
+            after = run_probes(model, tok, told_items, told_facts, [t for *_, t in before])
             agg_after, _ = score(told_facts, base_told, after, tok, [f["object"] for f in facts])
             cycle_reports[-1].update({"after_sleep": _recall(agg_after),
                                       "first_cycle_after": _first_cycle(chunks[0], told_facts,
@@ -289,11 +318,19 @@ def eval_chat(session, facts_file, n, cycles=1, cfg_file=None, progress=None):
     # the final probes run in a new process: model + checkpoint, empty context
     code = ("import json, sys, sleepllm.evaluate as e; "
             "print(json.dumps(e.probe_outputs(*json.loads(sys.argv[1]))))")
+    # the last outputs before sleep are the new process's guesses (sleep changes few answers)
+    fd, drafts_file = tempfile.mkstemp(prefix="sleepllm-drafts-", suffix=".json")   # 0600
+    with os.fdopen(fd, "w") as fh:
+        json.dump([t for *_, t in before], fh)
+    drafts_file = Path(drafts_file)
     args = json.dumps([session.cfg["model"] if session.cfg["model"] != "default" else "default",
-                       str(memory.folder), str(facts_file), n, cfg_file])
+                       str(memory.folder), str(facts_file), n, cfg_file, str(drafts_file)])
     t_phase = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code, args], capture_output=True, text=True,
-                         check=True)
+    try:
+        out = subprocess.run([sys.executable, "-c", code, args], capture_output=True, text=True,
+                             check=True)
+    finally:
+        drafts_file.unlink()
     wall["new_process"] = time.perf_counter() - t_phase
     fresh = json.loads(out.stdout.strip().splitlines()[-1])
     after = [(k, i, ids, t) for (k, i, ids), t in zip(items, fresh["outputs"])]

@@ -64,22 +64,26 @@ def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32, until=None
     predicate per prompt on the text so far; a prompt stops as soon as it holds (an audit
     needs only to see the object named), its text then ends there.
 
-    `drafts` (with `until`): one guess per prompt of the tokens greedy decoding will produce
-    ("Your dog's name is Waffles."). One teacher-forced pass checks them all, as speculative
-    decoding does (`greedy_prefix`); a prompt whose verified tokens already settle its output
-    (`until` holds, or the end-of-sequence token comes) takes that output — the very text
-    greedy decoding returns — and only the others are generated token by token."""
+    `drafts`: one guess per prompt (or None) of the tokens greedy decoding will produce
+    ("Your dog's name is Waffles.", or what the same prompt gave before). One teacher-forced
+    pass checks them all, as speculative decoding does (`greedy_prefix`); a prompt whose
+    verified tokens already settle its output (`until` holds, the end-of-sequence token
+    comes, or max_tokens are reached) takes that output — the very text greedy decoding
+    returns — and only the others are generated token by token."""
     out = [None] * len(prompts)
-    if drafts is not None and until is not None:
+    if drafts is not None:
         eos = set(tokenizer.eos_token_ids)
-        for i, g in enumerate(greedy_prefix(model, prompts, drafts, batch_size)):
-            out[i] = _settled(tokenizer, g, until[i], eos, max_tokens)
+        guessed = [i for i, d in enumerate(drafts) if d]
+        verified = greedy_prefix(model, [prompts[i] for i in guessed],
+                                 [drafts[i] for i in guessed], batch_size)
+        for i, g in zip(guessed, verified):
+            out[i] = _settled(tokenizer, g, until[i] if until else None, eos, max_tokens)
     todo = [i for i in range(len(prompts)) if out[i] is None]
     if not todo:
         return out
     if len(todo) < len(prompts):
         rest = generate(model, tokenizer, [prompts[i] for i in todo], max_tokens, batch_size,
-                        [until[i] for i in todo])
+                        [until[i] for i in todo] if until else None)
         for i, text in zip(todo, rest):
             out[i] = text
         return out
@@ -123,15 +127,15 @@ def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32, until=None
 
 def _settled(tokenizer, tokens, until, eos, max_tokens):
     """The text generate() returns for a prompt whose greedy output begins with `tokens`, or
-    None when those tokens do not settle it: `until` is checked after every token that is not
-    end-of-sequence (it stops at the first that satisfies it), end-of-sequence ends the text,
-    and so does the max_tokens-th token."""
+    None when those tokens do not settle it: `until` (if any) is checked after every token that
+    is not end-of-sequence (it stops at the first that satisfies it), end-of-sequence ends the
+    text, and so does the max_tokens-th token."""
     tokens = tokens[:max_tokens]
     for j, t in enumerate(tokens):
         if t in eos:
             return tokenizer.decode(tokens[:j])
         text = tokenizer.decode(tokens[: j + 1])
-        if until(text) or j + 1 == max_tokens:
+        if (until is not None and until(text)) or j + 1 == max_tokens:
             return text
     return None
 

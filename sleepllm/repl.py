@@ -152,6 +152,9 @@ def print_sleep_report(report, console, seconds):
         console.print(f"  pruned \\[{p['id']}] {escape(p['text'])}: {p['why']}")
     for fid in report["unrestored"]:
         console.print(f"  [yellow]could not restore[/yellow] \\[{fid}]")
+    for what in report.get("skipped_for_time", []):
+        if what != "consolidate":          # said above, with the joint solve
+            console.print(f"  not done within sleep.seconds: {what}")
     if report["rolled_back"]:
         console.print(f"  [yellow]rolled back:[/yellow] {report['rolled_back']}")
     phases = ", ".join(f"{k} {v:.1f}s" for k, v in report["phases"].items())

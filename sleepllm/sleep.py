@@ -19,8 +19,11 @@
             directions) are *exactly* untouched (memit.protect_projector). After each round
             every memory is audited again; a round that lowers the total recall is undone
             (a healthy memory's other prompts can still move). Audit and refresh repeat until
-            nothing improves, `sleep.rounds` is reached or `sleep.refresh_seconds` is spent;
+            nothing improves, `sleep.rounds` is reached or the budget is spent;
             what cannot be restored is reported, never silently dropped.
+   budget   `sleep.seconds` bounds the whole sleep: the joint solve and each rewrite start
+            only when they, the audit that judges them (as long as the first audit took) and
+            the guard still fit in what is left; what was skipped for time is reported.
 4. guard    perplexity on held-out text before/after, and the share of general questions
             answered unlike the unedited model before/after; when perplexity rises or that
             share grows past the configured bounds, everything sleep changed is rolled back,
@@ -72,9 +75,11 @@ def run(memory, progress=None) -> dict:
     """Consolidate a Memory. `progress(phase, done, total)` for a display. Returns the report."""
     ed, cfg = memory.editor, memory.cfg
     model, tok, system = ed.model, ed.tokenizer, cfg["system_prompt"]
-    report = {"phases": {}, "pruned": [], "refreshed": [], "unrestored": [], "rolled_back": None}
+    report = {"phases": {}, "pruned": [], "refreshed": [], "unrestored": [], "rolled_back": None,
+              "skipped_for_time": []}
     say = progress or (lambda *a: None)
-    t = time.perf_counter()
+    start = t = time.perf_counter()
+    left = lambda: cfg["sleep"]["seconds"] - (time.perf_counter() - start)
 
     # -- prune first: nothing to refresh in a duplicate
     seen = {}
@@ -97,9 +102,11 @@ def run(memory, progress=None) -> dict:
     # -- guard baseline
     t = time.perf_counter()
     say("guard", 0, 1)
+    gen_base = _general_base(ed, system, memory.fingerprint)   # cached after the first sleep
+    t_guard = time.perf_counter()
     ppl0 = probes.perplexity(model, tok)
-    gen_base = _general_base(ed, system, memory.fingerprint)
     gen0 = _general(model, tok, system)
+    guard_cost = time.perf_counter() - t_guard      # what the guard after will cost
     before = {fid: e for fid, e in ed.edits.items()}
     report["phases"]["guard_before"] = time.perf_counter() - t
 
@@ -109,12 +116,18 @@ def run(memory, progress=None) -> dict:
     say("audit", 0, len(facts))
     audit = probes.audit(model, tok, facts, system)
     report["audit_before"] = {i: probes.status(r) for i, r in audit.items()}
-    report["phases"]["audit"] = time.perf_counter() - t
+    report["phases"]["audit"] = audit_cost = time.perf_counter() - t
+    # a joint solve costs about half an audit (docs/benchmarks.md); then an audit judges it
     t = time.perf_counter()
     say("consolidate", 0, 1)
     report["consolidated"] = []
-    if len(facts) <= cfg["sleep"]["joint_max_memories"]:
+    joint_fits = 1.5 * audit_cost + guard_cost <= left()
+    if len(facts) <= cfg["sleep"]["joint_max_memories"] and joint_fits:
         report["consolidated"] = ed.consolidate()
+    elif len(facts) <= cfg["sleep"]["joint_max_memories"]:
+        report["consolidation"] = {"skipped": f"joint solve and its audit (~{1.5 * audit_cost:.0f} s)"
+                                              f" do not fit in the {cfg['sleep']['seconds']} s budget"}
+        report["skipped_for_time"].append("consolidate")
     else:
         report["consolidation"] = {"skipped": f"{len(facts)} memories > joint_max_memories "
                                               f"{cfg['sleep']['joint_max_memories']}"}
@@ -130,10 +143,18 @@ def run(memory, progress=None) -> dict:
             report["consolidated"] = []
     report["phases"]["consolidate"] = time.perf_counter() - t
     t = time.perf_counter()
-    deadline = t + cfg["sleep"]["refresh_seconds"]
+    # a rewrite is a v* search, as long as a wake edit (the median of the stored ones, then
+    # the slowest rewrite of this sleep); it starts only if the round's audit and the guard
+    # still fit after it
+    spent = sorted(e.seconds for e in ed.edits.values() if e.seconds)
+    rewrite_cost = spent[len(spent) // 2] if spent else 0.0
+    fits = lambda: rewrite_cost + audit_cost + guard_cost <= left()
     for _ in range(cfg["sleep"]["rounds"]):
         weak = [i for i, r in audit.items() if probes.status(r) != "healthy"]
-        if not weak or time.perf_counter() >= deadline:
+        if not weak:
+            break
+        if not fits():
+            report["skipped_for_time"].append(f"refresh of {len(weak)} weak memories")
             break
         healthy = [i for i in audit if i not in weak]
         # the weakest first: lost, then degraded, each in learning order
@@ -141,9 +162,11 @@ def run(memory, progress=None) -> dict:
         protect = {l: _stack([ed.edits[h].keys[l] for h in healthy]) for l in ed.hp.layers}
         prior = {}   # the edit each rewrite replaced
         for k, fid in enumerate(weak):
-            if time.perf_counter() >= deadline:
+            if not fits():
+                report["skipped_for_time"].append(f"refresh of {len(weak) - k} weak memories")
                 break
             say("refresh", k, len(weak))
+            t_rewrite = time.perf_counter()
             fact = facts[fid]
             old = prior[fid] = ed.revert(fid)
             companions = [f for i, f in facts.items() if i != fid and not fact.is_self
@@ -152,6 +175,7 @@ def run(memory, progress=None) -> dict:
                 ed.write(fact, fid, companions, protect=protect)
             except (ValueError, FloatingPointError):
                 ed.add(old)
+            rewrite_cost = max(rewrite_cost, time.perf_counter() - t_rewrite)
         if not prior:
             break
         # judge the round on every memory: a rewrite protects the healthy memories' keys, but

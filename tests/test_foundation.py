@@ -154,10 +154,35 @@ def test_batched_probes_are_greedy_and_stop_when_told(tiny):
             assert got[:n] == want[:n]          # greedy tokens, as far as the draft showed them
         assert probes.generate(model, tok, prompts, max_tokens=6, batch_size=2, until=until,
                                drafts=drafts) == plain
+    # without `until` (full-length probes), drafts of the whole output settle them too, and a
+    # prompt without a draft (None) is generated as usual
+    full = [w + [1, 2] for w in greedy]
+    full[1] = None
+    assert probes.generate(model, tok, prompts, max_tokens=6, batch_size=2, drafts=full) == outs
     # the right drafts settle every prompt without a token-by-token step
     g = probes.greedy_prefix(model, prompts, [w + [1, 2] for w in greedy], batch_size=2)
     eos = set(tok.eos_token_ids)
     assert [probes._settled(tok, x, u, eos, 6) for x, u in zip(g, until)] == plain
+
+
+def test_eval_probes_with_guesses_give_the_plain_outputs(tiny):
+    """The eval's guesses (a raw cue's object, the base model's text, the outputs before
+    sleep) only save steps: right, half right or wrong, the outputs are the plain ones, in
+    the order of the items."""
+    from sleepllm import evaluate
+
+    model, tok = tiny
+    facts = [{"object": "Rex", "prompt": "My dog's name is", "questions": ["What is my dog's name?"],
+              "paraphrases": ["What's my dog called?"], "neighbors": ["The dog in the story is"]},
+             {"object": "Ghent", "prompt": "Aria lives in", "questions": ["Where does Aria live?"],
+              "paraphrases": [], "neighbors": ["Orla lives in"]}]
+    items = evaluate.probe_set(facts, tok)
+    plain = evaluate.run_probes(model, tok, items, facts)
+    assert [p[:3] for p in plain] == items
+    texts = [t for *_, t in plain]
+    for guesses in (evaluate.first_guesses(items, facts, plain), texts,
+                    [t[: len(t) // 2] + " zebra" for t in texts], [None] * len(items)):
+        assert evaluate.run_probes(model, tok, items, facts, guesses) == plain
 
 
 def test_key_value_overrides_keep_types_and_refuse_unknown_keys():

@@ -92,7 +92,7 @@ def test_refresh_round_that_lowers_total_recall_is_undone(tiny_model_dir, tmp_pa
     before it. (The audit is scripted: the tiny model recalls nothing by itself.)"""
     from sleepllm import probes
 
-    mem = open_mem(tiny_model_dir, tmp_path / "m", rounds=1, refresh_seconds=600,
+    mem = open_mem(tiny_model_dir, tmp_path / "m", rounds=1, seconds=600,
                    max_ppl_drift=10.0, max_general_changed=1.0)
     a = mem.learn(Fact("user", "name", "Rex", "dog"))[0]
     b = mem.learn(Fact("Aria", "lives_in", "Ghent"))[0]
@@ -125,4 +125,25 @@ def test_joint_solve_is_not_tried_above_joint_max_memories(tiny_model_dir, tmp_p
     assert report["consolidated"] == []
     assert "2 memories > joint_max_memories 1" in report["consolidation"]["skipped"]
     assert same(down(mem), w)            # the wake edits, untouched
+    assert mem.checkpoint_name == "ckpt-1"
+
+
+def test_what_does_not_fit_in_the_time_budget_is_skipped_and_reported(tiny_model_dir, tmp_path,
+                                                                      monkeypatch):
+    """With no time left after the audit, sleep neither solves jointly nor rewrites the weak
+    memory; it says so, keeps the wake edits exactly, and still writes the checkpoint."""
+    from sleepllm import probes
+
+    mem = open_mem(tiny_model_dir, tmp_path / "m", rounds=2, seconds=0, max_ppl_drift=10.0,
+                   max_general_changed=1.0)
+    a = mem.learn(Fact("user", "name", "Rex", "dog"))[0]
+    b = mem.learn(Fact("Aria", "lives_in", "Ghent"))[0]
+    monkeypatch.setattr(probes, "audit", lambda model, tok, facts, system=None: {
+        a: {"raw": True, "chat": 1.0}, b: {"raw": False, "chat": 0.0}})
+    w = down(mem)
+    report = sleep.run(mem)
+    assert report["consolidated"] == [] and "budget" in report["consolidation"]["skipped"]
+    assert report["skipped_for_time"] == ["consolidate", "refresh of 1 weak memories"]
+    assert report["refreshed"] == [] and report["unrestored"] == [b]
+    assert same(down(mem), w)
     assert mem.checkpoint_name == "ckpt-1"
