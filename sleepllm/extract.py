@@ -270,15 +270,17 @@ def _rules():
         lambda m: ("user", "attribute", m["N"]))
     # ---- a possessive: "my hobby is X", "Aria's phone is a Pixel" (a name when N is a person
     # or pet noun; a family of its own when N says which: "Aria's native language is ...")
-    add(rf"^(?:my|our) {noun} is {OBJ}$", lambda m: _possessive("user", m["N"]))
-    add(rf"^{who}'s {noun} is {OBJ}$", lambda m: _possessive(m["P"], m["N"]))
+    add(rf"^(?:my|our) {noun} is {OBJ}$", lambda m: _possessive("user", m["N"], m["O"]))
+    add(rf"^{who}'s {noun} is {OBJ}$", lambda m: _possessive(m["P"], m["N"], m["O"]))
     return R
 
 
-def _possessive(subject: str, noun: str):
+def _possessive(subject: str, noun: str, obj: str):
     if noun != noun.lower():          # "my cat Pixel is grey": a name inside, no possessive
         return None
     n = _norm_noun(noun)
+    if n in NAMED and n not in NOUN_FAMILY and not _obj(obj)[:1].isupper():
+        return None   # "my sister is a doctor", "my dog is old": about them, not their name
     if n in NOUN_FAMILY:
         return subject, NOUN_FAMILY[n], ""
     if n.startswith("favorite "):
