@@ -239,5 +239,6 @@ def describe(fact: Fact) -> str:
         cue = cue.replace("My ", "your ", 1).replace("I am ", "you are ", 1)
         cue = cue.replace("I was ", "you were ", 1).replace("I ", "you ", 1)
         cue = cue.replace(" I ", " you ")
-    cue = re.sub(r" is(?: named| called| a| an| the)?$", "", cue)
+    cue = re.sub(r" is(?: named| called)?$", "", cue)
+    cue = re.sub(r"(?: is)? (?:a|an|the)$", "", cue)      # "Lena works as a" -> "Lena works as"
     return f"{cue} → {fact.object}"
