@@ -34,7 +34,7 @@ NAMED = {"dog", "cat", "horse", "parrot", "bird", "rabbit", "hamster", "fish", "
          "mentor", "godfather", "godmother", "stepmother", "stepfather", "twin", "pet"}
 # "my <word> Aria ..." introduces Aria, the fact's subject
 RELATION_WORDS = {"friend", "colleague", "coworker", "co-worker", "cousin", "neighbor",
-                  "neighbour", "brother", "sister", "roommate", "classmate", "teammate", "buddy",
+                  "brother", "sister", "roommate", "classmate", "teammate", "buddy",
                   "pal", "mate", "uncle", "aunt", "boss", "manager", "teacher", "wife", "husband",
                   "partner", "girlfriend", "boyfriend", "fiancé", "fiancée", "son", "daughter",
                   "mother", "mom", "mum", "father", "dad", "grandmother", "grandma",
@@ -49,7 +49,7 @@ NOUN_FAMILY = {"native language": "speaks", "mother tongue": "speaks", "first la
                "allergy": "allergic_to"}
 # "I'm a dentist" names a job; "I'm a big fan", "a bit tired", "a vegetarian" do not
 NOT_JOBS = {"bit", "little", "lot", "big", "huge", "fan", "good", "bad", "great", "real", "true",
-            "person", "people", "friend", "fan", "vegetarian", "vegan", "parent", "mother",
+            "person", "people", "friend", "vegetarian", "vegan", "parent", "mother",
             "father", "mom", "dad", "man", "woman", "guy", "girl", "boy", "kid", "child",
             "member", "citizen", "native", "resident", "beginner", "morning", "night", "cat",
             "dog", "fast", "slow", "twin", "grandparent", "regular", "local", "newbie", "sucker",
@@ -199,10 +199,10 @@ def _rules():
     add(rf"^(?:i was|i'm|i am) (?:born|from) in (?P<O>\d{{4}})$",
         lambda m: ("user", "attribute", "birth year"))
     add(rf"^(?:i was|i'm|i am) (?:born|from) in {OBJ}$", lambda m: (
-        "user", "birth_month" if _obj(m["O"]).lower() in MONTHS else "born_in", ""))
+        "user", "birth_month" if _is_month(m["O"]) else "born_in", ""))
     add(rf"^(?:i was|i'm|i am) (?:originally )?from {OBJ}$", lambda m: ("user", "born_in", ""))
     add(rf"^{who} was born in {OBJ}$", lambda m: (
-        m["P"], "birth_month" if _obj(m["O"]).lower() in MONTHS else "born_in", ""))
+        m["P"], "birth_month" if _is_month(m["O"]) else "born_in", ""))
     add(rf"^(?:i'm|i am) (?:based|living) in {OBJ}$", lambda m: ("user", "lives_in", ""))
     add(rf"^(?:my|our) birthday is (?:in|on) {OBJ}$", lambda m: _birthday("user", m["O"]))
     add(rf"^(?:i was|i'm|i am) born on {OBJ}$", lambda m: _birthday("user", m["O"]))
@@ -279,10 +279,10 @@ def _possessive(subject: str, noun: str, obj: str):
     if noun != noun.lower():          # "my cat Pixel is grey": a name inside, no possessive
         return None
     n = _norm_noun(noun)
-    if n in NAMED and n not in NOUN_FAMILY and not _obj(obj)[:1].isupper():
-        return None   # "my sister is a doctor", "my dog is old": about them, not their name
     if n in NOUN_FAMILY:
         return subject, NOUN_FAMILY[n], ""
+    if n in NAMED and not _obj(obj)[:1].isupper():
+        return None   # "my sister is a doctor", "my dog is old": about them, not their name
     if n.startswith("favorite "):
         return subject, "favorite", n.split(" ", 1)[1]
     if n in PEOPLE_NOUNS and subject == "user":
@@ -290,10 +290,15 @@ def _possessive(subject: str, noun: str, obj: str):
     return subject, "name" if n in NAMED else "attribute", n
 
 
+def _is_month(obj: str) -> bool:
+    return _obj(obj).lower() in MONTHS
+
+
 def _birthday(subject: str, when: str):
     """A month alone is the birth-month family; a date is kept whole as an attribute."""
-    return subject, "birth_month" if _obj(when).lower() in MONTHS else "attribute", \
-        "" if _obj(when).lower() in MONTHS else "birthday"
+    if _is_month(when):
+        return subject, "birth_month", ""
+    return subject, "attribute", "birthday"
 
 
 def _job(obj: str) -> bool:
