@@ -45,7 +45,7 @@ RELATION_WORDS = {"friend", "colleague", "coworker", "co-worker", "cousin", "nei
 NOUN_FAMILY = {"native language": "speaks", "mother tongue": "speaks", "first language": "speaks",
                "job": "works_as", "profession": "works_as", "occupation": "works_as",
                "employer": "works_at", "car": "drives", "instrument": "plays",
-               "home town": "lives_in", "hometown": "lives_in", "home city": "lives_in",
+               "home town": "grew_up_in", "hometown": "grew_up_in", "home city": "lives_in",
                "allergy": "allergic_to"}
 # "I'm a dentist" names a job; "I'm a big fan", "a bit tired", "a vegetarian" do not
 NOT_JOBS = {"bit", "little", "lot", "big", "huge", "fan", "good", "bad", "great", "real", "true",
@@ -60,7 +60,12 @@ NOT_JOBS = {"bit", "little", "lot", "big", "huge", "fan", "good", "bad", "great"
             "smoker", "nonsmoker", "non-smoker", "drinker", "believer", "sleeper", "learner",
             "dreamer", "lover", "gamer", "reader", "winner", "loser", "survivor", "foodie",
             "liar", "joke", "genius", "idiot", "legend", "natural", "pro", "rookie", "city",
-            "town", "village", "country", "language", "holiday", "day", "name", "word", "thing"}
+            "town", "village", "country", "language", "holiday", "day", "name", "word", "thing",
+            # the first word of two that says how good, how old or whether still: not a job
+            "terrible", "awful", "proud", "former", "ex", "new", "old", "young", "lousy", "happy",
+            "tired", "busy", "lazy", "amazing", "excellent", "decent", "horrible", "wannabe",
+            "future", "poor", "better", "worse", "best", "worst", "average", "amateur", "hobby",
+            "bored", "lucky", "proper", "qualified", "certified"}
 NOT_NAMES = {"i", "my", "we", "our", "he", "she", "they", "it", "this", "that", "there", "his",
              "her", "their", "someone", "somebody", "everyone", "everybody", "anyone",
              "anybody", "nobody", "the", "a", "an", "one", "people", "mine", "who"}
@@ -70,6 +75,17 @@ INSTRUMENTS = {"piano", "guitar", "violin", "cello", "drums", "flute", "oboe", "
                "trumpet", "saxophone", "banjo", "ukulele", "harp", "sitar", "accordion",
                "bass", "viola", "trombone", "harmonica", "mandolin", "bagpipes", "tuba",
                "double bass", "organ", "keyboard", "bassoon", "lute", "zither"}
+# "I studied hard / abroad / all night" says how, not what
+NOT_SUBJECTS = {"hard", "abroad", "all night", "all day", "late", "a lot", "there", "here",
+                "together", "alone", "online", "overseas", "at home", "for years", "for hours",
+                "it", "that", "this", "them", "everything", "nothing", "enough", "more", "less"}
+# the heads of two-word jobs ("software engineer", "data scientist", "flight attendant")
+JOB_HEADS = {"engineer", "scientist", "developer", "designer", "analyst", "technician",
+             "consultant", "teacher", "nurse", "programmer", "researcher", "architect",
+             "accountant", "attendant", "assistant", "officer", "therapist", "journalist",
+             "photographer", "librarian", "mechanic", "electrician", "surgeon", "pilot",
+             "administrator", "specialist", "editor", "manager", "worker", "controller",
+             "instructor", "lecturer", "professor", "paramedic", "pharmacist", "chef"}
 PEOPLE_NOUNS = {"author", "writer", "singer", "band", "actor", "actress", "artist", "composer",
                 "player", "painter", "poet", "director", "musician", "rapper"}
 
@@ -190,7 +206,12 @@ def _rules():
     add(rf"^(?:i|we) (?:live|reside|stay) in {OBJ}$", lambda m: ("user", "lives_in", ""))
     add(rf"^(?:i|we)(?: just| recently| have)? (?:moved|relocated) to {OBJ}$",
         lambda m: ("user", "lives_in", ""))
-    add(rf"^(?:my|our) (?:home ?town|home city|city) is {OBJ}$", lambda m: ("user", "lives_in", ""))
+    add(rf"^(?:my|our) (?:home city|city) is {OBJ}$", lambda m: ("user", "lives_in", ""))
+    add(rf"^(?:i|we) (?:grew up|was raised|were raised) in {OBJ}$",
+        lambda m: ("user", "grew_up_in", ""))
+    add(rf"^{who} (?:grew up|was raised) in {OBJ}$", lambda m: (m["P"], "grew_up_in", ""))
+    add(rf"^(?:i|we) live on {OBJ}$",
+        lambda m: ("user", "attribute", "street") if _obj(m["O"])[:1].isupper() else None)
     add(rf"^{who} (?:lives|resides) in {OBJ}$", lambda m: (m["P"], "lives_in", ""))
     add(rf"^{who}(?: just| recently| has)? (?:moved|relocated) to {OBJ}$",
         lambda m: (m["P"], "lives_in", ""))
@@ -242,6 +263,8 @@ def _rules():
     add(rf"^(?:i|we) majored in {OBJ}$", lambda m: ("user", "studies", ""))
     add(rf"^(?:i'm|i am) (?:studying|learning) {OBJ}$", lambda m: ("user", "studies", ""))
     add(rf"^(?:i|we) (?:study|learn) {OBJ}$", lambda m: ("user", "studies", ""))
+    add(rf"^(?:i|we) studied {OBJ}$", lambda m: ("user", "studies", "")
+        if _obj(m["O"]).lower() not in NOT_SUBJECTS and not _obj(m["O"]).endswith("ly") else None)
     # ---- things people drive, play, speak, are allergic to
     add(rf"^(?:i|we) (?:drive|own) (?:a|an) {OBJ}$",
         lambda m: ("user", "drives", "") if _obj(m["O"])[:1].isupper() else None)
@@ -264,6 +287,8 @@ def _rules():
     # ---- places and things the user uses
     add(rf"^(?:i|we) (?:train|work out|exercise) at {OBJ}(?: gym)?$",
         lambda m: ("user", "attribute", "gym"))
+    add(rf"^(?:i|we) (?:go to|use|belong to) (?:the )?{OBJ} gym$",
+        lambda m: ("user", "attribute", "gym") if _obj(m["O"])[:1].isupper() else None)
     add(r"^(?:i|we) (?:see|visit|go to) (?P<O>Dr\.\s*[^,.;!]+?)(?: for .*)?$",
         lambda m: ("user", "name", "doctor"))
     add(r"^(?:i|we) use (?:a|an) (?P<O>[A-ZÀ-Þ][\w\-]*) (?P<N>phone|laptop|computer|camera|bike)$",
@@ -303,11 +328,16 @@ def _birthday(subject: str, when: str):
 
 def _job(obj: str) -> bool:
     """"I'm a dentist": one lower-case word that is not a trait, a group or a habit ("a bit
-    tired", "a big fan", "a vegetarian", "a smoker"). Two words ("a light sleeper") are too
-    often an adjective and a noun; "I work as a ..." and "... by trade" take any job."""
+    tired", "a big fan", "a vegetarian", "a smoker"); two words only when the second is the
+    head of a job ("a software engineer") and the first says nothing of how or whether ("a
+    light sleeper", "a former nurse" are refused). "I work as a ..." and "... by trade" take
+    any job."""
     words = _obj(obj).split()
-    return len(words) == 1 and re.fullmatch(r"[a-zà-þ\-]+", words[0]) is not None \
-        and words[0] not in NOT_JOBS and not words[0].endswith(("ed", "ing", "ly", "ful", "ous"))
+    if not 1 <= len(words) <= 2 or not all(re.fullmatch(r"[a-zà-þ\-]+", w) for w in words):
+        return False
+    if len(words) == 2 and words[1] not in JOB_HEADS:   # "software engineer", not "light sleeper"
+        return False
+    return not any(w in NOT_JOBS or w.endswith(("ed", "ing", "ly", "ful", "ous")) for w in words)
 
 
 _JOB_END = ("er", "or", "ist", "ian", "ant", "ent", "man", "woman", "smith", "wright", "keeper",

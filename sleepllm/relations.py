@@ -74,6 +74,16 @@ FAMILIES = {
                   "cue": ["{P} was born in"],
                   "qa": [("Where was {P} born?", "{P} was born in")]},
     },
+    "grew_up_in": {
+        "self": {"anchor": ["grew up", "grow up", "hometown"],
+                 "cue": ["I grew up in the town of", "I grew up in"],
+                 "qa": [("Where did I grow up?", "You grew up in"),
+                        ("What is my hometown?", "Your hometown is")]},
+        "other": {"anchor": ["{P}"],
+                  "cue": ["{P} grew up in"],
+                  "qa": [("Where did {P} grow up?", "{P} grew up in"),
+                         ("What is {P}'s hometown?", "{P}'s hometown is")]},
+    },
     "works_as": {
         "self": {"anchor": ["work as", "my job", "your job", "for a living"],
                  "cue": ["I work as a", "My job is"],

@@ -75,6 +75,14 @@ def test_hostile_corpus_stores_nothing():
     ("My birthday is on May 3rd.", "user", "attribute", "birthday", "May 3rd"),
     ("I was born in 1990.", "user", "attribute", "birth year", "1990"),
     ("My blood type is O negative.", "user", "attribute", "blood type", "O negative"),
+    ("I'm a software engineer.", "user", "works_as", "", "software engineer"),
+    ("Dana is a flight attendant.", "Dana", "works_as", "", "flight attendant"),
+    ("I grew up in Ghent.", "user", "grew_up_in", "", "Ghent"),
+    ("My hometown is Ghent.", "user", "grew_up_in", "", "Ghent"),
+    ("My cousin Liv grew up in Cork.", "Liv", "grew_up_in", "", "Cork"),
+    ("I studied chemistry.", "user", "studies", "", "chemistry"),
+    ("I go to Iron Temple gym.", "user", "attribute", "gym", "Iron Temple"),
+    ("I live on Elm Street.", "user", "attribute", "street", "Elm Street"),
 ])
 def test_wordings(message, subject, relation, noun, obj):
     facts = extract(message)
