@@ -108,7 +108,7 @@ _FILLER = re.compile(r"^(?:(?:oh|ah|well|so|also|and|but|btw|by the way|fyi|just
                      r"guess what|fun fact|news|update|correction|sorry|oops|right|now)[,:!\-–]?\s+)+",
                      re.I)
 _TAIL = re.compile(r"\s*(?:,|\s)\s*(?:at the moment|these days|nowadays|right now|now|currently|"
-                   r"for checkups|for check-ups|by trade|for a living|for work|for years|"
+                   r"for checkups|for check-ups|by trade|for a living|for work|for years|for \w+ years|"
                    r"since \w+|last \w+|this \w+|recently|lately|too|as well|again|"
                    r"more than any other \w+|above all|the most|a lot|every \w+|in town|"
                    r"these days|for fun|on weekends)\b.*$", re.I)
@@ -222,6 +222,11 @@ def _rules():
     add(rf"^(?:i was|i'm|i am) (?:born|from) in {OBJ}$", lambda m: (
         "user", "birth_month" if _is_month(m["O"]) else "born_in", ""))
     add(rf"^(?:i was|i'm|i am) (?:originally )?from {OBJ}$", lambda m: ("user", "born_in", ""))
+    add(rf"^{who} is (?:originally )?from {OBJ}$",
+        lambda m: (m["P"], "born_in", "") if _obj(m["O"])[:1].isupper() else None)
+    add(rf"^(?:i|we)(?:'ve| have) (?:been living|lived) in {OBJ}$",
+        lambda m: ("user", "lives_in", ""))
+    add(rf"^{who} (?:has been living|has lived) in {OBJ}$", lambda m: (m["P"], "lives_in", ""))
     add(rf"^{who} was born in {OBJ}$", lambda m: (
         m["P"], "birth_month" if _is_month(m["O"]) else "born_in", ""))
     add(rf"^(?:i'm|i am) (?:based|living) in {OBJ}$", lambda m: ("user", "lives_in", ""))
@@ -258,7 +263,7 @@ def _rules():
         if re.search(r"\b(?:university|college|academy|institute|polytechnic|school of)\b",
                      m["O"], re.I) else None)
     add(rf"^(?:i|we) (?:graduated|graduate) from {OBJ}$", lambda m: ("user", "studied_at", ""))
-    add(rf"^(?:i|we) studied at {OBJ}$", lambda m: ("user", "studied_at", ""))
+    add(rf"^(?:i|we) (?:studied|study) at {OBJ}$", lambda m: ("user", "studied_at", ""))
     add(rf"^my degree is in {OBJ}$", lambda m: ("user", "studies", ""))
     add(rf"^(?:i|we) majored in {OBJ}$", lambda m: ("user", "studies", ""))
     add(rf"^(?:i'm|i am) (?:studying|learning) {OBJ}$", lambda m: ("user", "studies", ""))
@@ -266,8 +271,8 @@ def _rules():
     add(rf"^(?:i|we) studied {OBJ}$", lambda m: ("user", "studies", "")
         if _obj(m["O"]).lower() not in NOT_SUBJECTS and not _obj(m["O"]).endswith("ly") else None)
     # ---- things people drive, play, speak, are allergic to
-    add(rf"^(?:i|we) (?:drive|own) (?:a|an) {OBJ}$",
-        lambda m: ("user", "drives", "") if _obj(m["O"])[:1].isupper() else None)
+    add(rf"^(?:i|we) (?:drive|own) (?:a|an) {OBJ}$",   # "a Tesla", "a red Tesla"; not "a car"
+        lambda m: ("user", "drives", "") if _obj(m["O"]).split()[-1][:1].isupper() else None)
     add(rf"^my car is (?:a|an) {OBJ}$", lambda m: ("user", "drives", ""))
     add(rf"^{who} drives (?:a|an) {OBJ}$", lambda m: (m["P"], "drives", ""))
     add(rf"^{who}'s car is (?:a|an) {OBJ}$", lambda m: (m["P"], "drives", ""))
@@ -277,13 +282,20 @@ def _rules():
     add(rf"^{who} is (?:good at|great at) playing the {OBJ}$", lambda m: (m["P"], "plays", ""))
     add(rf"^(?:i'm|i am) allergic to {OBJ}$", lambda m: ("user", "allergic_to", ""))
     add(rf"^{who} is allergic to {OBJ}$", lambda m: (m["P"], "allergic_to", ""))
-    add(rf"^(?:i|we) (?:grew up speaking|speak) {OBJ}$", lambda m: ("user", "speaks", ""))
+    add(rf"^(?:i|we) (?:grew up speaking|speak) (?:fluent )?{OBJ}$", lambda m: ("user", "speaks", ""))
     add(rf"^(?:i|we) (?:have|'ve got|have got) (?:an|a) (?:\w+ )?allergy to {OBJ}$",
         lambda m: ("user", "allergic_to", ""))
     add(rf"^{who} (?:has|'s got|has got) (?:an|a) (?:\w+ )?allergy to {OBJ}$",
         lambda m: (m["P"], "allergic_to", ""))
+    add(rf"^(?:i|we) (?:have|'ve got|have got) (?:an|a) (?P<O>[a-z]+) allergy$",
+        lambda m: ("user", "allergic_to", ""))
+    add(rf"^(?:i'm|i am|we're|we are) fluent in {OBJ}$", lambda m: ("user", "speaks", ""))
+    add(rf"^{who} is fluent in {OBJ}$", lambda m: (m["P"], "speaks", ""))
     add(rf"^my (?:native language|mother tongue|first language) is {OBJ}$",
         lambda m: ("user", "speaks", ""))
+    # ---- age: "I'm 34", "I am 34 years old", "Aria is 34 years old"
+    add(r"^(?:i'm|i am) (?P<O>\d{1,3})(?: years old| years of age)?$", lambda m: ("user", "age", ""))
+    add(rf"^{who} is (?P<O>\d{{1,3}}) (?:years old|years of age)$", lambda m: (m["P"], "age", ""))
     # ---- places and things the user uses
     add(rf"^(?:i|we) (?:train|work out|exercise) at {OBJ}(?: gym)?$",
         lambda m: ("user", "attribute", "gym"))
@@ -358,6 +370,27 @@ def refused(sentence: str) -> bool:
     return any(re.search(p, s) for p in _REFUSE)
 
 
+# sentences that say two things or name someone in apposition, said plainly first:
+# "I work at Google as an engineer" -> "I work at Google; I work as an engineer",
+# "Aria, my friend, lives in Ghent" -> "my friend Aria lives in Ghent"
+_REWRITES = [
+    (re.compile(r"^(i|we) work (at|for) ([A-ZÀ-Þ][^,;]*?) as (a|an) ([^,;]+)$", re.I),
+     lambda m: f"{m[1]} work {m[2]} {m[3]}; {m[1]} work as {m[4]} {m[5]}"),
+    (re.compile(r"^((?i:i'm|i am)) (?:a|an) ([a-z][a-z ]*?) (at|for) ([A-ZÀ-Þ][^,;]*)$"),
+     lambda m: (f"I studied at {m[4]}" if m[2] in ("student", "pupil") and m[3] == "at" else
+                f"I work as a {m[2]}; I work at {m[4]}" if _job(m[2]) else m[0])),
+    (re.compile(r"^([A-ZÀ-Þ][\w\-]+), ((?:my|our) (?:best |good |old |close )?(?:"
+                + "|".join(sorted(RELATION_WORDS)) + r")), "),
+     lambda m: f"{m[2]} {m[1]} "),
+]
+
+
+def _rewrite(sent: str) -> str:
+    for pat, repl in _REWRITES:
+        sent = pat.sub(repl, sent)
+    return sent
+
+
 _CLAUSE = re.compile(r"\s*[,;:–—]\s*|\s+(?:and|but)\s+(?=(?:i|i'm|my|we|our)\b)", re.I)
 
 
@@ -396,6 +429,7 @@ def extract(message: str) -> list[Fact]:
         sent = re.sub(r"\bcolou?r\b", "color", sent, flags=re.I)
         sent = re.sub(r"\bneighbou?r\b", "neighbor", sent, flags=re.I)
         found = []
+        sent = _rewrite(sent)
         clauses = _CLAUSE.split(sent)
         if len(clauses) > 1:
             for clause in clauses:

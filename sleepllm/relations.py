@@ -160,6 +160,16 @@ FAMILIES = {
                   "cue": ["{P}'s native language is"],
                   "qa": [("What is {P}'s native language?", "{P}'s native language is")]},
     },
+    "age": {
+        "self": {"anchor": ["my age", "your age", "how old"],
+                 "cue": ["My age is"],
+                 "qa": [("How old am I?", "You are"),
+                        ("What is my age?", "Your age is")]},
+        "other": {"anchor": ["{P}"],
+                  "cue": ["{P}'s age is"],
+                  "qa": [("How old is {P}?", "{P} is"),
+                         ("What is {P}'s age?", "{P}'s age is")]},
+    },
     "birth_month": {
         "self": {"anchor": ["birthday", "month"],
                  "cue": ["My birthday is in the month of", "My birthday is in"],

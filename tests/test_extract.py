@@ -83,6 +83,16 @@ def test_hostile_corpus_stores_nothing():
     ("I studied chemistry.", "user", "studies", "", "chemistry"),
     ("I go to Iron Temple gym.", "user", "attribute", "gym", "Iron Temple"),
     ("I live on Elm Street.", "user", "attribute", "street", "Elm Street"),
+    ("I'm 34.", "user", "age", "", "34"),
+    ("Aria is 34 years old.", "Aria", "age", "", "34"),
+    ("Aria is originally from Ghent.", "Aria", "born_in", "", "Ghent"),
+    ("Aria, my friend, lives in Ghent.", "Aria", "lives_in", "", "Ghent"),
+    ("I've been living in Oslo for five years.", "user", "lives_in", "", "Oslo"),
+    ("I drive a red Tesla.", "user", "drives", "", "red Tesla"),
+    ("I have a peanut allergy.", "user", "allergic_to", "", "peanut"),
+    ("I'm fluent in French.", "user", "speaks", "", "French"),
+    ("I speak fluent French.", "user", "speaks", "", "French"),
+    ("I'm a student at Oxford.", "user", "studied_at", "", "Oxford"),
 ])
 def test_wordings(message, subject, relation, noun, obj):
     facts = extract(message)
@@ -96,6 +106,13 @@ def test_two_facts_in_one_message():
     assert [f.object for f in facts] == ["Rex", "Oslo"]
     facts = extract("I live in Oslo and I work as a nurse.")
     assert [(f.relation, f.object) for f in facts] == [("lives_in", "Oslo"), ("works_as", "nurse")]
+
+
+def test_a_sentence_that_says_two_things_gives_both():
+    for msg in ["I work at Google as an engineer.", "I'm an engineer at Google."]:
+        facts = extract(msg)
+        assert sorted((f.relation, f.object) for f in facts) == [("works_as", "engineer"),
+                                                                  ("works_at", "Google")], msg
 
 
 def test_a_refused_sentence_is_not_rescued_by_its_clauses():
