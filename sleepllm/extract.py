@@ -376,6 +376,9 @@ def refused(sentence: str) -> bool:
 _REWRITES = [
     (re.compile(r"^(i|we) work (at|for) ([A-ZÀ-Þ][^,;]*?) as (a|an) ([^,;]+)$", re.I),
      lambda m: f"{m[1]} work {m[2]} {m[3]}; {m[1]} work as {m[4]} {m[5]}"),
+    (re.compile(r"^((?:(?:[Mm]y|[Oo]ur) [a-z]+ )?[A-ZÀ-Þ][\w\-]+) works (at|for) ([A-ZÀ-Þ][^,;]*?) "
+                r"as (a|an) ([^,;]+)$"),
+     lambda m: f"{m[1]} works {m[2]} {m[3]}; {m[1]} works as {m[4]} {m[5]}"),
     (re.compile(r"^((?i:i'm|i am)) (?:a|an) ([a-z][a-z ]*?) (at|for) ([A-ZÀ-Þ][^,;]*)$"),
      lambda m: (f"I studied at {m[4]}" if m[2] in ("student", "pupil") and m[3] == "at" else
                 f"I work as a {m[2]}; I work at {m[4]}" if _job(m[2]) else m[0])),
