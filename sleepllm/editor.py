@@ -222,10 +222,12 @@ class Editor:
         onto the orthogonal complement of their span (and of C's principal subspace when the
         null-space projector is on): a hard constraint, used by sleep's refresh."""
         t0 = time.perf_counter()
-        prompts, anchors = render(fact, self.tokenizer, self.prefixes, self.system_prompt)
+        prompts, anchors = render(fact, self.tokenizer, self.prefixes, self.system_prompt,
+                                  self.hp.questions)
         train = list(prompts)
         for other in companions:  # δ also sits at their anchor positions: same subject words
-            train += render(other, self.tokenizer, self.prefixes[:1], self.system_prompt)[0]
+            train += render(other, self.tokenizer, self.prefixes[:1], self.system_prompt,
+                            min(2, self.hp.questions))[0]
         kl = kl_prompts(fact, self.tokenizer, anchors) if self.hp.kl_factor > 0 else []
         delta, nll = memit.compute_delta(self.model, train, kl, self.hp)
         factors = {}
@@ -287,7 +289,8 @@ class Editor:
         for i, e in self.edits.items():
             if e.z is None:
                 continue
-            prompts, anchors = render(e.fact, self.tokenizer, self.prefixes, self.system_prompt)
+            prompts, anchors = render(e.fact, self.tokenizer, self.prefixes, self.system_prompt,
+                                      self.hp.questions)
             z = e.z if e.fact.is_self else self.edits[newest[e.fact.subject.lower()]].z
             if len(anchors) != len(z):
                 # learned when the fact's family had other anchors (an older version):

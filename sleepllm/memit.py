@@ -55,6 +55,7 @@ class Hparams:
     nullspace: float = 0.0       # relative eigenvalue threshold for P (0 = no projection, P=I)
     alpha: float = 1.0           # ridge term when projecting
     contrast: float = 10.0       # weight of contrast keys (same words, someone else's)
+    questions: int = 2           # chat questions per fact trained (the family's first N)
 
     @classmethod
     def from_config(cls, d: dict) -> "Hparams":
