@@ -239,13 +239,16 @@ def _rules():
     add(rf"^(?:i'm|i am) (?:a|an) {OBJ}(?: by trade| by profession)$",
         lambda m: ("user", "works_as", ""))
     add(rf"^my (?:job|profession|occupation) is {OBJ}$", lambda m: ("user", "works_as", ""))
-    add(rf"^(?:i|we) work (?:at|for) {OBJ}$", lambda m: ("user", "works_at", ""))
+    # a workplace is a name ("at Siemens"), not "at home", "at night", "for myself"
+    add(rf"^(?:i|we) work (?:at|for) {OBJ}$",
+        lambda m: ("user", "works_at", "") if _named(m["O"]) else None)
     add(rf"^my employer is {OBJ}$", lambda m: ("user", "works_at", ""))
     add(rf"^{who} works as (?:a|an) {OBJ}$", lambda m: (m["P"], "works_as", ""))
     add(rf"^{who} is (?:a|an) {OBJ} by (?:trade|profession)$", lambda m: (m["P"], "works_as", ""))
-    add(rf"^{who} works (?:at|for) {OBJ}$", lambda m: (m["P"], "works_at", ""))
+    add(rf"^{who} works (?:at|for) {OBJ}$",
+        lambda m: (m["P"], "works_at", "") if _named(m["O"]) else None)
     add(rf"^(?:i'm|i am) (?:employed|working) (?:at|by|for) {OBJ}$",
-        lambda m: ("user", "works_at", ""))
+        lambda m: ("user", "works_at", "") if _named(m["O"]) else None)
     add(rf"^(?:i|we) work (?:at|in|for) (?:a|an|the) [a-z]+ (?:called|named) {OBJ}$",
         lambda m: ("user", "works_at", ""))
     add(rf"^(?:i'm|i am) (?:a|an) {OBJ}$", lambda m: ("user", "works_as", "") if _job(m["O"]) else None)
@@ -325,6 +328,10 @@ def _possessive(subject: str, noun: str, obj: str):
     if n in PEOPLE_NOUNS and subject == "user":
         return subject, "favorite", n
     return subject, "name" if n in NAMED else "attribute", n
+
+
+def _named(obj: str) -> bool:
+    return _obj(obj)[:1].isupper() or _obj(obj)[:1].isdigit()
 
 
 def _is_month(obj: str) -> bool:
