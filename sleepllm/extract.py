@@ -74,9 +74,39 @@ MONTHS = {"january", "february", "march", "april", "may", "june", "july", "augus
 INSTRUMENTS = {"piano", "guitar", "violin", "cello", "drums", "flute", "oboe", "clarinet",
                "trumpet", "saxophone", "banjo", "ukulele", "harp", "sitar", "accordion",
                "bass", "viola", "trombone", "harmonica", "mandolin", "bagpipes", "tuba",
-               "double bass", "organ", "keyboard", "bassoon", "lute", "zither"}
+               "double bass", "organ", "keyboard", "bassoon", "lute", "zither", "theremin",
+               "didgeridoo", "kalimba", "erhu", "koto", "shamisen", "oud", "bouzouki", "djembe",
+               "marimba", "xylophone", "glockenspiel", "horn", "french horn", "piccolo", "cornet",
+               "euphonium", "bongos", "tabla", "harpsichord", "synthesizer", "recorder", "fiddle",
+               "dulcimer", "balalaika", "castanets", "timpani", "vibraphone", "ocarina", "lyre",
+               "guzheng", "pipa", "cajon", "steel drums", "bodhrán", "tin whistle", "kora"}
+# "my job is stressful", "my car is in the shop": a description or a state, not a value
+DESCRIBING_START = {"in", "on", "at", "to", "with", "for", "from", "near", "by", "under", "over",
+                    "out", "off", "up", "down", "away", "into", "about", "like", "so", "too",
+                    "very", "really", "quite", "pretty", "still", "always", "never", "sometimes",
+                    "soon", "tomorrow", "today", "tonight", "yesterday", "here", "there", "now",
+                    "closed", "open", "getting", "being", "kind", "sort", "all", "such", "more",
+                    "less", "most", "least", "almost", "nearly", "just", "only", "also", "even"}
+ADJECTIVES = {"big", "small", "old", "new", "good", "bad", "great", "fine", "nice", "cool", "fun",
+              "dead", "sick", "ill", "quiet", "loud", "busy", "free", "late", "early", "cheap",
+              "hard", "easy", "long", "short", "far", "close", "slow", "fast", "broken", "hot",
+              "cold", "warm", "dirty", "clean", "empty", "full", "huge", "tiny", "awesome",
+              "amazing", "weird", "strange", "ok", "okay", "same", "different", "best", "worst",
+              "better", "worse", "over", "done", "gone", "lost", "missing", "fake", "real", "true",
+              "false", "mine", "safe", "ready", "happy", "sad", "lovely", "beautiful", "ugly",
+              "boring", "interesting", "annoying", "exhausting", "tiring", "demanding",
+              "rewarding", "challenging", "exciting", "frustrating", "depressing", "relaxing",
+              "fascinating", "confusing", "overwhelming", "important", "private", "secret",
+              "complicated", "simple", "crazy", "perfect", "normal", "rare", "common", "popular",
+              "famous", "unknown", "odd", "noisy", "calm", "cozy", "cosy", "crowded", "nearby",
+              "local", "random", "messy", "tidy", "ancient", "modern", "enormous", "massive",
+              "tall", "young", "fresh", "cute", "sweet", "smart", "silly", "lazy", "wild", "shy",
+              "expensive", "expansive", "exclusive", "impressive", "massive", "intensive",
+              # judgements said as nouns: "my car is a mess"
+              "mess", "wreck", "disaster", "joke", "nightmare", "pain", "dream", "blast",
+              "headache", "nuisance", "problem", "lifesaver", "lemon"}
 # "I studied hard / abroad / all night" says how, not what
-NOT_SUBJECTS = {"hard", "abroad", "all night", "all day", "late", "a lot", "there", "here",
+NOT_SUBJECTS = {"lot", "hard", "abroad", "all night", "all day", "late", "a lot", "there", "here",
                 "together", "alone", "online", "overseas", "at home", "for years", "for hours",
                 "it", "that", "this", "them", "everything", "nothing", "enough", "more", "less"}
 # the heads of two-word jobs ("software engineer", "data scientist", "flight attendant")
@@ -111,7 +141,7 @@ _TAIL = re.compile(r"\s*(?:,|\s)\s*(?:at the moment|these days|nowadays|right no
                    r"for checkups|for check-ups|by trade|for a living|for work|for years|for \w+ years|"
                    r"since \w+|last \w+|this \w+|recently|lately|too|as well|again|"
                    r"more than any other \w+|above all|the most|a lot|every \w+|in town|"
-                   r"these days|for fun|on weekends)\b.*$", re.I)
+                   r"these days|for fun|on weekends|sometimes|often|usually|occasionally|all the time)\b.*$", re.I)
 
 NAME = r"(?P<P>[A-ZÀ-Þ][\w\-]+)"
 OBJ = r"(?P<O>(?:(?:Dr|Mr|Mrs|Ms|St|Prof)\.\s*)?[^,.;!]+?)"
@@ -331,7 +361,42 @@ def _possessive(subject: str, noun: str, obj: str):
 
 
 def _named(obj: str) -> bool:
-    return _obj(obj)[:1].isupper() or _obj(obj)[:1].isdigit()
+    """A proper name or a number somewhere in it ("Bergen", "the city of Bergen", "iPhone", "3M")."""
+    return any(w[:1].isdigit() or any(c.isupper() for c in w) for w in _obj(obj).split())
+
+
+def _describes(obj: str) -> bool:
+    """"stressful", "in the shop", "closed today": says how something is, names nothing."""
+    words = _obj(obj).split()
+    if not words:
+        return True
+    w = words[0]
+    if w.lower() in DESCRIBING_START:
+        return True
+    if w in ADJECTIVES and not _named(obj):      # "important to me", but "a new iPhone"
+        return True
+    return len(words) == 1 and w == w.lower() and w.endswith(("ful", "less", "ous", "able", "ible",
+                                                               "ed"))
+
+
+# what each family's object must look like, beyond the rule that matched it
+_NAMED_FAMILIES = {"lives_in", "born_in", "grew_up_in", "works_at", "speaks"}
+
+
+def _fits(relation: str, noun: str, obj: str) -> bool:
+    if relation in _NAMED_FAMILIES:
+        return _named(obj)
+    if relation == "plays":
+        return _obj(obj).lower() in INSTRUMENTS or _obj(obj).lower().split()[-1] in INSTRUMENTS
+    if relation == "studies":
+        return not _obj(obj).lower().startswith("to ") and _obj(obj).lower() not in NOT_SUBJECTS
+    if noun == "favorite":            # "my favorite is the blue one": of what?
+        return False
+    if relation == "favorite":        # a favourite may well be an adjective ("olive", "red")
+        return _obj(obj).split()[0].lower() not in DESCRIBING_START
+    if noun == "birthday":            # a date names a month or a day number
+        return any(w.lower().strip(",") in MONTHS or w[:1].isdigit() for w in _obj(obj).split())
+    return not _describes(obj)
 
 
 def _is_month(obj: str) -> bool:
@@ -414,7 +479,7 @@ def _match(sent: str) -> Fact | None:
             continue
         subject, relation, noun = got
         obj = _obj(m["O"])
-        if not obj or len(obj) > 60 or len(obj.split()) > 5:
+        if not obj or len(obj) > 60 or len(obj.split()) > 5 or not _fits(relation, noun, obj):
             continue
         if subject != "user" and subject.lower() in NOT_NAMES:
             continue

@@ -93,6 +93,11 @@ def test_hostile_corpus_stores_nothing():
     ("I'm fluent in French.", "user", "speaks", "", "French"),
     ("I speak fluent French.", "user", "speaks", "", "French"),
     ("I'm a student at Oxford.", "user", "studied_at", "", "Oxford"),
+    # a value that carries a describing word is still a value
+    ("My phone is a new iPhone.", "user", "attribute", "phone", "new iPhone"),
+    ("My favourite colour is olive.", "user", "favorite", "color", "olive"),
+    ("My lucky number is five.", "user", "attribute", "lucky number", "five"),
+    ("I live in the city of Bergen.", "user", "lives_in", "", "city of Bergen"),
 ])
 def test_wordings(message, subject, relation, noun, obj):
     facts = extract(message)
