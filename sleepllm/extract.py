@@ -178,7 +178,7 @@ _TRAIL_CLAUSE = re.compile(r"\s+(?:(?:and|but|so|because|since|though|although)\
 def _obj(o: str) -> str:
     o = _TAIL.sub("", _TRAIL_CLAUSE.sub("", o.strip()))
     o = re.sub(r"^(?:a|an|the|called|named)\s+", "", o, flags=re.I).strip(" .,!;:'\"")
-    return o
+    return re.sub(r"^(?:city|town|village) of\s+(?=[A-ZÀ-Þ])", "", o)
 
 
 def _first(s: str) -> str:

@@ -97,7 +97,7 @@ def test_hostile_corpus_stores_nothing():
     ("My phone is a new iPhone.", "user", "attribute", "phone", "new iPhone"),
     ("My favourite colour is olive.", "user", "favorite", "color", "olive"),
     ("My lucky number is five.", "user", "attribute", "lucky number", "five"),
-    ("I live in the city of Bergen.", "user", "lives_in", "", "city of Bergen"),
+    ("I live in the city of Bergen.", "user", "lives_in", "", "Bergen"),
 ])
 def test_wordings(message, subject, relation, noun, obj):
     facts = extract(message)
