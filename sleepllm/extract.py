@@ -86,7 +86,22 @@ DESCRIBING_START = {"in", "on", "at", "to", "with", "for", "from", "near", "by",
                     "very", "really", "quite", "pretty", "still", "always", "never", "sometimes",
                     "soon", "tomorrow", "today", "tonight", "yesterday", "here", "there", "now",
                     "closed", "open", "getting", "being", "kind", "sort", "all", "such", "more",
-                    "less", "most", "least", "almost", "nearly", "just", "only", "also", "even"}
+                    "less", "most", "least", "almost", "nearly", "just", "only", "also", "even",
+                    "going", "that", "my", "his", "her", "our", "their", "its", "if", "whether",
+                    "what", "how", "why", "because", "yes", "no"}
+# "my answer is yes", "my guess is Paris": words of the conversation, not facts about anyone;
+# and secrets that must never be written into weights
+NOT_ATTRIBUTES = {"point", "problem", "answer", "guess", "concern", "excuse", "suggestion",
+                  "order", "reply", "worry", "question", "issue", "idea", "plan", "goal",
+                  "thought", "mistake", "vote", "bet", "opinion", "view", "choice", "pick",
+                  "request", "task", "day", "week", "weekend", "morning", "evening", "night",
+                  "life", "time", "turn", "fault", "pleasure", "treat", "advice", "feedback",
+                  "response", "message", "comment", "theory", "hope", "wish", "dream", "fear",
+                  "homework", "assignment", "code", "program", "script", "output", "input",
+                  "error", "result", "score", "bad", "take", "feeling", "impression", "reason",
+                  "password", "passcode", "pin", "pin code", "social security number", "ssn",
+                  "credit card", "credit card number", "card number", "bank account",
+                  "account number", "iban", "api key", "secret", "security question"}
 ADJECTIVES = {"big", "small", "old", "new", "good", "bad", "great", "fine", "nice", "cool", "fun",
               "dead", "sick", "ill", "quiet", "loud", "busy", "free", "late", "early", "cheap",
               "hard", "easy", "long", "short", "far", "close", "slow", "fast", "broken", "hot",
@@ -349,6 +364,12 @@ def _possessive(subject: str, noun: str, obj: str):
     if noun != noun.lower():          # "my cat Pixel is grey": a name inside, no possessive
         return None
     n = _norm_noun(noun)
+    if n in NOT_ATTRIBUTES or n.split()[-1] in NOT_ATTRIBUTES:
+        return None
+    if _obj(obj).lower().split()[-1:] == [n.split()[-1]] and not _named(obj):
+        return None   # "my laptop is a work laptop" (but "my street is Harbor Street")
+    if n in NAMED and re.match(r"(?:a|an)\s", obj.strip(), re.I):
+        return None   # "my cat is a Siamese": a kind, not a name
     if n in NOUN_FAMILY:
         return subject, NOUN_FAMILY[n], ""
     if n in NAMED and not _obj(obj)[:1].isupper():
