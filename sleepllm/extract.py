@@ -341,6 +341,11 @@ def _rules():
     add(rf"^{who} is fluent in {OBJ}$", lambda m: (m["P"], "speaks", ""))
     add(rf"^my (?:native language|mother tongue|first language) is {OBJ}$",
         lambda m: ("user", "speaks", ""))
+    # ---- spouses: "I'm married to Sam", "Ben is married to Mia"
+    add(rf"^(?:i'm|i am|i've been|i have been) (?:happily )?married to {OBJ}$",
+        lambda m: ("user", "married_to", "") if _named(m["O"]) else None)
+    add(rf"^{who} is (?:happily )?married to {OBJ}$",
+        lambda m: (m["P"], "married_to", "") if _named(m["O"]) else None)
     # ---- age: "I'm 34", "I am 34 years old", "Aria is 34 years old"
     add(r"^(?:i'm|i am) (?P<O>\d{1,3})(?: years old| years of age)?$", lambda m: ("user", "age", ""))
     add(rf"^{who} is (?P<O>\d{{1,3}}) (?:years old|years of age)$", lambda m: (m["P"], "age", ""))

@@ -55,6 +55,16 @@ FAMILIES = {
                   "cue": ["{P}'s {N} is"],
                   "qa": [("What is {P}'s {N}?", "{P}'s {N} is")]},
     },
+    "married_to": {
+        "self": {"anchor": ["married", "my spouse", "your spouse"],
+                 "cue": ["I am married to"],
+                 "qa": [("Who am I married to?", "You are married to"),
+                        ("Who is my spouse?", "Your spouse is")]},
+        "other": {"anchor": ["{P}"],
+                  "cue": ["{P} is married to"],
+                  "qa": [("Who is {P} married to?", "{P} is married to"),
+                         ("Who is {P}'s spouse?", "{P}'s spouse is")]},
+    },
     "lives_in": {
         "self": {"anchor": ["live"],
                  "cue": ["I live in the city of", "I live in"],

@@ -93,6 +93,8 @@ def test_hostile_corpus_stores_nothing():
     ("I'm fluent in French.", "user", "speaks", "", "French"),
     ("I speak fluent French.", "user", "speaks", "", "French"),
     ("I'm a student at Oxford.", "user", "studied_at", "", "Oxford"),
+    ("I'm married to Sam.", "user", "married_to", "", "Sam"),
+    ("Ben is married to Mia.", "Ben", "married_to", "", "Mia"),
     # a value that carries a describing word is still a value
     ("My phone is a new iPhone.", "user", "attribute", "phone", "new iPhone"),
     ("My favourite colour is olive.", "user", "favorite", "color", "olive"),
