@@ -115,8 +115,8 @@ ADJECTIVES = {"big", "small", "old", "new", "good", "bad", "great", "fine", "nic
               "complicated", "simple", "crazy", "perfect", "normal", "rare", "common", "popular",
               "famous", "unknown", "odd", "noisy", "calm", "cozy", "cosy", "crowded", "nearby",
               "local", "random", "messy", "tidy", "ancient", "modern", "enormous", "massive",
-              "tall", "young", "fresh", "cute", "sweet", "smart", "silly", "lazy", "wild", "shy",
-              "expensive", "expansive", "exclusive", "impressive", "massive", "intensive",
+              "tall", "young", "fresh", "cute", "sweet", "smart", "silly", "wild", "shy",
+              "expensive", "expansive", "exclusive", "impressive", "intensive",
               # judgements said as nouns: "my car is a mess"
               "mess", "wreck", "disaster", "joke", "nightmare", "pain", "dream", "blast",
               "headache", "nuisance", "problem", "lifesaver", "lemon"}
@@ -267,8 +267,7 @@ def _rules():
     add(rf"^(?:i was|i'm|i am) (?:born|from) in {OBJ}$", lambda m: (
         "user", "birth_month" if _is_month(m["O"]) else "born_in", ""))
     add(rf"^(?:i was|i'm|i am) (?:originally )?from {OBJ}$", lambda m: ("user", "born_in", ""))
-    add(rf"^{who} is (?:originally )?from {OBJ}$",
-        lambda m: (m["P"], "born_in", "") if _obj(m["O"])[:1].isupper() else None)
+    add(rf"^{who} is (?:originally )?from {OBJ}$", lambda m: (m["P"], "born_in", ""))
     add(rf"^(?:i|we)(?:'ve| have) (?:been living|lived) in {OBJ}$",
         lambda m: ("user", "lives_in", ""))
     add(rf"^{who} (?:has been living|has lived) in {OBJ}$", lambda m: (m["P"], "lives_in", ""))
@@ -284,16 +283,13 @@ def _rules():
     add(rf"^(?:i'm|i am) (?:a|an) {OBJ}(?: by trade| by profession)$",
         lambda m: ("user", "works_as", ""))
     add(rf"^my (?:job|profession|occupation) is {OBJ}$", lambda m: ("user", "works_as", ""))
-    # a workplace is a name ("at Siemens"), not "at home", "at night", "for myself"
-    add(rf"^(?:i|we) work (?:at|for) {OBJ}$",
-        lambda m: ("user", "works_at", "") if _named(m["O"]) else None)
+    add(rf"^(?:i|we) work (?:at|for) {OBJ}$", lambda m: ("user", "works_at", ""))
     add(rf"^my employer is {OBJ}$", lambda m: ("user", "works_at", ""))
     add(rf"^{who} works as (?:a|an) {OBJ}$", lambda m: (m["P"], "works_as", ""))
     add(rf"^{who} is (?:a|an) {OBJ} by (?:trade|profession)$", lambda m: (m["P"], "works_as", ""))
-    add(rf"^{who} works (?:at|for) {OBJ}$",
-        lambda m: (m["P"], "works_at", "") if _named(m["O"]) else None)
+    add(rf"^{who} works (?:at|for) {OBJ}$", lambda m: (m["P"], "works_at", ""))
     add(rf"^(?:i'm|i am) (?:employed|working) (?:at|by|for) {OBJ}$",
-        lambda m: ("user", "works_at", "") if _named(m["O"]) else None)
+        lambda m: ("user", "works_at", ""))
     add(rf"^(?:i|we) work (?:at|in|for) (?:a|an|the) [a-z]+ (?:called|named) {OBJ}$",
         lambda m: ("user", "works_at", ""))
     add(rf"^(?:i'm|i am) (?:a|an) {OBJ}$", lambda m: ("user", "works_as", "") if _job(m["O"]) else None)
@@ -343,9 +339,8 @@ def _rules():
         lambda m: ("user", "speaks", ""))
     # ---- spouses: "I'm married to Sam", "Ben is married to Mia"
     add(rf"^(?:i'm|i am|i've been|i have been) (?:happily )?married to {OBJ}$",
-        lambda m: ("user", "married_to", "") if _named(m["O"]) else None)
-    add(rf"^{who} is (?:happily )?married to {OBJ}$",
-        lambda m: (m["P"], "married_to", "") if _named(m["O"]) else None)
+        lambda m: ("user", "married_to", ""))
+    add(rf"^{who} is (?:happily )?married to {OBJ}$", lambda m: (m["P"], "married_to", ""))
     # ---- age: "I'm 34", "I am 34 years old", "Aria is 34 years old"
     add(r"^(?:i'm|i am) (?P<O>\d{1,3})(?: years old| years of age)?$", lambda m: ("user", "age", ""))
     add(rf"^{who} is (?P<O>\d{{1,3}}) (?:years old|years of age)$", lambda m: (m["P"], "age", ""))
@@ -405,8 +400,9 @@ def _describes(obj: str) -> bool:
                                                                "ed"))
 
 
-# what each family's object must look like, beyond the rule that matched it
-_NAMED_FAMILIES = {"lives_in", "born_in", "grew_up_in", "works_at", "speaks"}
+# what each family's object must look like, beyond the rule that matched it: a place, a
+# workplace ("at Siemens", not "at home"), a language or a spouse is a name
+_NAMED_FAMILIES = {"lives_in", "born_in", "grew_up_in", "works_at", "speaks", "married_to"}
 
 
 def _fits(relation: str, noun: str, obj: str) -> bool:
