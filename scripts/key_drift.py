@@ -23,7 +23,7 @@ def main():
     L = ed.hp.layers[-1]
     now = {}
     for fid, e in ed.edits.items():
-        prompts, anchors = render(e.fact, tok, ed.prefixes, ed.system_prompt)
+        prompts, anchors = render(e.fact, tok, ed.prefixes, ed.system_prompt, ed.hp.questions)
         cut = [memit._cut(p) for p in prompts]
         keys, h = memit.read(model, cut, len(anchors), key_layers=ed.hp.layers, resid_layer=L)
         now[fid] = (cut, len(anchors), keys, h)
