@@ -45,15 +45,6 @@ CASES = {
 }
 
 
-class _Record:
-    def __init__(self, inner):
-        self.inner, self.seen = inner, None
-
-    def __call__(self, x, *a, **k):
-        self.seen = x
-        return self.inner(x, *a, **k)
-
-
 def main():
     lo, hi = (int(sys.argv[1]), int(sys.argv[2])) if len(sys.argv) > 2 else (0, 15)
     layers = list(range(lo, hi + 1))
@@ -62,7 +53,8 @@ def main():
     rec = {}
     for l in layers:
         mlp, attn = blocks[l].mlp, blocks[l].self_attn
-        rec[l] = (_Record(mlp["down_proj"]), _Record(attn["o_proj"]))
+        rec[l] = (memit._Tap(mlp["down_proj"], record_input=True),
+                  memit._Tap(attn["o_proj"], record_input=True))
         object.__setattr__(mlp, "down_proj", rec[l][0])
         object.__setattr__(attn, "o_proj", rec[l][1])
 

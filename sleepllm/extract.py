@@ -406,18 +406,20 @@ _NAMED_FAMILIES = {"lives_in", "born_in", "grew_up_in", "works_at", "speaks", "m
 
 
 def _fits(relation: str, noun: str, obj: str) -> bool:
+    """`obj` is the cleaned object (_obj) of a matched rule."""
+    low = obj.lower()
     if relation in _NAMED_FAMILIES:
         return _named(obj)
     if relation == "plays":
-        return _obj(obj).lower() in INSTRUMENTS or _obj(obj).lower().split()[-1] in INSTRUMENTS
+        return low in INSTRUMENTS or low.split()[-1] in INSTRUMENTS
     if relation == "studies":
-        return not _obj(obj).lower().startswith("to ") and _obj(obj).lower() not in NOT_SUBJECTS
+        return not low.startswith("to ") and low not in NOT_SUBJECTS
     if noun == "favorite":            # "my favorite is the blue one": of what?
         return False
     if relation == "favorite":        # a favourite may well be an adjective ("olive", "red")
-        return _obj(obj).split()[0].lower() not in DESCRIBING_START
+        return low.split()[0] not in DESCRIBING_START
     if noun == "birthday":            # a date names a month or a day number
-        return any(w.lower().strip(",") in MONTHS or w[:1].isdigit() for w in _obj(obj).split())
+        return any(w.strip(",") in MONTHS or w[:1].isdigit() for w in low.split())
     return not _describes(obj)
 
 
