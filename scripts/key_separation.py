@@ -15,10 +15,11 @@ docs/editing.md, twelfth round.
 """
 import sys
 
+import sleepllm  # noqa: F401,I001  (loads the fast BLAS before mlx)
+
 import mlx.core as mx
 import numpy as np
 
-import sleepllm  # noqa: F401  (loads the fast BLAS before mlx)
 from sleepllm import editor, memit, stats
 from sleepllm import model as models
 

@@ -31,8 +31,10 @@ def load_fast_blas() -> list[str]:
     """Load OpenBLAS globally (Linux only). Returns the paths loaded ([] if none/needed)."""
     if _loaded or sys.platform != "linux" or os.environ.get("SLEEPLLM_REFERENCE_BLAS") == "1":
         return _loaded
-    if "mlx.core" in sys.modules:
-        return _loaded  # too late to change symbol resolution; blas_in_use() will tell
+    if "mlx.core" in sys.modules:  # too late: MLX has already bound the reference BLAS
+        print("sleepllm: mlx.core was imported before sleepllm, so MLX runs on its reference "
+              "BLAS (~35x slower here); import sleepllm first", file=sys.stderr)
+        return _loaded
     for pattern in _CANDIDATES:
         for path in glob.glob(pattern.format(arch=_arch())):
             try:

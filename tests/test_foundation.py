@@ -24,6 +24,16 @@ def test_fast_blas_is_loaded_and_correct():
     np.testing.assert_allclose(np.array(mx.array(a) @ mx.array(b)), a @ b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux BLAS selection")
+def test_importing_mlx_first_is_reported():
+    code = ("import mlx.core; import sleepllm; from sleepllm.blas import blas_in_use; "
+            "print(blas_in_use())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "import sleepllm first" in out.stderr
+    assert is_reference(out.stdout.strip()), out.stdout
+
+
 def test_config_precedence_and_unknown_keys(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("temp: 0.5\nmax_tokens: 7\n")
