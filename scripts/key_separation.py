@@ -11,7 +11,11 @@ name is"). `gain` = k̄ᵀC⁻¹k̄ / d: how far the key stands out from ordinar
 C is the uncentred key covariance over ~15 k tokens of text the model writes itself.
 docs/editing.md, twelfth round.
 
-    .venv/bin/python scripts/key_separation.py [FIRST_LAYER LAST_LAYER]
+With `--last` the key is read at the text's last token instead of the anchor, each chat
+question followed by the beginning of its answer ("Your dog's name is"): the position where the
+object is predicted, whose key has seen the whole context, "my" or "her" included.
+
+    .venv/bin/python scripts/key_separation.py [--last] [FIRST_LAYER LAST_LAYER]
 """
 import sys
 
@@ -45,9 +49,21 @@ CASES = {
               ("people who live near the coast", 0)]),
 }
 
+# --last: the answer's beginning after each chat question (the text the object follows)
+ANSWERS = {
+    "What is my dog's name?": "Your dog's name is", "What's my dog called?": "Your dog is called",
+    "What did I name my dog?": "You named your dog", "What is her dog's name?": "Her dog's name is",
+    "What is my favorite color?": "Your favorite color is",
+    "Which favorite color do I have?": "Your favorite color is",
+    "What is his favorite color?": "His favorite color is", "Where do I live?": "You live in",
+    "Which city do I live in?": "You live in", "Where does Aria live?": "Aria lives in",
+}
+
 
 def main():
-    lo, hi = (int(sys.argv[1]), int(sys.argv[2])) if len(sys.argv) > 2 else (0, 15)
+    args = [a for a in sys.argv[1:] if a != "--last"]
+    last = "--last" in sys.argv
+    lo, hi = (int(args[0]), int(args[1])) if len(args) > 1 else (0, 15)
     layers = list(range(lo, hi + 1))
     model, tok, _ = models.load("default")
     blocks = memit._layers(model)
@@ -76,6 +92,11 @@ def main():
     print(f"covariance from {n} tokens")
 
     def key(text, anchor, chat):
+        if last:
+            full = editor.chat_text(tok, text) + ANSWERS[text] if chat else text
+            ids = tok.encode(full, add_special_tokens=not chat)
+            model.model(mx.array([ids]))
+            return {l: [seen(l, j)[-1] for j in range(2)] for l in layers}
         if chat:
             t = editor.chat_text(tok, text)
             ids, keys = editor._find_keys(t, t.rfind(text), [anchor], tok, False)

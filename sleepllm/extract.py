@@ -68,7 +68,9 @@ NOT_JOBS = {"bit", "little", "lot", "big", "huge", "fan", "good", "bad", "great"
             "bored", "lucky", "proper", "qualified", "certified"}
 NOT_NAMES = {"i", "my", "we", "our", "he", "she", "they", "it", "this", "that", "there", "his",
              "her", "their", "someone", "somebody", "everyone", "everybody", "anyone",
-             "anybody", "nobody", "the", "a", "an", "one", "people", "mine", "who"}
+             "anybody", "nobody", "the", "a", "an", "one", "people", "mine", "who", "monday",
+             "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "today",
+             "tomorrow", "tonight", "yesterday"}
 MONTHS = {"january", "february", "march", "april", "may", "june", "july", "august",
           "september", "october", "november", "december"}
 INSTRUMENTS = {"piano", "guitar", "violin", "cello", "drums", "flute", "oboe", "clarinet",
@@ -131,6 +133,26 @@ JOB_HEADS = {"engineer", "scientist", "developer", "designer", "analyst", "techn
              "photographer", "librarian", "mechanic", "electrician", "surgeon", "pilot",
              "administrator", "specialist", "editor", "manager", "worker", "controller",
              "instructor", "lecturer", "professor", "paramedic", "pharmacist", "chef"}
+# "I have a ferret", "Xenia has a pet iguana": the kind of animal is the fact
+ANIMALS = {"dog", "cat", "hamster", "iguana", "parrot", "rabbit", "bunny", "snake", "ferret",
+           "tortoise", "turtle", "goldfish", "fish", "guinea pig", "lizard", "gecko", "horse",
+           "pony", "budgie", "canary", "chinchilla", "hedgehog", "rat", "mouse", "gerbil",
+           "axolotl", "chameleon", "cockatoo", "cockatiel", "tarantula", "pig", "goat", "donkey",
+           "chicken", "duck", "parakeet", "bearded dragon", "python", "frog", "crab", "hermit crab",
+           "alpaca", "llama", "sheep", "cow", "owl", "pigeon", "finch", "macaw", "degu", "sugar glider",
+           "kitten", "puppy"}
+SPORTS = {"tennis", "football", "soccer", "basketball", "baseball", "volleyball", "badminton",
+          "squash", "golf", "rugby", "cricket", "hockey", "ice hockey", "handball", "table tennis",
+          "ping pong", "padel", "netball", "lacrosse", "polo", "water polo", "softball",
+          "american football", "futsal", "pickleball", "ultimate frisbee", "frisbee", "darts",
+          "snooker", "pool", "billiards", "bowling", "chess", "curling", "croquet", "dodgeball"}
+# "I love knitting": a pastime; "I love being here", "I enjoy working" are not
+NOT_HOBBIES = {"being", "having", "getting", "going", "doing", "making", "talking", "chatting",
+               "working", "living", "waiting", "thinking", "sleeping", "eating", "seeing",
+               "hearing", "knowing", "learning", "helping", "trying", "saying", "telling",
+               "asking", "watching", "feeling", "everything", "nothing", "something", "morning",
+               "evening", "clothing", "building", "playing", "spring", "thing", "king", "ring", "wedding",
+               "sibling", "darling", "ceiling", "pudding", "dumpling", "wing", "string"}
 PEOPLE_NOUNS = {"author", "writer", "singer", "band", "actor", "actress", "artist", "composer",
                 "player", "painter", "poet", "director", "musician", "rapper"}
 
@@ -156,7 +178,8 @@ _TAIL = re.compile(r"\s*(?:,|\s)\s*(?:at the moment|these days|nowadays|right no
                    r"for checkups|for check-ups|by trade|for a living|for work|for years|for \w+ years|"
                    r"since \w+|last \w+|this \w+|recently|lately|too|as well|again|"
                    r"more than any other \w+|above all|the most|a lot|every \w+|in town|"
-                   r"these days|for fun|on weekends|sometimes|often|usually|occasionally|all the time)\b.*$", re.I)
+                   r"these days|for fun|on weekends|sometimes|often|usually|occasionally|all the time|"
+                   r"natively|fluently|full[- ]time|part[- ]time)\b.*$", re.I)
 
 NAME = r"(?P<P>[A-ZÀ-Þ][\w\-]+)"
 OBJ = r"(?P<O>(?:(?:Dr|Mr|Mrs|Ms|St|Prof)\.\s*)?[^,.;!]+?)"
@@ -247,6 +270,20 @@ def _rules():
         lambda m: ("user", "plays", "") if _obj(m["O"]).lower() in INSTRUMENTS
         else ("user", "favorite", "sport"))
     add(rf"^(?:i|we) (?:support|cheer for|root for) {OBJ}$", lambda m: ("user", "favorite", "team"))
+    add(rf"^{who} (?:supports|cheers for|roots for) {OBJ}$", lambda m: (m["P"], "favorite", "team"))
+    # ---- pastimes, sports and pets: "I love knitting", "I play tennis", "Xenia has an iguana"
+    add(r"^(?:i|we) (?:really )?(?:love|enjoy|adore) (?P<O>[a-z]+ing)$",
+        lambda m: ("user", "attribute", "hobby"))
+    add(rf"^{who} (?:really )?(?:loves|enjoys|adores) (?P<O>[a-z]+ing)$",
+        lambda m: (m["P"], "attribute", "hobby"))
+    add(rf"^(?:i|we) play {OBJ}$", lambda m: ("user", "sport", ""))
+    add(rf"^{who} plays {OBJ}$", lambda m: (m["P"], "sport", ""))
+    add(rf"^(?:i|we) (?:have|own|keep|adopted|got) (?:a|an) (?:pet )?{OBJ}$",
+        lambda m: ("user", "has_pet", ""))
+    add(rf"^(?:my|our) (?:only )?pet is (?:a|an) {OBJ}$", lambda m: ("user", "has_pet", ""))
+    add(rf"^{who} (?:has|owns|keeps|adopted|got) (?:a|an) (?:pet )?{OBJ}$",
+        lambda m: (m["P"], "has_pet", ""))
+    add(rf"^{who}'s pet is (?:a|an) {OBJ}$", lambda m: (m["P"], "has_pet", ""))
     # ---- where people live / were born
     add(rf"^(?:i|we) (?:live|reside|stay) in {OBJ}$", lambda m: ("user", "lives_in", ""))
     add(rf"^(?:i|we)(?: just| recently| have)? (?:moved|relocated) to {OBJ}$",
@@ -268,6 +305,8 @@ def _rules():
         "user", "birth_month" if _is_month(m["O"]) else "born_in", ""))
     add(rf"^(?:i was|i'm|i am) (?:originally )?from {OBJ}$", lambda m: ("user", "born_in", ""))
     add(rf"^{who} is (?:originally )?from {OBJ}$", lambda m: (m["P"], "born_in", ""))
+    add(rf"^(?:i|we) (?:originally )?come from {OBJ}$", lambda m: ("user", "born_in", ""))
+    add(rf"^{who} (?:originally )?comes from {OBJ}$", lambda m: (m["P"], "born_in", ""))
     add(rf"^(?:i|we)(?:'ve| have) (?:been living|lived) in {OBJ}$",
         lambda m: ("user", "lives_in", ""))
     add(rf"^{who} (?:has been living|has lived) in {OBJ}$", lambda m: (m["P"], "lives_in", ""))
@@ -287,7 +326,8 @@ def _rules():
     add(rf"^my employer is {OBJ}$", lambda m: ("user", "works_at", ""))
     add(rf"^{who} works as (?:a|an) {OBJ}$", lambda m: (m["P"], "works_as", ""))
     add(rf"^{who} is (?:a|an) {OBJ} by (?:trade|profession)$", lambda m: (m["P"], "works_as", ""))
-    add(rf"^{who} works (?:at|for) {OBJ}$", lambda m: (m["P"], "works_at", ""))
+    add(rf"^{who} (?:works|teaches|lectures) (?:at|for) {OBJ}$", lambda m: (m["P"], "works_at", ""))
+    add(rf"^(?:i|we) (?:teach|lecture) at {OBJ}$", lambda m: ("user", "works_at", ""))
     add(rf"^(?:i'm|i am) (?:employed|working) (?:at|by|for) {OBJ}$",
         lambda m: ("user", "works_at", ""))
     add(rf"^(?:i|we) work (?:at|in|for) (?:a|an|the) [a-z]+ (?:called|named) {OBJ}$",
@@ -343,7 +383,7 @@ def _rules():
     add(rf"^{who} is (?:happily )?married to {OBJ}$", lambda m: (m["P"], "married_to", ""))
     # ---- age: "I'm 34", "I am 34 years old", "Aria is 34 years old"
     add(r"^(?:i'm|i am) (?P<O>\d{1,3})(?: years old| years of age)?$", lambda m: ("user", "age", ""))
-    add(rf"^{who} is (?P<O>\d{{1,3}}) (?:years old|years of age)$", lambda m: (m["P"], "age", ""))
+    add(rf"^{who} is (?P<O>\d{{1,3}})(?: years old| years of age)?$", lambda m: (m["P"], "age", ""))
     # ---- places and things the user uses
     add(rf"^(?:i|we) (?:train|work out|exercise) at {OBJ}(?: gym)?$",
         lambda m: ("user", "attribute", "gym"))
@@ -412,10 +452,18 @@ def _fits(relation: str, noun: str, obj: str) -> bool:
         return _named(obj)
     if relation == "plays":
         return low in INSTRUMENTS or low.split()[-1] in INSTRUMENTS
+    if relation == "sport":
+        return low in SPORTS
+    if relation == "has_pet":
+        return low in ANIMALS or low.endswith("s") and low[:-1] in ANIMALS
+    if noun == "hobby" and low.endswith("ing"):
+        return low not in NOT_HOBBIES
     if relation == "studies":
         return not low.startswith("to ") and low not in NOT_SUBJECTS
     if noun == "favorite":            # "my favorite is the blue one": of what?
         return False
+    if relation == "favorite" and noun == "team":     # "Aria supports the idea"
+        return _named(obj)
     if relation == "favorite":        # a favourite may well be an adjective ("olive", "red")
         return low.split()[0] not in DESCRIBING_START
     if noun == "birthday":            # a date names a month or a day number
@@ -478,6 +526,11 @@ _REWRITES = [
     (re.compile(r"^((?i:i'm|i am)) (?:a|an) ([a-z][a-z ]*?) (at|for) ([A-ZÀ-Þ][^,;]*)$"),
      lambda m: (f"I studied at {m[4]}" if m[2] in ("student", "pupil") and m[3] == "at" else
                 f"I work as a {m[2]}; I work at {m[4]}" if _job(m[2]) else m[0])),
+    (re.compile(r"^(i|we|[A-ZÀ-Þ][\w\-]+) (?:currently|presently|now|still|also|mostly) ", re.I),
+     lambda m: f"{m[1]} "),
+    (re.compile(r"^(i|we|[A-ZÀ-Þ][\w\-]+) (studied|studies|study|majored in) ([a-z][a-z ]*?) "
+                r"at ([A-ZÀ-Þ][^,;]*)$", re.I),
+     lambda m: f"{m[1]} {m[2]} {m[3]}; {m[1]} studied at {m[4]}"),
     (re.compile(r"^([A-ZÀ-Þ][\w\-]+), ((?:my|our) (?:best |good |old |close )?(?:"
                 + "|".join(sorted(RELATION_WORDS)) + r")), "),
      lambda m: f"{m[2]} {m[1]} "),

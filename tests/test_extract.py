@@ -100,6 +100,21 @@ def test_hostile_corpus_stores_nothing():
     ("My favourite colour is olive.", "user", "favorite", "color", "olive"),
     ("My lucky number is five.", "user", "attribute", "lucky number", "five"),
     ("I live in the city of Bergen.", "user", "lives_in", "", "Bergen"),
+    # pets by kind, sports, pastimes, and an adverb between subject and verb
+    ("Xenia has a pet iguana.", "Xenia", "has_pet", "", "iguana"),
+    ("I have a ferret.", "user", "has_pet", "", "ferret"),
+    ("My pet is a gecko.", "user", "has_pet", "", "gecko"),
+    ("I play tennis on weekends.", "user", "sport", "", "tennis"),
+    ("Aria plays volleyball.", "Aria", "sport", "", "volleyball"),
+    ("I love knitting.", "user", "attribute", "hobby", "knitting"),
+    ("Viktor supports Ajax.", "Viktor", "favorite", "team", "Ajax"),
+    ("Freya is 35.", "Freya", "age", "", "35"),
+    ("I come from Nairobi.", "user", "born_in", "", "Nairobi"),
+    ("Kwame comes from Accra.", "Kwame", "born_in", "", "Accra"),
+    ("I currently live in Utrecht.", "user", "lives_in", "", "Utrecht"),
+    ("Aria now works at Intel.", "Aria", "works_at", "", "Intel"),
+    ("I teach at Hillcrest Elementary.", "user", "works_at", "", "Hillcrest Elementary"),
+    ("I speak Dutch natively.", "user", "speaks", "", "Dutch"),
 ])
 def test_wordings(message, subject, relation, noun, obj):
     facts = extract(message)
@@ -116,6 +131,9 @@ def test_two_facts_in_one_message():
 
 
 def test_a_sentence_that_says_two_things_gives_both():
+    facts = extract("I studied law at Leiden University.")
+    assert sorted((f.relation, f.object) for f in facts) == [("studied_at", "Leiden University"),
+                                                              ("studies", "law")]
     for msg in ["I work at Google as an engineer.", "I'm an engineer at Google."]:
         facts = extract(msg)
         assert sorted((f.relation, f.object) for f in facts) == [("works_as", "engineer"),
