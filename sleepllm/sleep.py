@@ -154,7 +154,7 @@ def run(memory, progress=None) -> dict:
         if not weak:
             break
         if not fits():
-            report["skipped_for_time"].append(f"refresh of {len(weak)} weak memories")
+            _skip_refresh(report, len(weak))
             break
         healthy = [i for i in audit if i not in weak]
         # the weakest first: lost, then degraded, each in learning order
@@ -163,7 +163,7 @@ def run(memory, progress=None) -> dict:
         prior = {}   # the edit each rewrite replaced
         for k, fid in enumerate(weak):
             if not fits():
-                report["skipped_for_time"].append(f"refresh of {len(weak) - k} weak memories")
+                _skip_refresh(report, len(weak) - k)
                 break
             say("refresh", k, len(weak))
             t_rewrite = time.perf_counter()
@@ -237,6 +237,12 @@ def run(memory, progress=None) -> dict:
     report["counts"] = {s: sum(v == s for v in report["audit_after"].values())
                         for s in ("healthy", "degraded", "lost")}
     return report
+
+
+def _skip_refresh(report, n):
+    """What the refresh left for lack of time: said once, as of the last round."""
+    skipped = [s for s in report["skipped_for_time"] if not s.startswith("refresh of")]
+    report["skipped_for_time"] = skipped + [f"refresh of {n} weak memories"]
 
 
 def _restore(ed, edits: dict):
