@@ -40,15 +40,13 @@ def chat_text(tokenizer, question, system_prompt=None):
     return tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
 
 
-def render(fact: Fact, tokenizer, prefixes, system_prompt=None, n_questions=2, at=None):
+def render(fact: Fact, tokenizer, prefixes, system_prompt=None, n_questions=2):
     """Edit prompts for a fact: the raw cue, alone and after random prefixes, and chat-template
     questions whose target is the whole answer ("Your dog's name is Waffles."), so the model
     learns to start the answer and to finish it.
 
-    Returns (prompts, anchors); only anchors that occur are returned, renumbered. `at`: key
-    positions at these words instead of the fact's anchors (a companion's prompts, keyed where
-    another fact's edit fires in them); prompts without one are left out."""
-    anchors = at if at is not None else relations.anchors(fact)
+    Returns (prompts, anchors); only anchors that occur are returned, renumbered."""
+    anchors = relations.anchors(fact)
     obj = " " + fact.object
     enc_t = lambda s: tokenizer._tokenizer(s, add_special_tokens=False)["input_ids"]
     prompts = []
@@ -65,30 +63,12 @@ def render(fact: Fact, tokenizer, prefixes, system_prompt=None, n_questions=2, a
             n = len(enc_t(text))
             prompts.append(memit.Prompt(enc_t(text + relations.full_answer(fact, answer)), n, keys))
     present = sorted({a for p in prompts for a, _ in p.keys})
-    if not present and at is not None:
-        return [], []
     if not present:
         raise ValueError(f"no anchor of {anchors} found in the prompts for {fact}")
     remap = {a: i for i, a in enumerate(present)}
     for p in prompts:
         p.keys = [(remap[a], t) for a, t in p.keys]
     return prompts, [anchors[a] for a in present]
-
-
-# an anchor's last word is its key token; these carry no topic of their own
-_FUNCTION_WORDS = {"at", "as", "in", "of", "on", "to", "for", "the", "a", "an", "up", "is",
-                   "my", "your", "i", "do", "did", "was", "were", "am", "are", "by", "with"}
-
-
-def key_words(fact: Fact) -> list[str]:
-    """The words at whose token a fact about the user is keyed, when they carry a topic:
-    "work" (of "do I work"), "employer", "study" — not "at" (of "work at")."""
-    out = []
-    for a in relations.anchors(fact):
-        w = a.split()[-1].lower()
-        if w not in _FUNCTION_WORDS and w not in out:
-            out.append(w)
-    return out
 
 
 def contrast_prompts(fact: Fact, tokenizer):
@@ -237,8 +217,7 @@ class Editor:
     # -- writing
     def write(self, fact: Fact, edit_id: str, companions=(), protect=None) -> Edit:
         """Write one fact (sequential path). `companions`: active facts that share its anchor;
-        their prompts join the v* loss so the shared key keeps carrying them. A fact about the
-        user finds its companions itself: the user's facts whose prompts hold its key word. `protect`:
+        their prompts join the v* loss so the shared key keeps carrying them. `protect`:
         {layer: keys (n, d_k)} whose outputs must not move at all — the update is projected
         onto the orthogonal complement of their span (and of C's principal subspace when the
         null-space projector is on): a hard constraint, used by sleep's refresh."""
@@ -249,15 +228,6 @@ class Editor:
         for other in companions:  # δ also sits at their anchor positions: same subject words
             train += render(other, self.tokenizer, self.prefixes[:1], self.system_prompt,
                             min(2, self.hp.questions))[0]
-        if fact.is_self:
-            # the user's other facts whose prompts hold this fact's key word ("I work at X"
-            # after "I work as a Y": "You work as a Y" has "work"): δ sits there too, and
-            # their answers stay in the loss
-            words = key_words(fact)
-            for e in list(self.edits.values()):
-                if e.fact.is_self and e.fact.key() != fact.key() and words:
-                    train += render(e.fact, self.tokenizer, self.prefixes[:1], self.system_prompt,
-                                    min(2, self.hp.questions), at=words)[0]
         kl = kl_prompts(fact, self.tokenizer, anchors) if self.hp.kl_factor > 0 else []
         delta, nll = memit.compute_delta(self.model, train, kl, self.hp)
         factors = {}

@@ -140,35 +140,6 @@ def test_mismatched_factors_are_an_error(tiny):
         ed.add(e)
 
 
-def test_a_fact_about_the_user_carries_the_facts_its_key_word_fires_in(tiny, monkeypatch):
-    """ "I work at X" is keyed at "work", which "You work as a Y" also holds: the job's prompts
-    join the v* loss, keyed at their "work" tokens; a fact with no shared word brings none."""
-    model, tok = tiny
-    ed = make_editor(model, tok)
-    seen = []
-    real = memit.compute_delta
-
-    def spy(model, prompts, kl, hp, log=None):
-        seen.append(list(prompts))
-        return real(model, prompts, kl, hp, log)
-
-    monkeypatch.setattr(memit, "compute_delta", spy)
-    job, employer = Fact("user", "works_as", "pilot"), Fact("user", "works_at", "Airbus")
-    ed.write(job, "a")
-    ed.write(Fact("user", "name", "Rex", "dog"), "b")
-    ed.write(employer, "c")
-    own = len(render(employer, tok, ed.prefixes, n_questions=ed.hp.questions)[0])
-    extra = seen[-1][own:]
-    assert extra, "the job's prompts are not in the loss"
-    work = tok.encode(" work", add_special_tokens=False)[-1]
-    for p in extra:
-        assert all(p.ids[t] == work for _, t in p.keys)
-        assert "pilot" in tok.decode(p.ids[p.target_start:])
-    # the dog's name shares no key word with the job: its edit trains only its own prompts
-    assert len(seen[1]) == len(render(Fact("user", "name", "Rex", "dog"), tok, ed.prefixes,
-                                      n_questions=ed.hp.questions)[0])
-
-
 def test_edited_layers_are_float32(tiny):
     model, tok = tiny
     import mlx.nn as nn
