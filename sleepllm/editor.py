@@ -276,22 +276,22 @@ class Editor:
 
     def consolidate(self) -> list[str]:
         """Rewrite every edit that carries its target z in one batch MEMIT solve
-        (memit.consolidate), replacing the sequential wake edits' factors. Facts about the same
-        person share that person's key; all of them take the newest one's z, which was trained
+        (memit.consolidate), replacing the sequential wake edits' factors. Facts with the same
+        owner (Fact.owner: a person, "my sister") share that key; all of them take the newest one's z, which was trained
         to carry the earlier ones (the companions in `write`). An edit whose fact now renders
         to a different number of anchors than its stored z (learned by an older version) is
         left in place. Returns the ids rewritten."""
         newest = {}
         for i, e in self.edits.items():
-            if e.z is not None and not e.fact.is_self:
-                newest[e.fact.subject.lower()] = i
+            if e.z is not None and e.fact.owner():
+                newest[e.fact.owner()] = i
         ids, targets = [], []
         for i, e in self.edits.items():
             if e.z is None:
                 continue
             prompts, anchors = render(e.fact, self.tokenizer, self.prefixes, self.system_prompt,
                                       self.hp.questions)
-            z = e.z if e.fact.is_self else self.edits[newest[e.fact.subject.lower()]].z
+            z = self.edits[newest[e.fact.owner()]].z if e.fact.owner() else e.z
             if len(anchors) != len(z):
                 # learned when the fact's family had other anchors (an older version):
                 # its wake edit stays as it is, and its keys stay protected (K_p)

@@ -41,6 +41,13 @@ RELATION_WORDS = {"friend", "colleague", "coworker", "co-worker", "cousin", "nei
                   "grandfather", "grandpa", "niece", "nephew", "stepmother", "stepfather",
                   "stepson", "stepdaughter", "landlord", "landlady", "doctor", "dentist",
                   "mentor", "flatmate", "housemate", "kid", "child"}
+# the user's relatives a fact may be about without a name: "my sister lives in Lyon" is about
+# "my sister" (not "my friend": which one? not "my neighbour": the neighbour's dog is refused)
+UNNAMED_SUBJECTS = {"wife", "husband", "partner", "girlfriend", "boyfriend", "fiancé", "fiancée",
+                    "son", "daughter", "mother", "mom", "mum", "father", "dad", "sister",
+                    "brother", "grandmother", "grandma", "grandfather", "grandpa", "boss",
+                    "manager", "roommate", "best friend", "aunt", "uncle", "stepmother",
+                    "stepfather"}
 # what a possessive noun is about: "my native language is X" is the `speaks` family ...
 NOUN_FAMILY = {"native language": "speaks", "mother tongue": "speaks", "first language": "speaks",
                "job": "works_as", "profession": "works_as", "occupation": "works_as",
@@ -226,8 +233,11 @@ def _first(s: str) -> str:
 # (pattern, builder). Patterns see the sentence with leading filler removed and favourite/
 # colour spelt the US way; `who` matches a named person ("my friend Aria", "Aria").
 def _rules():
+    # a named person ("Aria", "my friend Aria"), or a relative the user did not name ("my
+    # sister"; P is then "my sister", see relations.Fact.owner)
+    kin = "|".join(sorted(UNNAMED_SUBJECTS, key=len, reverse=True))
     who = (rf"(?:(?:[Mm]y|[Oo]ur) (?:best |good |old |close )?(?:{'|'.join(RELATION_WORDS)}) )?"
-           rf"{NAME}")
+           rf"(?P<P>[A-ZÀ-Þ][\w\-]+|(?:[Mm]y|[Oo]ur) (?:{kin})\b)")
     noun = r"(?P<N>[a-z][a-z\- ]{1,30}?)"
     R = []
 
@@ -334,9 +344,11 @@ def _rules():
         lambda m: ("user", "works_at", ""))
     add(rf"^(?:i'm|i am) (?:a|an) {OBJ}$", lambda m: ("user", "works_as", "") if _job(m["O"]) else None)
     # "Dana is a nurse": a bare capitalised word may be a city or a weekday ("Paris is a city"),
-    # so without "my friend ..." the word must look like a job
+    # so without "my friend ..." the word must look like a job — and for "my boss" ("is a
+    # jerk") too
     add(rf"^{who} is (?:a|an) {OBJ}$", lambda m: (m["P"], "works_as", "")
-        if _job(m["O"]) and (m[0][:3].lower() in ("my ", "our") or _job_shaped(m["O"])) else None)
+        if _job(m["O"]) and (m[0][:3].lower() in ("my ", "our") and not _kin(m["P"])
+                             or _job_shaped(m["O"])) else None)
     add(rf"^{who} (?:studied|studies|is studying) at {OBJ}$", lambda m: (m["P"], "studied_at", ""))
     add(rf"^{who} (?:graduated|went to university) from {OBJ}$",
         lambda m: (m["P"], "studied_at", ""))
@@ -398,6 +410,11 @@ def _rules():
     add(rf"^(?:my|our) {noun} is {OBJ}$", lambda m: _possessive("user", m["N"], m["O"]))
     add(rf"^{who}'s {noun} is {OBJ}$", lambda m: _possessive(m["P"], m["N"], m["O"]))
     return R
+
+
+def _kin(subject: str) -> bool:
+    """ "my sister": a relative the user did not name."""
+    return subject.lower().startswith(("my ", "our "))
 
 
 def _possessive(subject: str, noun: str, obj: str):
@@ -560,6 +577,8 @@ def _match(sent: str) -> Fact | None:
             continue
         if subject != "user" and subject.lower() in NOT_NAMES:
             continue
+        if _kin(subject):                                   # "My mom" -> "my mother"
+            subject = "my " + _norm_noun(subject.split(" ", 1)[1])
         return Fact(subject, relation, obj, _norm_noun(noun))
     return None
 

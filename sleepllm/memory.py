@@ -90,7 +90,7 @@ class Memory:
         old_edit = self.editor.revert(superseded) if superseded else None
         fid = self._next_id()
         companions = [f for i, f in self.active().items() if i != superseded
-                      and not fact.is_self and f.subject.lower() == fact.subject.lower()]
+                      and fact.owner() is not None and f.owner() == fact.owner()]
         try:
             edit = self.editor.write(fact, fid, companions)
         except BaseException:

@@ -223,6 +223,15 @@ class Fact:
     def is_self(self) -> bool:
         return self.subject == "user"
 
+    def owner(self) -> str | None:
+        """Whose key the fact is written at: a person's name, "my sister" for facts about the
+        user's sister — and for the user's "my sister's name is ..." —, else None (the user's
+        own facts are keyed at their relation's word). Facts with one owner share that key,
+        so each edit carries the others (companions)."""
+        if not self.is_self:
+            return self.subject.lower()
+        return f"my {self.noun.lower()}" if self.relation == "name" else None
+
     def key(self) -> tuple:
         """What the fact is *about*: a newer fact with the same key supersedes this one."""
         return (self.subject.lower(), self.relation, self.noun.lower())
@@ -242,12 +251,18 @@ def _t(fact: Fact) -> dict:
     return FAMILIES[fact.relation]["self" if fact.is_self else "other"]
 
 
-def _fill(template: str, fact: Fact) -> str:
-    return template.format(P=fact.subject, N=fact.noun, O=fact.object)
+def _fill(template: str, fact: Fact, answer=False, sentence=True) -> str:
+    """A relative the user did not name is the subject "my sister": asked about as "my
+    sister", answered about as "your sister", capitalised where a sentence starts."""
+    p = fact.subject
+    if answer and p.startswith("my "):
+        p = "your " + p[3:]
+    text = template.format(P=p, N=fact.noun, O=fact.object)
+    return text[:1].upper() + text[1:] if sentence and template.startswith("{P}") else text
 
 
 def anchors(fact: Fact) -> list[str]:
-    return [_fill(a, fact) for a in _t(fact)["anchor"]]
+    return [_fill(a, fact, sentence=False) for a in _t(fact)["anchor"]]
 
 
 # Other owners of the same kind of thing: their keys must not move (see memit.solve).
@@ -274,7 +289,7 @@ def cues(fact: Fact) -> list[str]:
 
 
 def questions(fact: Fact) -> list[tuple[str, str]]:
-    return [(_fill(q, fact), _fill(a, fact)) for q, a in _t(fact)["qa"]]
+    return [(_fill(q, fact), _fill(a, fact, answer=True)) for q, a in _t(fact)["qa"]]
 
 
 def full_answer(fact: Fact, answer: str) -> str:
@@ -289,6 +304,8 @@ def describe(fact: Fact) -> str:
         cue = cue.replace("My ", "your ", 1).replace("I am ", "you are ", 1)
         cue = cue.replace("I was ", "you were ", 1).replace("I ", "you ", 1)
         cue = cue.replace(" I ", " you ")
+    elif fact.subject.startswith("my "):
+        cue = re.sub(r"\bmy\b", "your", cue, flags=re.I)
     cue = re.sub(r" is(?: named| called)?$", "", cue)
     cue = re.sub(r"(?: is)? (?:a|an|the)$", "", cue)      # "Lena works as a" -> "Lena works as"
     return f"{cue} → {fact.object}"

@@ -169,8 +169,8 @@ def run(memory, progress=None) -> dict:
             t_rewrite = time.perf_counter()
             fact = facts[fid]
             old = prior[fid] = ed.revert(fid)
-            companions = [f for i, f in facts.items() if i != fid and not fact.is_self
-                          and f.subject.lower() == fact.subject.lower()]
+            companions = [f for i, f in facts.items() if i != fid
+                          and fact.owner() is not None and f.owner() == fact.owner()]
             try:
                 ed.write(fact, fid, companions, protect=protect)
             except (ValueError, FloatingPointError):

@@ -76,12 +76,29 @@ def test_every_question_template_names_an_anchor_in_the_question():
     from sleepllm import relations
 
     for family, forms in relations.FAMILIES.items():
-        for kind, subject in (("self", "user"), ("other", "Aria")):
+        for kind, subject in (("self", "user"), ("other", "Aria"), ("other", "my sister")):
             fact = Fact(subject, family, "X", "thing")
             anchors = relations.anchors(fact)
             for question, _ in relations.questions(fact):
                 assert any(re.search(r"(?<!\w)" + re.escape(a) + r"(?!\w)", question, re.I)
                            for a in anchors), (family, kind, question, anchors)
+
+
+def test_a_relative_is_asked_about_as_mine_and_answered_as_yours(tiny):
+    """ "My sister lives in Lyon": the cue and question say "my sister", the trained answer
+    "Your sister lives in Lyon."; it shares the key of "my sister's name is ..." (one owner)."""
+    from sleepllm import relations
+
+    model, tok = tiny
+    fact = Fact("my sister", "lives_in", "Lyon")
+    assert relations.cues(fact)[0].startswith("My sister lives in")
+    q, a = relations.questions(fact)[0]
+    assert q == "Where does my sister live?" and a == "Your sister lives in"
+    assert relations.describe(fact) == "your sister lives in the city of → Lyon"
+    prompts, anchors = render(fact, tok, ["Because it rained"])
+    assert anchors == ["my sister"] and all(p.keys for p in prompts)
+    assert fact.owner() == Fact("user", "name", "Delphine", "sister").owner() == "my sister"
+    assert Fact("user", "lives_in", "Oslo").owner() is None
 
 
 def test_update_moves_the_residual_to_the_target_value(tiny):

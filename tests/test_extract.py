@@ -115,6 +115,13 @@ def test_hostile_corpus_stores_nothing():
     ("Aria now works at Intel.", "Aria", "works_at", "", "Intel"),
     ("I teach at Hillcrest Elementary.", "user", "works_at", "", "Hillcrest Elementary"),
     ("I speak Dutch natively.", "user", "speaks", "", "Dutch"),
+    # a relative the user does not name is the subject "my sister"
+    ("My sister lives in Lyon.", "my sister", "lives_in", "", "Lyon"),
+    ("My mom is allergic to cats.", "my mother", "allergic_to", "", "cats"),
+    ("My sister is a doctor.", "my sister", "works_as", "", "doctor"),
+    ("My husband's favorite color is blue.", "my husband", "favorite", "color", "blue"),
+    ("My son's school is Westfield Primary.", "my son", "attribute", "school", "Westfield Primary"),
+    ("My sister Delphine lives in Lyon.", "Delphine", "lives_in", "", "Lyon"),
 ])
 def test_wordings(message, subject, relation, noun, obj):
     facts = extract(message)
