@@ -2,11 +2,12 @@
 
     extract(message) -> [Fact, ...]
 
-It finds first-person facts ("my dog is called Rex", "I live in Bergen") and facts about people
-the user names ("my friend Aria moved to Ghent", "Xaver's car is a Saab"), and maps each onto a
+It finds first-person facts ("my dog is called Rex", "I live in Bergen"), facts about people
+the user names ("my friend Aria moved to Ghent", "Xaver's car is a Saab") and about relatives
+the user does not name ("my sister lives in Lyon": the subject "my sister"), and maps each onto a
 relation family of relations.py. It refuses, by design: questions, negations, hypotheticals and
-wishes, reported speech and quotes, instructions to the assistant, facts about unnamed third
-parties ("my neighbour's dog..."), pastes (long or multi-line input) and control characters.
+wishes, reported speech and quotes, instructions to the assistant, facts about other unnamed
+people ("my neighbour's dog..."), pastes (long or multi-line input) and control characters.
 Leading "actually", "oh", "by the way" are dropped: a correction is just a newer fact with the
 same key, and the memory layer supersedes the old one.
 """
