@@ -147,8 +147,8 @@ ANIMALS = {"dog", "cat", "hamster", "iguana", "parrot", "rabbit", "bunny", "snak
            "pony", "budgie", "canary", "chinchilla", "hedgehog", "rat", "mouse", "gerbil",
            "axolotl", "chameleon", "cockatoo", "cockatiel", "tarantula", "pig", "goat", "donkey",
            "chicken", "duck", "parakeet", "bearded dragon", "python", "frog", "crab", "hermit crab",
-           "alpaca", "llama", "sheep", "cow", "owl", "pigeon", "finch", "macaw", "degu", "sugar glider",
-           "kitten", "puppy"}
+           "alpaca", "llama", "sheep", "cow", "owl", "pigeon", "finch", "macaw", "degu",
+           "sugar glider", "kitten", "puppy"}
 SPORTS = {"tennis", "football", "soccer", "basketball", "baseball", "volleyball", "badminton",
           "squash", "golf", "rugby", "cricket", "hockey", "ice hockey", "handball", "table tennis",
           "ping pong", "padel", "netball", "lacrosse", "polo", "water polo", "softball",
@@ -159,8 +159,8 @@ NOT_HOBBIES = {"being", "having", "getting", "going", "doing", "making", "talkin
                "working", "living", "waiting", "thinking", "sleeping", "eating", "seeing",
                "hearing", "knowing", "learning", "helping", "trying", "saying", "telling",
                "asking", "watching", "feeling", "everything", "nothing", "something", "morning",
-               "evening", "clothing", "building", "playing", "spring", "thing", "king", "ring", "wedding",
-               "sibling", "darling", "ceiling", "pudding", "dumpling", "wing", "string"}
+               "evening", "clothing", "building", "playing", "spring", "thing", "king", "ring",
+               "wedding", "sibling", "darling", "ceiling", "pudding", "dumpling", "wing", "string"}
 PEOPLE_NOUNS = {"author", "writer", "singer", "band", "actor", "actress", "artist", "composer",
                 "player", "painter", "poet", "director", "musician", "rapper"}
 
