@@ -13,12 +13,10 @@
     settings of a --memory sweep are separated by "/":  lam=1500 / lam=15000 nullspace=0.005
 """
 import argparse
-import json
 import shutil
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import sleepllm  # noqa: F401  (loads the fast BLAS before mlx)
 from sleepllm import config, evaluate, memory, probes
@@ -41,15 +39,7 @@ def main():
     cfg = config.load_config(None, None if a.memory else config.parse_overrides(a.overrides))
     model, tok, mid = models.load(cfg["model"])
     facts = evaluate.load_facts(a.facts, a.n)
-    items = evaluate.probe_set(facts, tok, cfg["system_prompt"])
-    if a.base and Path(a.base).exists():
-        cached = json.loads(Path(a.base).read_text())
-        base = [(k, i, ids, t) for (k, i, ids), t in zip(items, cached["outputs"])]
-        ppl0 = cached["ppl"]
-    else:
-        items, base, ppl0 = evaluate.baseline(model, tok, facts, cfg["system_prompt"])
-        if a.base:
-            Path(a.base).write_text(json.dumps({"outputs": [t for *_, t in base], "ppl": ppl0}))
+    items, base, ppl0 = evaluate.baseline(model, tok, facts, cfg["system_prompt"], a.base)
     folder = tempfile.mkdtemp()
     if a.memory:
         shutil.copytree(a.memory, folder, dirs_exist_ok=True)

@@ -64,7 +64,6 @@ def main():
         print(f"sleep {time.perf_counter() - t:.1f} s (budget {cfg['sleep']['seconds']} s)")
         print(json.dumps({"phases": {k: round(v, 1) for k, v in rep["phases"].items()},
                           "counts": rep["counts"], "consolidation": rep.get("consolidation"),
-                          "resolve": rep.get("resolve"),
                           "refresh_rounds": rep.get("refresh_rounds"),
                           "skipped_for_time": rep["skipped_for_time"]}, indent=1))
         if score:
@@ -73,16 +72,7 @@ def main():
 
 def _scorer(model, tok, cfg, facts_file, n, base_file):
     facts = evaluate.load_facts(facts_file, n)
-    system = cfg["system_prompt"]
-    items = evaluate.probe_set(facts, tok, system)
-    if base_file and Path(base_file).exists():
-        cached = json.loads(Path(base_file).read_text())
-        base = [(k, i, ids, t) for (k, i, ids), t in zip(items, cached["outputs"])]
-        ppl0 = cached["ppl"]
-    else:
-        items, base, ppl0 = evaluate.baseline(model, tok, facts, system)
-        if base_file:
-            Path(base_file).write_text(json.dumps({"outputs": [t for *_, t in base], "ppl": ppl0}))
+    items, base, ppl0 = evaluate.baseline(model, tok, facts, cfg["system_prompt"], base_file)
 
     def score(tag):
         after = evaluate.run_probes(model, tok, items, facts)

@@ -278,9 +278,9 @@ class Editor:
         """Rewrite every edit that carries its target z in one batch MEMIT solve
         (memit.consolidate), replacing the sequential wake edits' factors. Facts with the same
         owner (Fact.owner: a person, "my sister") share that key; all of them take the newest
-        one's z, which was trained to carry the earlier ones (the companions in `write`). An edit whose fact now renders
-        to a different number of anchors than its stored z (learned by an older version) is
-        left in place. Returns the ids rewritten."""
+        one's z, which was trained to carry the earlier ones (the companions in `write`). An
+        edit whose fact now renders to a different number of anchors than its stored z
+        (learned by an older version) is left in place. Returns the ids rewritten."""
         newest = {}
         for i, e in self.edits.items():
             if e.z is not None and e.fact.owner():

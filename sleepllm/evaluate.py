@@ -139,9 +139,18 @@ def score(facts, base, after, tokenizer, stored_objects):
     return agg, per
 
 
-def baseline(model, tokenizer, facts, system_prompt=None):
+def baseline(model, tokenizer, facts, system_prompt=None, cache=None):
+    """The unedited model's probe outputs and perplexity: (items, outputs, ppl). `cache`: a
+    JSON file that keeps them between runs of a script on the same facts."""
     items = probe_set(facts, tokenizer, system_prompt)
-    return items, run_probes(model, tokenizer, items, facts), probes.perplexity(model, tokenizer)
+    if cache and Path(cache).exists():
+        cached = json.loads(Path(cache).read_text())
+        return items, [(k, i, ids, t) for (k, i, ids), t in zip(items, cached["outputs"])], \
+            cached["ppl"]
+    base, ppl = run_probes(model, tokenizer, items, facts), probes.perplexity(model, tokenizer)
+    if cache:
+        Path(cache).write_text(json.dumps({"outputs": [t for *_, t in base], "ppl": ppl}))
+    return items, base, ppl
 
 
 def eval_direct(memory, model, tokenizer, facts, progress=None):

@@ -189,7 +189,7 @@ _TAIL = re.compile(r"\s*(?:,|\s)\s*(?:at the moment|these days|nowadays|right no
                    r"these days|for fun|on weekends|sometimes|often|usually|occasionally|all the time|"
                    r"natively|fluently|full[- ]time|part[- ]time)\b.*$", re.I)
 
-NAME = r"(?P<P>[A-ZÀ-Þ][\w\-]+)"
+NAME = r"[A-ZÀ-Þ][\w\-]+"
 OBJ = r"(?P<O>(?:(?:Dr|Mr|Mrs|Ms|St|Prof)\.\s*)?[^,.;!]+?)"
 
 
@@ -238,7 +238,7 @@ def _rules():
     # sister"; P is then "my sister", see relations.Fact.owner)
     kin = "|".join(sorted(UNNAMED_SUBJECTS, key=len, reverse=True))
     who = (rf"(?:(?:[Mm]y|[Oo]ur) (?:best |good |old |close )?(?:{'|'.join(RELATION_WORDS)}) )?"
-           rf"(?P<P>[A-ZÀ-Þ][\w\-]+|(?:[Mm]y|[Oo]ur) (?:{kin})\b)")
+           rf"(?P<P>{NAME}|(?:[Mm]y|[Oo]ur) (?:{kin})\b)")
     noun = r"(?P<N>[a-z][a-z\- ]{1,30}?)"
     R = []
 

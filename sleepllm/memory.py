@@ -89,8 +89,8 @@ class Memory:
                 superseded = i
         old_edit = self.editor.revert(superseded) if superseded else None
         fid = self._next_id()
-        companions = [f for i, f in self.active().items() if i != superseded
-                      and fact.owner() is not None and f.owner() == fact.owner()]
+        companions = relations.companions(
+            fact, [f for i, f in self.active().items() if i != superseded])
         try:
             edit = self.editor.write(fact, fid, companions)
         except BaseException:

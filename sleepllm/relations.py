@@ -245,6 +245,13 @@ class Fact:
         return cls(d["subject"], d["relation"], d["object"], d.get("noun", ""))
 
 
+def companions(fact: Fact, others) -> list[Fact]:
+    """The facts among `others` keyed at the same owner as `fact` (Fact.owner): its edit
+    carries them, as they share its key."""
+    owner = fact.owner()
+    return [f for f in others if owner is not None and f.owner() == owner]
+
+
 def _t(fact: Fact) -> dict:
     if fact.relation not in FAMILIES:
         raise ValueError(f"unknown relation family {fact.relation!r}")

@@ -32,7 +32,7 @@
 """
 import time
 
-from sleepllm import memit, probes
+from sleepllm import memit, probes, relations
 from sleepllm.memory import _now
 from sleepllm.relations import Fact
 
@@ -169,8 +169,7 @@ def run(memory, progress=None) -> dict:
             t_rewrite = time.perf_counter()
             fact = facts[fid]
             old = prior[fid] = ed.revert(fid)
-            companions = [f for i, f in facts.items() if i != fid
-                          and fact.owner() is not None and f.owner() == fact.owner()]
+            companions = relations.companions(fact, [f for i, f in facts.items() if i != fid])
             try:
                 ed.write(fact, fid, companions, protect=protect)
             except (ValueError, FloatingPointError):
