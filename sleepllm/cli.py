@@ -38,15 +38,18 @@ def cmd_chat(args) -> int:
     cfg = _load_cfg(args, temp=args.temp, max_tokens=args.max_tokens,
                     max_context=args.max_context, system_prompt=args.system)
     console = Console(stderr=True)
-    model, tokenizer, path, mem = _open_memory(args, cfg, console)
+    model, tokenizer, path, mem = _open_memory(args, cfg, console, learn_noted=False)
+    mem.editor.load_stats()   # here, with its progress bar: not on the Learner's thread
     session = Session(model, tokenizer, path, cfg, models.context_window(path, model), mem)
     if sys.stdin.isatty():
         return run_tty(session, console, data_dir() / "history")
     return run_script(session, sys.stdin, console)
 
 
-def _open_memory(args, cfg, console, folder=None):
-    """Load the model and the memory folder (checkpoint + journal) into its weights."""
+def _open_memory(args, cfg, console, folder=None, learn_noted=True):
+    """Load the model and the memory folder (checkpoint + journal) into its weights; facts
+    noted but not learned yet (a quit mid-edit) are learned now unless `learn_noted` is off
+    (the chat learns them in the background)."""
     from sleepllm import model as models
     from sleepllm.config import memory_dir
     from sleepllm.memory import Memory
@@ -56,6 +59,8 @@ def _open_memory(args, cfg, console, folder=None):
                  cfg["model"] if cfg["model"] != "default" else "default", console)
     for w in mem.warnings:
         console.print(f"[yellow]warning:[/yellow] {w}")
+    if learn_noted:
+        mem.learn_noted(console)
     return model, tokenizer, path, mem
 
 
@@ -121,7 +126,7 @@ def cmd_facts(args) -> int:
 
     from rich.console import Console
 
-    from sleepllm import store
+    from sleepllm import relations, store
     from sleepllm.config import memory_dir
 
     cfg = _load_cfg(args)
@@ -134,6 +139,10 @@ def cmd_facts(args) -> int:
     for rec in store.journal_learns(folder / "journal.jsonl"):
         records.pop(rec.get("supersedes"), None)
         records[rec["id"]] = rec
+    for e in store.journal_notes(folder / "journal.jsonl"):   # told, edit not written yet
+        records[e["id"]] = {"id": e["id"], "fact": e["fact"], "statement": e["statement"],
+                            "text": relations.describe(relations.Fact.from_dict(e["fact"])),
+                            "status": "noted", "learned_at": e["noted_at"], "last_audit": None}
     if args.json:
         print(json.dumps(list(records.values()), indent=1, ensure_ascii=False))
         return 0

@@ -139,21 +139,24 @@ class Editor:
             if not isinstance(mlp["down_proj"], nn.Linear) or mlp["down_proj"].weight.dtype != mx.float32:
                 mlp.down_proj = _float_linear(mlp["down_proj"])
             self.base[l] = mx.array(mlp.down_proj.weight)
+        # evaluated now: a lazy array belongs to this thread's stream, and the REPL writes
+        # edits on another thread (repl.Learner)
+        mx.eval(list(self.base.values()))
         d_k = self.base[hp.layers[0]].shape[1]
         self.kpkp = {l: np.zeros((d_k, d_k)) for l in hp.layers}
 
-    def _load_stats(self):
+    def load_stats(self):
         if callable(self._stats):
             self._stats = self._stats()
         return self._stats
 
     @property
     def cov(self) -> dict:
-        return self._load_stats()[0]
+        return self.load_stats()[0]
 
     @property
     def prefixes(self) -> list:
-        return self._load_stats()[1]
+        return self.load_stats()[1]
 
     def retune(self, **changes):
         """Change editor hyper-parameters in place (the cached projector follows them)."""

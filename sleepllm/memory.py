@@ -1,12 +1,17 @@
 """A memory: the facts one model was told, living in its weights, for one memory folder.
 
-    learn(fact)   wake: supersede an older fact with the same key, write the edit, save its
-                  factors, append to the fsync'd journal — only then is it acknowledged
+    note(fact)    wake: the fact goes into the fsync'd journal and the queue of facts to
+                  learn — from here it is acknowledged and survives a crash
+    learn_next()  write the oldest noted fact: supersede an older fact with the same key,
+                  write the edit, save its factors, journal it as learned (the REPL runs this
+                  in the background while the user types; see repl.Learner)
+    learn(fact)   note + learn_next, for callers that wait
     forget(id)    revert the edit exactly and remove the fact from every file
     checkpoint()  consolidate: all active edits + the ledger into a new checkpoint, retire
                   the journal (see store.py for the layout)
 
-On start the latest valid checkpoint is loaded, then the journal is replayed on top of it.
+On start the latest valid checkpoint is loaded, then the journal is replayed on top of it;
+facts noted but not yet learned (a quit or crash mid-edit) are queued again.
 """
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +43,7 @@ class Memory:
 
         self.editor = Editor(model, tokenizer, hp, load_stats, cfg["system_prompt"])
         self.records: dict[str, dict] = {}   # the ledger, in learning order
+        self.queue: list[dict] = []          # noted, not yet learned: journal "note" entries
         self.checkpoint_name = None
         self.warnings: list[str] = []
         self._load()
@@ -51,8 +57,8 @@ class Memory:
         return {i: Fact.from_dict(r["fact"]) for i, r in self.records.items()}
 
     def counts(self) -> dict:
-        c = {"pending": 0, "consolidated": 0, "degraded": 0}
-        for r in self.records.values():
+        c = {"noted": len(self.queue), "pending": 0, "consolidated": 0, "degraded": 0}
+        for r in list(self.records.values()):   # list(): the learner thread may add one
             if r["status"] == "pending":
                 c["pending"] += 1
             else:
@@ -63,11 +69,13 @@ class Memory:
 
     def find(self, words: str) -> list[str]:
         """Ids matching an id or words in the fact's text."""
-        if words in self.records:
+        if words in self.records or words in [e["id"] for e in self.queue]:
             return [words]
         w = words.lower().split()
-        return [i for i, r in self.records.items()
-                if all(x in (r["text"] + " " + r.get("statement", "")).lower() for x in w)]
+        texts = {i: r["text"] + " " + r.get("statement", "") for i, r in self.records.items()}
+        texts.update({e["id"]: relations.describe(Fact.from_dict(e["fact"])) + " " +
+                      e["statement"] for e in self.queue})
+        return [i for i, t in texts.items() if all(x in t.lower() for x in w)]
 
     # ------------------------------------------------------------------ wake
     def _next_id(self) -> str:
@@ -75,11 +83,44 @@ class Memory:
             int(e["id"][1:]) for e in store.journal_read(self.journal) if "id" in e]
         return f"m{1 + max(used + [0]):04d}"
 
-    def learn(self, fact: Fact, statement: str = "") -> tuple[str, str | None]:
-        """Write a fact. Returns (id, superseded id or None). A duplicate returns its id.
+    def note(self, fact: Fact, statement: str = "") -> tuple[str, bool]:
+        """Journal a fact to be learned (fsync'd: acknowledged from here). Returns (id, new);
+        a fact already known or already noted returns its id and False."""
+        for r in list(self.records.values()) + self.queue:
+            old = Fact.from_dict(r["fact"])
+            if old.key() == fact.key() and old.object.lower() == fact.object.lower():
+                return r["id"], False
+        entry = {"id": self._next_id(), "fact": fact.to_dict(), "statement": statement,
+                 "noted_at": _now()}
+        store.journal_append(self.journal, {"op": "note", **entry})
+        self.queue.append(entry)
+        return entry["id"], True
 
-        A correction (same key, other object) reverts the old edit before the new one is
-        computed; the old fact leaves the files only after the new one is durable."""
+    def learn_next(self) -> tuple[str, str | None]:
+        """Write the oldest noted fact. Returns (id, superseded id or None); a fact that has
+        become a duplicate meanwhile returns the known id and leaves the queue."""
+        entry = self.queue[0]
+        fid, sup = self._write(entry["id"], Fact.from_dict(entry["fact"]), entry["statement"])
+        self.queue.pop(0)
+        if fid != entry["id"]:
+            self._rewrite_journal(exclude={entry["id"]})
+        return fid, sup
+
+    def learn(self, fact: Fact, statement: str = "") -> tuple[str, str | None]:
+        """Note a fact and learn everything noted, in order. Returns (id, superseded id or
+        None) for this fact; a duplicate returns the known id."""
+        fid, new = self.note(fact, statement)
+        result = (fid, None)
+        while self.queue:
+            got = self.learn_next()
+            if got[0] == fid:
+                result = got
+        return result
+
+    def _write(self, fid: str, fact: Fact, statement: str) -> tuple[str, str | None]:
+        """Write a noted fact's edit. A correction (same key, other object) reverts the old
+        edit before the new one is computed; the old fact leaves the files only after the new
+        one is durable."""
         superseded = None
         for i, r in self.records.items():
             old = Fact.from_dict(r["fact"])
@@ -88,7 +129,6 @@ class Memory:
                     return i, None
                 superseded = i
         old_edit = self.editor.revert(superseded) if superseded else None
-        fid = self._next_id()
         companions = relations.companions(
             fact, [f for i, f in self.active().items() if i != superseded])
         try:
@@ -105,14 +145,20 @@ class Memory:
                                                 "edit_seconds": round(edit.seconds, 2)}]}
         if superseded:
             rec["supersedes"] = superseded
-        store.journal_append(self.journal, {"op": "learn", **rec})   # durable from here
+        store.journal_append(self.journal, {"op": "learn", **rec})   # replayed from here
         self.records[fid] = rec
         if superseded:
             self._remove_from_files(self.records.pop(superseded))
         return fid, superseded
 
     def forget(self, fid: str) -> dict:
-        """Revert the edit exactly and remove the fact from every file."""
+        """Revert the edit exactly and remove the fact from every file (a fact still only
+        noted leaves the queue and the journal)."""
+        noted = [e for e in self.queue if e["id"] == fid]
+        if noted:
+            self.queue.remove(noted[0])
+            self._rewrite_journal(exclude={fid})
+            return {"id": fid, "text": relations.describe(Fact.from_dict(noted[0]["fact"]))}
         self.editor.revert(fid)
         rec = self.records.pop(fid)
         self._remove_from_files(rec)
@@ -143,7 +189,10 @@ class Memory:
         name = store.write_checkpoint(self.folder, self.editor.edits, list(self.records.values()),
                                       self._meta(), keep or self.cfg["keep_checkpoints"])
         self.checkpoint_name = name
-        store.atomic_write_bytes(self.journal, b"")
+        # the journal keeps only the facts still waiting to be learned
+        store.atomic_write_bytes(self.journal, "".join(
+            store.json.dumps({"op": "note", **e}, ensure_ascii=False) + "\n"
+            for e in self.queue).encode())
         for f in (self.folder / "edits").glob("*.safetensors"):
             f.unlink()
         return name
@@ -187,3 +236,17 @@ class Memory:
             parts = store.split_edit_arrays(store.load_arrays(path))[fid]
             self.editor.add(self._edit_from(rec, parts))
             self.records[fid] = rec
+        self.queue = [e for e in store.journal_notes(self.journal) if e["id"] not in self.records]
+
+    def learn_noted(self, console=None):
+        """Learn every noted fact now (commands that do not chat: sleep, export, eval)."""
+        while self.queue:
+            e = self.queue[0]
+            what = relations.describe(Fact.from_dict(e["fact"]))
+            if console:
+                from rich.markup import escape
+
+                with console.status(escape(f"learning noted fact [{e['id']}]: {what}")):
+                    self.learn_next()
+            else:
+                self.learn_next()

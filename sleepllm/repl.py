@@ -1,11 +1,16 @@
 """The chat REPL (wake): prompt-toolkit on a terminal, line-by-line script mode on a pipe.
 
 Each user message is answered first (streamed), then the extractor looks at that message
-only — never at the assistant's words — and every fact found is written into the weights,
-saved, and journalled before "learned: ..." is printed. Nothing about memories ever enters the
-conversation sent to the model.
+only — never at the assistant's words. Every fact found is journalled (fsync'd) before
+"noted" is printed, and written into the weights by the Learner, on a background thread while
+the user types the next message (a wake edit takes seconds on a CPU). Before the model is used
+again — the next reply, a command, quitting — the main thread waits for the Learner, so MLX
+never runs on two threads at once. Nothing about memories ever enters the conversation sent to
+the model.
 """
+import os
 import sys
+import threading
 import time
 
 from rich.markdown import Markdown
@@ -39,7 +44,8 @@ class Session:
         self.budget = min(int(cfg["max_context"]), context_window)
         self.show_speed = False
         self.last_speed = 0.0
-        self.learned: list[str] = []    # ids learned this session, for /undo
+        self.learned: list[str] = []    # ids noted this session, for /undo
+        self.learner = Learner(memory) if memory else None
 
     def prompt_tokens(self) -> list[int]:
         """The tokens fed to the model for the next reply: the conversation only."""
@@ -69,27 +75,100 @@ class Session:
         self.last_speed = last.generation_tps if last else 0.0
         return answer
 
-    def learn_from(self, text: str, console) -> list[str]:
-        """Extract facts from a user message and write each one. Returns the learned ids."""
+    def learn_from(self, text: str, console, wait=True) -> list[str]:
+        """Extract facts from a user message, note each one and start learning them; with
+        `wait`, return only when they are written. Returns the noted ids."""
         if self.memory is None:
             return []
         ids = []
         for fact in extract(text):
-            with console.status(f"learning: {escape(relations.describe(fact))}"):
-                fid, superseded = self.memory.learn(fact, text)
-            if fid in self.learned or fid in ids:
+            fid, new = self.memory.note(fact, text)
+            if not new or fid in ids:
                 continue
-            note = f" (replaces {superseded})" if superseded else ""
-            console.print(f"[green]learned[/green] \\[{fid}]: {escape(relations.describe(fact))}"
-                          f"{escape(note)}")
+            if not wait:
+                console.print(f"[cyan]noted[/cyan] \\[{fid}]: {escape(relations.describe(fact))}"
+                              " [dim](learning it while you type)[/dim]")
             ids.append(fid)
         self.learned += ids
+        self.learner.start()
+        if wait:
+            self.settle(console)
         return ids
+
+    def settle(self, console) -> None:
+        """Wait for the Learner (the model is about to be used) and report what it did.
+        Ctrl-C stops the waiting, not the learning: KeyboardInterrupt is raised."""
+        if self.learner is None:
+            return
+        while self.learner.busy():
+            with console.status(escape(f"still learning {self.learner.doing()}")):
+                while self.learner.busy():
+                    self.learner.thread.join(0.1)
+        for r in self.learner.take():
+            if "error" in r:
+                console.print(f"[red]could not learn[/red] \\[{r['id']}]: {escape(r['text'])}: "
+                              f"{escape(str(r['error']))} [dim](it stays noted in the journal "
+                              "and is tried again on the next start)[/dim]")
+                continue
+            note = f" (replaces {r['superseded']})" if r["superseded"] else ""
+            console.print(f"[green]learned[/green] \\[{r['id']}]: {escape(r['text'])}"
+                          f"{escape(note)} [dim]{r['seconds']:.1f} s[/dim]")
 
     def drowsiness(self) -> float:
         if self.memory is None:
             return 0.0
-        return self.memory.counts()["pending"] / max(1, int(self.cfg["wake_capacity"]))
+        c = self.memory.counts()
+        return (c["pending"] + c["noted"]) / max(1, int(self.cfg["wake_capacity"]))
+
+
+class Learner:
+    """Writes the memory's noted facts into the weights, oldest first, on one background
+    thread. The main thread must not use the model while `busy()`: Session.settle waits."""
+
+    def __init__(self, memory):
+        self.memory = memory
+        self.thread: threading.Thread | None = None
+        self.stop = False          # set to finish the current fact and leave the rest noted
+        self.current: dict | None = None
+        self._done: list[dict] = []
+        self._lock = threading.Lock()
+
+    def busy(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def start(self):
+        if self.memory.queue and not self.busy():
+            self.stop = False
+            self.thread = threading.Thread(target=self._run, name="learner", daemon=True)
+            self.thread.start()
+
+    def doing(self) -> str:
+        e, n = self.current, len(self.memory.queue)
+        if e is None:
+            return f"{n} noted facts"
+        more = f" ({n - 1} more noted)" if n > 1 else ""
+        return f"[{e['id']}]: {relations.describe(relations.Fact.from_dict(e['fact']))}{more}"
+
+    def take(self) -> list[dict]:
+        with self._lock:
+            done, self._done = self._done, []
+        return done
+
+    def _run(self):
+        while self.memory.queue and not self.stop:
+            e = self.current = self.memory.queue[0]
+            r = {"id": e["id"], "text": relations.describe(relations.Fact.from_dict(e["fact"]))}
+            t0 = time.perf_counter()
+            try:
+                fid, sup = self.memory.learn_next()
+                r.update(id=fid, superseded=sup, seconds=time.perf_counter() - t0)
+            except Exception as err:       # reported by settle; the note stays in the journal
+                r["error"] = err
+            with self._lock:
+                self._done.append(r)
+            if "error" in r:
+                break
+        self.current = None
 
 
 def drowsy_label(d: float) -> str:
@@ -119,6 +198,7 @@ def do_sleep(session, console):
 
     from sleepllm import sleep
 
+    session.settle(console)
     with Progress(console=console, transient=True) as bar:
         tasks = {}
 
@@ -170,6 +250,8 @@ def handle_command(session, line: str, console) -> bool:
     mem = session.memory
     if cmd in ("/quit", "/exit"):
         return False
+    if cmd not in ("/help", "/clear", "/speed", "/status"):
+        session.settle(console)      # the commands below use the model or the memory files
     if cmd == "/help":
         for name, text in COMMANDS.items():
             console.print(f"  [bold]{name:<8}[/bold] {text}")
@@ -186,7 +268,9 @@ def handle_command(session, line: str, console) -> bool:
         if mem:
             c = mem.counts()
             d = session.drowsiness()
-            lines += [f"memory: {mem.folder}", f"memories: {c['pending']} pending, "
+            lines += [f"memory: {mem.folder}", f"memories: {c['noted']} noted (learning: "
+                      f"{session.learner.doing() if session.learner.busy() else 'no'}), "
+                      f"{c['pending']} pending, "
                       f"{c['consolidated']} consolidated, {c['degraded']} degraded",
                       f"drowsiness: {d:.2f} ({drowsy_label(d)})",
                       f"checkpoint: {mem.checkpoint_name or 'none yet'}"]
@@ -230,8 +314,8 @@ def handle_command(session, line: str, console) -> bool:
     return True
 
 
-def _after_message(session, line, console):
-    session.learn_from(line, console)
+def _after_message(session, line, console, wait=True):
+    session.learn_from(line, console, wait)
     d = session.drowsiness()
     if d >= 1.0:
         if session.cfg["auto_sleep"]:
@@ -242,7 +326,10 @@ def _after_message(session, line, console):
 
 
 def run_script(session, lines, console) -> int:
-    """Script mode: one message or command per input line; replies printed plainly."""
+    """Script mode: one message or command per input line; replies printed plainly. Each
+    message's facts are learned before the next line is read."""
+    _resume(session, console)
+    session.settle(console)
     for raw in lines:
         line = raw.rstrip("\n")
         if not line.strip():
@@ -259,7 +346,43 @@ def run_script(session, lines, console) -> int:
         sys.stdout.write("\n")
         sys.stdout.flush()
         _after_message(session, line, console)
+    session.settle(console)
     return 0
+
+
+def _resume(session, console):
+    """Facts noted before a quit or crash but not yet learned are learned now."""
+    if session.memory and session.memory.queue:
+        console.print(f"[dim]learning {len(session.memory.queue)} facts noted last time[/dim]")
+        session.learner.start()
+
+
+def _quit(session, console, prompt) -> None:
+    """Finish the fact being learned (the rest stay noted), then offer to sleep."""
+    mem = session.memory
+    if mem is None:
+        return
+    if session.learner.busy():
+        session.learner.stop = True
+        if len(mem.queue) > 1:
+            console.print(f"[dim]{len(mem.queue) - 1} noted facts are learned on the next start"
+                          "[/dim]")
+    try:
+        session.settle(console)
+    except KeyboardInterrupt:   # the edit in progress is lost, its fact is not: still noted
+        console.print(f"[dim]quitting; {len(mem.queue)} noted facts are learned on the next "
+                      "start[/dim]")
+        sys.stdout.flush()
+        os._exit(0)
+    c = mem.counts()
+    if c["pending"] and not c["noted"]:
+        try:
+            ans = prompt.prompt(f"{c['pending']} memories are not consolidated yet (they are "
+                                "safe in the journal). Sleep now? [y/N] ")
+        except (EOFError, KeyboardInterrupt):
+            ans = ""
+        if ans.strip().lower().startswith("y"):
+            do_sleep(session, console)
 
 
 def run_tty(session, console, history_file) -> int:
@@ -279,6 +402,8 @@ def run_tty(session, console, history_file) -> int:
         if session.memory:
             c = session.memory.counts()
             d = session.drowsiness()
+            if session.learner.busy():
+                parts.append(f"learning {session.learner.doing()}")
             parts.append(f"memories {c['pending']} pending / {c['consolidated']} consolidated / "
                          f"{c['degraded']} degraded")
             parts.append(f"{drowsy_label(d)} {d:.1f}")
@@ -286,30 +411,31 @@ def run_tty(session, console, history_file) -> int:
 
     prompt = PromptSession(history=FileHistory(str(history_file)),
                            completer=WordCompleter(list(COMMANDS), sentence=True),
-                           key_bindings=bindings, bottom_toolbar=toolbar)
+                           key_bindings=bindings, bottom_toolbar=toolbar,
+                           refresh_interval=0.5)     # the toolbar follows the Learner
     console.print("[bold]sleepllm[/bold]: /help for commands, Alt-Enter for a new line, "
                   "Ctrl-C stops a reply, Ctrl-D quits")
+    _resume(session, console)
     while True:
         try:
             line = prompt.prompt("you> ")
         except KeyboardInterrupt:
             continue
         except EOFError:
-            if session.memory and session.memory.counts()["pending"]:
-                try:
-                    ans = prompt.prompt(f"{session.memory.counts()['pending']} memories are not "
-                                        "consolidated yet (they are safe in the journal). "
-                                        "Sleep now? [y/N] ")
-                except (EOFError, KeyboardInterrupt):
-                    ans = ""
-                if ans.strip().lower().startswith("y"):
-                    do_sleep(session, console)
+            _quit(session, console, prompt)
             break
         if not line.strip():
             continue
-        if line.startswith("/"):
-            if not handle_command(session, line.strip(), console):
-                break
+        try:
+            if line.startswith("/"):
+                if line.strip().lower() in ("/quit", "/exit"):
+                    _quit(session, console, prompt)
+                    break
+                handle_command(session, line.strip(), console)
+                continue
+            session.settle(console)
+        except KeyboardInterrupt:
+            console.print("[dim]stopped waiting; the learning goes on[/dim]")
             continue
         t0 = time.perf_counter()
         try:
@@ -323,5 +449,5 @@ def run_tty(session, console, history_file) -> int:
         if session.show_speed:
             console.print(f"[dim]{session.last_speed:.1f} tok/s, "
                           f"{time.perf_counter() - t0:.1f} s[/dim]")
-        _after_message(session, line, console)
+        _after_message(session, line, console, wait=False)
     return 0

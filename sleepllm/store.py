@@ -3,8 +3,11 @@
 
 Memory folder layout:
 
-    journal.jsonl                 wake journal: one JSON line per learned fact (a forgotten
-                                  fact is removed from it, and from every other file)
+    journal.jsonl                 wake journal: a "note" line when a fact is told (it is
+                                  acknowledged from then on), a "learn" line when its edit is
+                                  written (a forgotten fact is removed from it, and from every
+                                  other file)
+    edits/<id>.safetensors        the edit of each fact learned since the last checkpoint
     checkpoints/ckpt-<n>/         one consolidated state
         edits.safetensors         per edit and layer: A (d_out×r), B (d_k×r), K (r×d_k), fp16
         ledger.json               facts: id, text, triple, status, history, audits
@@ -142,6 +145,14 @@ def journal_learns(path: Path) -> list[dict]:
     names the fact it replaced)."""
     return [{k: v for k, v in e.items() if k != "op"} for e in journal_read(path)
             if e.get("op") == "learn" and "id" in e]
+
+
+def journal_notes(path: Path) -> list[dict]:
+    """The facts noted but not (yet) learned: "note" entries with no "learn" entry, in order."""
+    entries = journal_read(path)
+    learned = {e.get("id") for e in entries if e.get("op") == "learn"}
+    return [{k: v for k, v in e.items() if k != "op"} for e in entries
+            if e.get("op") == "note" and "id" in e and e["id"] not in learned]
 
 
 # ------------------------------------------------------------------ checkpoints

@@ -6,6 +6,9 @@ import sys
 
 import pytest
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
+from terminal import Terminal  # noqa: E402
+
 pytestmark = pytest.mark.integration
 BIN = os.path.join(os.path.dirname(sys.executable), "sleepllm")
 
@@ -89,3 +92,36 @@ def test_eval_via_chat_reports_every_figure(default_model_path, home, tmp_path):
     wall = rep["wall_seconds"]
     assert all(wall[k] > 0 for k in ("baseline", "replies", "edits", "probes_before_sleep",
                                      "sleep", "new_process")), wall
+
+
+def test_terminal_learns_while_the_user_types_and_kill9_loses_nothing(default_model_path, home,
+                                                                    tmp_path):
+    """In a real terminal a fact is noted at once and learned on a background thread while
+    the prompt is live (the toolbar says so); the next question waits for it. kill -9 while
+    a noted fact is being learned: the next start learns it and answers from the weights."""
+    import signal
+
+    mem = tmp_path / "mem"
+    env = dict(os.environ, SLEEPLLM_HOME=str(home), TERM="xterm")
+    args = ["chat", "--model", default_model_path, "--memory", str(mem), "--max-tokens", "24"]
+    t = Terminal([BIN, *args], env)
+    t.read_until("you>")
+    t.type("My cat's name is Nimbus.")
+    seen = t.read_until("noted")
+    after = t.read_until("learning [m0001]", timeout=60)[len(seen):]   # toolbar, prompt live
+    assert "you>" in after
+    t.type("What is my cat's name?")
+    seen = t.read_until("learned [m0001]")
+    t.read_until("Nimbus", timeout=120)
+    t.read_until("you>")
+    t.type("My daughter's name is Ottilie.")
+    t.read_until("noted [m0002]")
+    t.read_until("learning [m0002]", timeout=60)
+    os.kill(t.pid, signal.SIGKILL)                 # mid-edit: m0002 noted, not learned
+    os.waitpid(t.pid, 0)
+    os.close(t.fd)
+    journal = [json.loads(l) for l in (mem / "journal.jsonl").read_text().splitlines()]
+    assert [(e["op"], e["id"]) for e in journal][-1] == ("note", "m0002")
+    r = chat(["What is my daughter's name?"], mem, default_model_path, home)
+    assert "learned [m0002]" in r.stderr.replace("\n", " "), r.stderr
+    assert "Ottilie" in r.stdout, r.stdout

@@ -128,3 +128,70 @@ def test_no_fact_enters_the_prompt(tiny_model_dir, tmp_path):
     fresh = Session(mem.editor.model, mem.editor.tokenizer, "tiny", cfg, 512, mem)
     fresh.conv.messages.append({"role": "user", "content": "hi"})
     assert "Rex" not in fresh.tokenizer.decode(fresh.prompt_tokens())
+
+
+def test_a_noted_fact_survives_a_crash_before_its_edit(tiny_model_dir, tmp_path):
+    """Told and acknowledged, then the process dies before the edit is written: the next
+    start finds the note in the journal and learns it, into the weights it would have had."""
+    mem = open_mem(tiny_model_dir, tmp_path / "m")
+    mem.learn(FACTS[0], "My dog's name is Rex.")
+    fid, new = mem.note(FACTS[2], "My favorite color is teal.")
+    assert (fid, new) == ("m0002", True)
+    assert mem.note(Fact("user", "favorite", "Teal", "color")) == ("m0002", False)
+    assert mem.counts()["noted"] == 1
+    del mem                                                    # "crash": no learn_next
+    again = open_mem(tiny_model_dir, tmp_path / "m")
+    assert list(again.records) == ["m0001"] and [e["id"] for e in again.queue] == ["m0002"]
+    assert again.find("teal") == ["m0002"]
+    assert [e["id"] for e in store.journal_notes(again.journal)] == ["m0002"]
+    assert again.note(FACTS[1])[0] == "m0003"                 # ids are never reused
+    again.learn_noted()
+    assert list(again.records) == ["m0001", "m0002", "m0003"] and again.queue == []
+    assert store.journal_notes(again.journal) == []
+    direct = open_mem(tiny_model_dir, tmp_path / "d")
+    for f in (FACTS[0], FACTS[2], FACTS[1]):
+        direct.learn(f)
+    assert same(down(again), down(direct))
+
+
+def test_checkpoint_keeps_the_facts_still_noted(tiny_model_dir, tmp_path):
+    mem = open_mem(tiny_model_dir, tmp_path / "m")
+    mem.learn(FACTS[0])
+    mem.note(FACTS[1], "My friend Aria lives in Ghent.")
+    mem.checkpoint()
+    assert [(e["op"], e["id"]) for e in store.journal_read(mem.journal)] == [("note", "m0002")]
+    again = open_mem(tiny_model_dir, tmp_path / "m")
+    assert [r["status"] for r in again.records.values()] == ["consolidated"]
+    assert [e["id"] for e in again.queue] == ["m0002"]
+    rec = again.forget("m0002")                                 # forgetting a noted fact
+    assert rec["id"] == "m0002" and again.queue == []
+    assert b"Ghent" not in again.journal.read_bytes()
+    assert list(open_mem(tiny_model_dir, tmp_path / "m").records) == ["m0001"]
+
+
+def test_background_learning_writes_the_weights_waiting_would(tiny_model_dir, tmp_path):
+    """The REPL notes a fact and learns it on the Learner's thread; the main thread then
+    replies with the edited model. Same weights as learning in the foreground."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    text = "My dog's name is Rex. My friend Aria lives in Ghent."
+    outs = {}
+    for name, wait in (("bg", False), ("fg", True)):
+        mem = open_mem(tiny_model_dir, tmp_path / name)
+        s = Session(mem.editor.model, mem.editor.tokenizer, "tiny", dict(mem.cfg, max_tokens=8),
+                    512, mem)
+        out = StringIO()
+        console = Console(file=out, width=200)
+        ids = s.learn_from(text, console, wait=wait)
+        assert ids == ["m0001", "m0002"]
+        if not wait:
+            assert "noted" in out.getvalue() and "learned" not in out.getvalue()
+            s.settle(console)
+        assert not s.learner.busy() and mem.queue == []
+        assert out.getvalue().count("learned") == 2, out.getvalue()
+        assert list(mem.records) == ids
+        s.reply("hello", lambda t: None)                        # the model, used again
+        outs[name] = down(mem)
+    assert same(outs["bg"], outs["fg"], atol=0)
