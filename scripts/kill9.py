@@ -5,6 +5,11 @@ After an acknowledgement (default): `sleepllm chat` is told two facts and killed
 the first "learned" line; every acknowledged fact must be in the folder's ledger on restart
 (the ledger is what the next start loads into the weights).
 
+While learning (--while-learning): `sleepllm chat` runs in a real terminal (a pty), is told a
+fact and killed at a uniform random moment of the 12 s after its "noted" line — while the
+background Learner writes the edit, or just after. The noted fact must be in the ledger on
+restart (as noted or learned).
+
 During sleep (--during-sleep): one memory folder is prepared once (a fact, /sleep → ckpt-1,
 a second fact pending in the journal); each trial copies it, runs `sleepllm sleep` on the copy
 and kills it at a uniform random moment of a full sleep's duration (measured first). Both
@@ -14,8 +19,8 @@ With --restart the chat app is started after each crash and must load the memory
 /status; with --recall each surviving fact's chat question is asked in a new process, with an
 empty context, and a trial passes only if every one is answered.
 
-    .venv/bin/python scripts/kill9.py --trials 20 [--model default] [--during-sleep]
-                                      [--restart] [--recall]
+    .venv/bin/python scripts/kill9.py --trials 20 [--model default]
+                                      [--during-sleep | --while-learning] [--restart] [--recall]
 """
 import argparse
 import json
@@ -31,6 +36,9 @@ from pathlib import Path
 
 from sleepllm.probes import hit
 from sleepllm.relations import Fact, questions
+
+sys.path.insert(0, os.path.dirname(__file__))
+from terminal import Terminal  # noqa: E402
 
 BIN = str(Path(sys.executable).parent / "sleepllm")
 STATEMENTS = ["My dog's name is Waffles.", "My cat's name is Nimbus.", "I live in Tromsø.",
@@ -74,6 +82,26 @@ def kill_after_ack(k, args, env, memory) -> set:
     return acked
 
 
+def kill_while_learning(k, args, env, memory) -> tuple[set, float]:
+    """Tell one fact in a terminal; kill -9 at a random moment after "noted". Returns what
+    was acknowledged and when the kill came (seconds after the acknowledgement)."""
+    rng = random.Random(k)
+    statement = rng.choice(STATEMENTS)
+    t = Terminal([BIN, "chat", "--model", args.model, "--memory", str(memory), "--max-tokens",
+                  "8"], dict(env, TERM="xterm"))
+    t.read_until("you>")
+    since = len(t.seen)
+    t.type(statement)
+    seen = t.read_until(")", since=t.read_until("noted [", since=since).index("noted [", since))
+    line = seen[seen.index("noted [", since):].split("\n")[0]
+    at = rng.uniform(0, 12)
+    time.sleep(at)
+    os.kill(t.pid, signal.SIGKILL)
+    os.waitpid(t.pid, 0)
+    os.close(t.fd)
+    return {line.rsplit("→", 1)[-1].split("(")[0].strip()}, at
+
+
 def prepare_sleeper(args, env, root: Path) -> tuple[Path, set, float]:
     """A folder with ckpt-1 (one fact) and one pending fact; and how long a sleep of it takes."""
     base = root / "base"
@@ -115,6 +143,7 @@ def main():
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--model", default="default")
     ap.add_argument("--during-sleep", action="store_true")
+    ap.add_argument("--while-learning", action="store_true")
     ap.add_argument("--restart", action="store_true", help="start the chat app after each crash")
     ap.add_argument("--recall", action="store_true",
                     help="ask each surviving fact's chat question in a new process")
@@ -133,6 +162,9 @@ def main():
             if args.during_sleep:
                 row["killed_at_s"] = round(kill_during_sleep(k, args, env, base, duration,
                                                              memory), 1)
+            elif args.while_learning:
+                acked, at = kill_while_learning(k, args, env, memory)
+                row["killed_after_noted_s"] = round(at, 1)
             else:
                 acked = kill_after_ack(k, args, env, memory)
             present = {f.object for f in ledger(memory, env)}

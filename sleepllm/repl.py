@@ -83,7 +83,11 @@ class Session:
         ids = []
         for fact in extract(text):
             fid, new = self.memory.note(fact, text)
-            if not new or fid in ids:
+            if fid in ids:
+                continue
+            if not new:
+                console.print(f"[dim]already known \\[{fid}]: "
+                              f"{escape(relations.describe(fact))}[/dim]")
                 continue
             if not wait:
                 console.print(f"[cyan]noted[/cyan] \\[{fid}]: {escape(relations.describe(fact))}"
@@ -108,7 +112,7 @@ class Session:
             if "error" in r:
                 console.print(f"[red]could not learn[/red] \\[{r['id']}]: {escape(r['text'])}: "
                               f"{escape(str(r['error']))} [dim](it stays noted in the journal "
-                              "and is tried again on the next start)[/dim]")
+                              "and is tried again after your next message)[/dim]")
                 continue
             note = f" (replaces {r['superseded']})" if r["superseded"] else ""
             console.print(f"[green]learned[/green] \\[{r['id']}]: {escape(r['text'])}"

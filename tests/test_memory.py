@@ -193,5 +193,7 @@ def test_background_learning_writes_the_weights_waiting_would(tiny_model_dir, tm
         assert out.getvalue().count("learned") == 2, out.getvalue()
         assert list(mem.records) == ids
         s.reply("hello", lambda t: None)                        # the model, used again
+        assert s.learn_from("My dog's name is Rex.", console, wait=wait) == []
+        assert "already known [m0001]" in out.getvalue() and not s.learner.busy()
         outs[name] = down(mem)
     assert same(outs["bg"], outs["fg"], atol=0)
