@@ -180,7 +180,9 @@ _REFUSE = [
 ]
 _FILLER = re.compile(r"^(?:(?:oh|ah|well|so|also|and|but|btw|by the way|fyi|just so you know|"
                      r"for the record|actually|anyway|ok|okay|yeah|yes|hey|hi|hello|hmm|um|"
-                     r"guess what|fun fact|news|update|correction|sorry|oops|right|now)[,:!\-–]?\s+)+",
+                     r"guess what|fun fact|news|update|correction|sorry|oops|right|now|"
+                     r"these days|nowadays|currently|at the moment|at present|right now|lately|"
+                     r"by profession|by trade)[,:!\-–]?\s+)+",
                      re.I)
 _TAIL = re.compile(r"\s*(?:,|\s)\s*(?:at the moment|these days|nowadays|right now|now|currently|"
                    r"for checkups|for check-ups|by trade|for a living|for work|for years|for \w+ years|"
@@ -190,7 +192,7 @@ _TAIL = re.compile(r"\s*(?:,|\s)\s*(?:at the moment|these days|nowadays|right no
                    r"natively|fluently|full[- ]time|part[- ]time)\b.*$", re.I)
 
 NAME = r"[A-ZÀ-Þ][\w\-]+"
-OBJ = r"(?P<O>(?:(?:Dr|Mr|Mrs|Ms|St|Prof)\.\s*)?[^,.;!]+?)"
+OBJ = r"(?P<O>(?:(?:Dr|Mr|Mrs|Ms|St|Prof)\.\s*)?(?:[^,.;!]|(?<=\b[A-Z])\.)+?)"  # "K." an initial
 
 
 def _clean(text: str) -> str | None:
@@ -204,6 +206,9 @@ def _clean(text: str) -> str | None:
 
 def _sentences(text: str):
     protected = re.sub(r"\b(Dr|Mr|Mrs|Ms|St|Prof|Jr|Sr|Mt)\.", r"\1<DOT>", text)
+    # an initial inside a name ("Ursula K. Le Guin"), not the end of "the U.S. My dog ..."
+    protected = re.sub(r"(?<=\b[A-Z])\.(?= (?!(?:My|Our|I|We|He|She|It|They|The|His|Her|This|"
+                       r"That|And|But|So)\b)[A-Z])", "<DOT>", protected)
     for s in re.split(r"(?<=[.!?;])\s+|\n", protected):
         s = s.replace("<DOT>", ".").strip()
         if s:
@@ -212,7 +217,7 @@ def _sentences(text: str):
 
 def _norm_noun(n: str) -> str:
     n = n.lower().strip()
-    n = re.sub(r"^(?:new|little|old|lovely|sweet|baby|younger|older|big|little)\s+", "", n)
+    n = re.sub(r"^(?:new|little|old|lovely|sweet|baby|younger|older|big|late)\s+", "", n)
     return " ".join(_SYNONYMS.get(w, w) for w in n.split())
 
 
@@ -246,14 +251,15 @@ def _rules():
         R.append((re.compile(p, re.I if "(?P<P>" not in p else 0), fn))
 
     # ---- names of pets and people: "my dog's name is X", "my dog is called X"
-    add(rf"^(?:my|our) {noun}'s name is (?:now )?{OBJ}$", lambda m: ("user", "name", m["N"]))
-    add(rf"^(?:my|our) {noun}(?: is|'s) (?:called|named) {OBJ}$",
+    add(rf"^(?:my|our) {noun}'s name (?:is|was) (?:now )?{OBJ}$",
+        lambda m: ("user", "name", m["N"]))
+    add(rf"^(?:my|our) {noun}(?: is|'s| was) (?:called|named) {OBJ}$",
         lambda m: ("user", "name", m["N"]))
     add(rf"^(?:my|our) {noun} (?:goes by|answers to)(?: the name)? {OBJ}$",
         lambda m: ("user", "name", m["N"]))
     add(rf"^(?:i|we) (?:have|own|got|adopted|bought) (?:a|an) (?:new )?{noun} (?:called|named) {OBJ}$",
         lambda m: ("user", "name", m["N"]))
-    add(rf"^(?:i|we) (?:named|called) (?:my|our|the) (?:new )?{noun} {OBJ}$",
+    add(rf"^(?:i|we) (?:named|called|call) (?:my|our|the) (?:new )?{noun} {OBJ}$",
         lambda m: ("user", "name", m["N"]))
     add(rf"^{OBJ} is (?:the name of )?(?:my|our) {noun}(?:'s name)?$",
         lambda m: ("user", "name", m["N"]) if _norm_noun(m["N"]) in NAMED else None)
@@ -400,6 +406,8 @@ def _rules():
     # ---- places and things the user uses
     add(rf"^(?:i|we) (?:train|work out|exercise) at {OBJ}(?: gym)?$",
         lambda m: ("user", "attribute", "gym"))
+    add(rf"^(?:i|we) (?:go to|use|belong to) (?:the|a) gym (?:at|called|named) {OBJ}$",
+        lambda m: ("user", "attribute", "gym") if _obj(m["O"])[:1].isupper() else None)
     add(rf"^(?:i|we) (?:go to|use|belong to) (?:the )?{OBJ} gym$",
         lambda m: ("user", "attribute", "gym") if _obj(m["O"])[:1].isupper() else None)
     add(r"^(?:i|we) (?:see|visit|go to) (?P<O>Dr\.\s*[^,.;!]+?)(?: for .*)?$",
@@ -544,7 +552,7 @@ _REWRITES = [
     (re.compile(r"^((?i:i'm|i am)) (?:a|an) ([a-z][a-z ]*?) (at|for) ([A-ZÀ-Þ][^,;]*)$"),
      lambda m: (f"I studied at {m[4]}" if m[2] in ("student", "pupil") and m[3] == "at" else
                 f"I work as a {m[2]}; I work at {m[4]}" if _job(m[2]) else m[0])),
-    (re.compile(r"^(i|we|[A-ZÀ-Þ][\w\-]+) (?:currently|presently|now|still|also|mostly) ", re.I),
+    (re.compile(r"^(i|we|[A-ZÀ-Þ][\w\-]+) (?:currently|presently|now|still|also|mostly|really|truly|actually) ", re.I),
      lambda m: f"{m[1]} "),
     (re.compile(r"^(i|we|[A-ZÀ-Þ][\w\-]+) (studied|studies|study|majored in) ([a-z][a-z ]*?) "
                 r"at ([A-ZÀ-Þ][^,;]*)$", re.I),

@@ -30,6 +30,13 @@ def test_hostile_corpus_stores_nothing():
 
 @pytest.mark.parametrize("message,subject,relation,noun,obj", [
     ("I have a dog called Biscuit.", "user", "name", "dog", "Biscuit"),
+    ("We call our cat Mochi.", "user", "name", "cat", "Mochi"),
+    ("My late grandmother's name was Rose.", "user", "name", "grandmother", "Rose"),
+    ("These days I live in Porto.", "user", "lives_in", "", "Porto"),
+    ("By profession I am an architect.", "user", "works_as", "", "architect"),
+    ("My favorite author is Ursula K. Le Guin.", "user", "favorite", "author",
+     "Ursula K. Le Guin"),
+    ("I go to the gym at Iron Temple.", "user", "attribute", "gym", "Iron Temple"),
     ("Biscuit is my dog's name", "user", "name", "dog", "Biscuit"),
     ("we named our dog Biscuit", "user", "name", "dog", "Biscuit"),
     ("We named the new puppy Biscuit!", "user", "name", "dog", "Biscuit"),
