@@ -154,9 +154,15 @@ class Learner:
         return f"[{e['id']}]: {relations.describe(relations.Fact.from_dict(e['fact']))}{more}"
 
     def take(self) -> list[dict]:
+        """What was learned (or failed) since the last call; Session.settle prints it."""
         with self._lock:
             done, self._done = self._done, []
         return done
+
+    def finished(self) -> str:
+        """The ids learned and not yet reported, for the toolbar."""
+        with self._lock:
+            return ", ".join(r["id"] for r in self._done if "error" not in r)
 
     def _run(self):
         while self.memory.queue and not self.stop:
@@ -408,6 +414,8 @@ def run_tty(session, console, history_file) -> int:
             d = session.drowsiness()
             if session.learner.busy():
                 parts.append(f"learning {session.learner.doing()}")
+            elif session.learner.finished():
+                parts.append(f"learned [{session.learner.finished()}]")
             parts.append(f"memories {c['pending']} pending / {c['consolidated']} consolidated / "
                          f"{c['degraded']} degraded")
             parts.append(f"{drowsy_label(d)} {d:.1f}")

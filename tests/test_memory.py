@@ -188,7 +188,10 @@ def test_background_learning_writes_the_weights_waiting_would(tiny_model_dir, tm
         assert ids == ["m0001", "m0002"]
         if not wait:
             assert "noted" in out.getvalue() and "learned" not in out.getvalue()
+            s.learner.thread.join()
+            assert s.learner.finished() == "m0001, m0002"            # the toolbar's text
             s.settle(console)
+            assert s.learner.finished() == ""
         assert not s.learner.busy() and mem.queue == []
         assert out.getvalue().count("learned") == 2, out.getvalue()
         assert list(mem.records) == ids
