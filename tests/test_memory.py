@@ -200,3 +200,18 @@ def test_background_learning_writes_the_weights_waiting_would(tiny_model_dir, tm
         assert "already known [m0001]" in out.getvalue() and not s.learner.busy()
         outs[name] = down(mem)
     assert same(outs["bg"], outs["fg"], atol=0)
+
+
+def test_a_correction_noted_behind_its_fact_supersedes_it(tiny_model_dir, tmp_path):
+    """'My dog is Rex' then 'actually Max' before the Learner reached either: learned in
+    order, the second replaces the first, and nothing of the first is left on disk."""
+    mem = open_mem(tiny_model_dir, tmp_path / "m")
+    w0 = down(mem)
+    a, _ = mem.note(FACTS[0], "My dog's name is Rex.")
+    b, _ = mem.note(Fact("user", "name", "Max", "dog"), "Actually my dog is called Max.")
+    assert mem.note(FACTS[0])[0] == a                  # still noted: a duplicate of it
+    assert [mem.learn_next(), mem.learn_next()] == [(a, None), (b, a)]
+    assert list(mem.records) == [b] and list(mem.editor.edits) == [b]
+    mem.forget(b)
+    assert same(down(mem), w0)
+    assert b"Rex" not in mem.journal.read_bytes()
