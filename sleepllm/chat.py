@@ -47,13 +47,37 @@ def fit(tokenizer, conv: Conversation, budget: int) -> list[int]:
         conv.dropped += 1
 
 
-def generate(model, tokenizer, prompt_tokens, max_tokens=256, temp=0.0):
+def no_repeat(n: int, prompt_len: int):
+    """A logits processor that forbids any n-gram the reply has already produced: after
+    tokens a b c (n = 4), the token that followed a b c earlier in the reply gets -inf.
+    Only the reply is looked at, never the prompt, so "What is my dog's name?" → "Your dog's
+    name is …" stays free; what it stops is a small model's loops ("A beautiful name for a
+    city. A beautiful name for a city. …")."""
+    seen: dict[tuple, set] = {}
+    reply: list[int] = []
+
+    def process(tokens, logits):
+        if len(tokens) > prompt_len + len(reply):
+            reply.extend(tokens[prompt_len + len(reply):].tolist())
+            if len(reply) >= n:
+                seen.setdefault(tuple(reply[-n:-1]), set()).add(reply[-1])
+        banned = seen.get(tuple(reply[-(n - 1):])) if len(reply) >= n - 1 else None
+        if banned:
+            logits[:, list(banned)] = -float("inf")
+        return logits
+
+    return process
+
+
+def generate(model, tokenizer, prompt_tokens, max_tokens=256, temp=0.0, no_repeat_ngram=0):
     """Yield GenerationResponse objects (text segments + speed) for a token prompt.
 
-    temp == 0 is greedy (argmax)."""
+    temp == 0 is greedy (argmax); no_repeat_ngram > 0 forbids repeating an n-gram of the
+    reply (`no_repeat`)."""
     sampler = make_sampler(temp=float(temp))
+    procs = [no_repeat(no_repeat_ngram, len(prompt_tokens))] if no_repeat_ngram > 0 else None
     yield from stream_generate(model, tokenizer, prompt_tokens, max_tokens=max_tokens,
-                               sampler=sampler)
+                               sampler=sampler, logits_processors=procs)
 
 
 def complete(model, tokenizer, prompt_tokens, max_tokens=32) -> str:

@@ -64,7 +64,8 @@ class Session:
         pieces, last = [], None
         try:
             for r in chat.generate(self.model, self.tokenizer, tokens,
-                                   int(self.cfg["max_tokens"]), self.cfg["temp"]):
+                                   int(self.cfg["max_tokens"]), self.cfg["temp"],
+                                   int(self.cfg["no_repeat_ngram"])):
                 pieces.append(r.text)
                 out(r.text)
                 last = r

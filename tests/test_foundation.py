@@ -97,6 +97,29 @@ def test_greedy_is_argmax(tiny):
         ids.append(t)
 
 
+def test_a_reply_never_repeats_its_own_ngram(tiny):
+    """Greedy decoding of a random tiny model loops; with no_repeat_ngram 4 the reply has no
+    4-gram twice, is the plain greedy reply up to the first repeat, and is greedy among the
+    tokens left (every step: the argmax of the logits with the banned tokens removed)."""
+    model, tok = tiny
+    prompt = chat.render(tok, [{"role": "user", "content": "hello there"}])
+    grams = lambda t: [tuple(t[i:i + 4]) for i in range(len(t) - 3)]
+    plain = [r.token for r in chat.generate(model, tok, prompt, max_tokens=60)]
+    assert len(set(grams(plain))) < len(grams(plain))                   # it does loop
+    fixed = [r.token for r in chat.generate(model, tok, prompt, max_tokens=60, no_repeat_ngram=4)]
+    assert len(set(grams(fixed))) == len(grams(fixed))
+    first = next(i for i, g in enumerate(grams(plain)) if g in grams(plain)[:i]) + 3
+    assert fixed[:first] == plain[:first] and fixed[first] != plain[first]
+    ids = list(prompt)
+    for k, t in enumerate(fixed):
+        logits = np.array(model(mx.array([ids]))[0, -1])
+        for g in grams(fixed[:k]):
+            if list(g[:3]) == fixed[k - 3:k]:
+                logits[g[3]] = -np.inf
+        assert int(np.argmax(logits)) == t
+        ids.append(t)
+
+
 @pytest.mark.integration
 def test_default_model_answers_capital(default_model):
     model, tok = default_model
