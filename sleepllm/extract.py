@@ -5,7 +5,9 @@
 It finds first-person facts ("my dog is called Rex", "I live in Bergen"), facts about people
 the user names ("my friend Aria moved to Ghent", "Xaver's car is a Saab") and about relatives
 the user does not name ("my sister lives in Lyon": the subject "my sister"), and maps each onto a
-relation family of relations.py. It refuses, by design: questions, negations, hypotheticals and
+relation family of relations.py. "She" / "he" at the start of a clause is the person the
+message was just about ("My sister is called Delphine, she is a nurse"); with no such person the
+clause gives nothing. It refuses, by design: questions, negations, hypotheticals and
 wishes, reported speech and quotes, instructions to the assistant, facts about other unnamed
 people ("my neighbour's dog..."), pastes (long or multi-line input) and control characters.
 Leading "actually", "oh", "by the way" are dropped: a correction is just a newer fact with the
@@ -552,7 +554,8 @@ _REWRITES = [
     (re.compile(r"^((?i:i'm|i am)) (?:a|an) ([a-z][a-z ]*?) (at|for) ([A-ZÀ-Þ][^,;]*)$"),
      lambda m: (f"I studied at {m[4]}" if m[2] in ("student", "pupil") and m[3] == "at" else
                 f"I work as a {m[2]}; I work at {m[4]}" if _job(m[2]) else m[0])),
-    (re.compile(r"^(i|we|[A-ZÀ-Þ][\w\-]+) (?:currently|presently|now|still|also|mostly|really|truly|actually) ", re.I),
+    (re.compile(r"^(i|we|[A-ZÀ-Þ][\w\-]+) (?:currently|presently|now|still|also|mostly|really|"
+                r"truly|actually) ", re.I),
      lambda m: f"{m[1]} "),
     (re.compile(r"^(i|we|[A-ZÀ-Þ][\w\-]+) (studied|studies|study|majored in) ([a-z][a-z ]*?) "
                 r"at ([A-ZÀ-Þ][^,;]*)$", re.I),
@@ -569,7 +572,26 @@ def _rewrite(sent: str) -> str:
     return sent
 
 
-_CLAUSE = re.compile(r"\s*[,;:–—]\s*|\s+(?:and|but)\s+(?=(?:i|i'm|my|we|our)\b)", re.I)
+_CLAUSE = re.compile(r"\s*[,;:–—]\s*|\s+(?:and|but)\s+(?=(?:i|i'm|my|we|our|she|he)\b)", re.I)
+_PRONOUN = re.compile(r"^(?:she|he)(?:'s\b|(?= ))", re.I)
+
+
+def _resolve(clause: str, person: str | None) -> str:
+    """"she is a nurse" → "my sister is a nurse" when the message has just been about my
+    sister (or Aria); without such a person the clause is left as it is (and refused)."""
+    if not person or not _PRONOUN.match(clause):
+        return clause
+    return _PRONOUN.sub(lambda m: person + (" is" if m[0].endswith("'s") else ""), clause, 1)
+
+
+def _person(fact: Fact, person: str | None) -> str | None:
+    """Who "she" / "he" refers to after `fact`: a named person or a relative it is about, or
+    the relative whose name it gives ("My sister is called Delphine")."""
+    if fact.subject != "user":
+        return fact.subject
+    if fact.relation == "name" and fact.noun in UNNAMED_SUBJECTS:
+        return "my " + fact.noun
+    return person
 
 
 def _match(sent: str) -> Fact | None:
@@ -600,9 +622,10 @@ def extract(message: str) -> list[Fact]:
     text = _clean(message)
     if not text:
         return []
-    out = []
+    out, person = [], None
     for sent in _sentences(text):
         sent = _FILLER.sub("", sent).strip().rstrip(".!;").strip()
+        sent = _resolve(sent, person)
         if not sent or refused(sent):
             continue
         sent = re.sub(r"\bfavou?rite\b", "favorite", sent, flags=re.I)
@@ -613,12 +636,15 @@ def extract(message: str) -> list[Fact]:
         clauses = _CLAUSE.split(sent)
         if len(clauses) > 1:
             for clause in clauses:
-                clause = _FILLER.sub("", clause).strip()
-                fact = _match(clause) if clause else None
+                clause = _resolve(_FILLER.sub("", clause).strip(), person)
+                fact = _match(clause) if clause and not refused(clause) else None
                 if fact and fact not in found:
                     found.append(fact)
+                    person = _person(fact, person)
         if not found:
             fact = _match(sent)
             found = [fact] if fact else []
+        for fact in found:
+            person = _person(fact, person)
         out += found
     return out

@@ -52,7 +52,7 @@ def test_hostile_corpus_stores_nothing():
     ("My colleague Tomas plays the cello.", "Tomas", "plays", "", "cello"),
     # a fact followed by a remark: the clause that states it is enough
     ("I moved to Bergen last spring, lovely city.", "user", "lives_in", "", "Bergen"),
-    ("My sister is called Delphine, she is a nurse.", "user", "name", "sister", "Delphine"),
+    ("My sister is called Delphine, she is lovely.", "user", "name", "sister", "Delphine"),
     ("I work as a glassblower, which is fun.", "user", "works_as", "", "glassblower"),
     ("So my boss is called Harriet and she is strict.", "user", "name", "boss", "Harriet"),
     ("My friend Aria lives in Ghent, which she loves.", "Aria", "lives_in", "", "Ghent"),
@@ -137,6 +137,27 @@ def test_wordings(message, subject, relation, noun, obj):
     assert len(facts) == 1, facts
     f = facts[0]
     assert (f.subject, f.relation, f.noun, f.object) == (subject, relation, noun, obj)
+
+
+@pytest.mark.parametrize("message,facts", [
+    ("My sister is called Delphine, she is a nurse.",
+     [("user", "name", "Delphine"), ("my sister", "works_as", "nurse")]),
+    ("My friend Aria lives in Ghent. She works as a florist.",
+     [("Aria", "lives_in", "Ghent"), ("Aria", "works_as", "florist")]),
+    ("My brother Tom moved to Oslo and he plays the cello.",
+     [("Tom", "lives_in", "Oslo"), ("Tom", "plays", "cello")]),
+    ("My wife's name is Mia and she's a pilot.",
+     [("user", "name", "Mia"), ("my wife", "works_as", "pilot")]),
+    # no one to refer to, or nothing stated about them: the pronoun's clause gives nothing
+    ("She is a nurse.", []),
+    ("I live in Oslo. She works as a nurse.", [("user", "lives_in", "Oslo")]),
+    ("My dog is called Rex, he is a beagle.", [("user", "name", "Rex")]),
+    ("My friend Aria lives in Ghent. She isn't a nurse.", [("Aria", "lives_in", "Ghent")]),
+    ("My friend Aria lives in Ghent. She might move to Oslo.", [("Aria", "lives_in", "Ghent")]),
+    ("Aria said she is moving to Oslo.", []),
+])
+def test_she_and_he_refer_to_the_person_just_mentioned(message, facts):
+    assert [(f.subject, f.relation, f.object) for f in extract(message)] == facts
 
 
 def test_two_facts_in_one_message():
