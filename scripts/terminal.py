@@ -39,7 +39,8 @@ class Terminal:
                 for _ in range(data.count("\x1b[6n")):   # where is the cursor? (the toolbar
                     os.write(self.fd, b"\x1b[20;1R")   # is drawn once the height is known)
                 if not data:
-                    assert text in self.seen[since:], f"exited before {text!r}:\n{self.seen[-3000:]}"
+                    assert text in self.seen[since:], \
+                        f"exited before {text!r}:\n{self.seen[-3000:]}"
                 self.seen += re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r", "", data)
         return self.seen
 
