@@ -227,7 +227,7 @@ def table(report, console, title="sleepllm eval"):
     for k in ("n", "raw_recall", "chat_recall", "paraphrase_recall", "neighbors_unchanged",
               "neighbor_contamination", "general_unchanged", "base_known", "chat_recall_new",
               "ppl_base", "ppl_after", "ppl_drift", "edit_seconds_median", "edit_seconds_p90",
-              "bytes_per_fact", "extraction_precision", "extraction_recall"):
+              "ack_seconds_median", "bytes_per_fact", "extraction_precision", "extraction_recall"):
         if k in report and report[k] is not None:
             v = report[k]
             t.add_row(k, f"{v:.3f}" if isinstance(v, float) else str(v))
@@ -277,7 +277,7 @@ def eval_chat(session, facts_file, n, cycles=1, cfg_file=None, progress=None):
     wall["baseline"] = time.perf_counter() - t_phase
     size = -(-len(facts) // cycles)
     chunks = [facts[i:i + size] for i in range(0, len(facts), size)]
-    extracted, seconds, cycle_reports, sleep_reports = [], [], [], []
+    extracted, seconds, acks, cycle_reports, sleep_reports = [], [], [], [], []
     from io import StringIO
 
     from rich.console import Console
@@ -291,9 +291,13 @@ def eval_chat(session, facts_file, n, cycles=1, cfg_file=None, progress=None):
             session.reply(f["statement"], lambda s: None)
             wall["replies"] += time.perf_counter() - t0
             t0 = time.perf_counter()
-            ids = session.learn_from(f["statement"], quiet)
-            seconds.append(time.perf_counter() - t0)
-            wall["edits"] += seconds[-1]
+            ids = session.learn_from(f["statement"], quiet, wait=False)   # as the REPL does:
+            if ids:                                        # noted (acknowledged), then ...
+                acks.append(time.perf_counter() - t0)
+            session.settle(quiet)                          # ... learned by the Learner
+            if ids:
+                seconds.append(time.perf_counter() - t0)
+            wall["edits"] += time.perf_counter() - t0
             extracted.append([Fact_from(memory, i) for i in ids])
             told += 1
             if progress:
@@ -356,6 +360,9 @@ def eval_chat(session, facts_file, n, cycles=1, cfg_file=None, progress=None):
         "extraction_precision": precision, "extraction_recall": recall,
         "edit_seconds_median": statistics.median(seconds) if seconds else None,
         "edit_seconds_p90": _p90(seconds),
+        # from the message to "noted": the fact is in the fsync'd journal (the REPL gives the
+        # prompt back here; the edit is written in the background)
+        "ack_seconds_median": statistics.median(acks) if acks else None,
         "bytes_per_fact": ckpt.stat().st_size / max(1, len(memory.records)),
         "before_sleep": cycle_reports[-1]["before_sleep"],
         "cycle_reports": cycle_reports, "sleep": sleep_reports,

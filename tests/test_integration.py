@@ -87,6 +87,7 @@ def test_eval_via_chat_reports_every_figure(default_model_path, home, tmp_path):
     assert rep["n"] == 2 and rep["extraction_recall"] == 1.0
     assert rep["chat_recall"] >= 0.5, rep["facts"]
     assert rep["ppl_base"] > 0 and rep["ppl_after"] > 0 and rep["edit_seconds_median"] > 0
+    assert 0 < rep["ack_seconds_median"] < rep["edit_seconds_median"]
     assert rep["bytes_per_fact"] > 0 and set(rep["before_sleep"]) >= {"raw_recall", "chat_recall"}
     assert rep["sleep"][0]["n_facts"] == 2
     wall = rep["wall_seconds"]
