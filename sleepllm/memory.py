@@ -173,9 +173,8 @@ class Memory:
             self.checkpoint(keep=1)
 
     def _rewrite_journal(self, exclude: set):
-        entries = [e for e in store.journal_read(self.journal) if e.get("id") not in exclude]
-        data = "".join(store.json.dumps(e, ensure_ascii=False) + "\n" for e in entries)
-        store.atomic_write_bytes(self.journal, data.encode())
+        store.journal_write(self.journal, [e for e in store.journal_read(self.journal)
+                                           if e.get("id") not in exclude])
 
     # ------------------------------------------------------------------ store
     def _meta(self) -> dict:
@@ -190,9 +189,7 @@ class Memory:
                                       self._meta(), keep or self.cfg["keep_checkpoints"])
         self.checkpoint_name = name
         # the journal keeps only the facts still waiting to be learned
-        store.atomic_write_bytes(self.journal, "".join(
-            store.json.dumps({"op": "note", **e}, ensure_ascii=False) + "\n"
-            for e in self.queue).encode())
+        store.journal_write(self.journal, [{"op": "note", **e} for e in self.queue])
         for f in (self.folder / "edits").glob("*.safetensors"):
             f.unlink()
         return name

@@ -125,6 +125,12 @@ def journal_append(path: Path, entry: dict):
         os.close(fd)
 
 
+def journal_write(path: Path, entries: list[dict]):
+    """Replace the journal with these entries, atomically (a forget, a checkpoint)."""
+    atomic_write_bytes(path, "".join(json.dumps(e, ensure_ascii=False) + "\n"
+                                     for e in entries).encode())
+
+
 def journal_read(path: Path) -> list[dict]:
     """Entries in order; a torn last line (crash mid-write) is ignored."""
     if not path.exists():
