@@ -215,3 +215,31 @@ def test_a_correction_noted_behind_its_fact_supersedes_it(tiny_model_dir, tmp_pa
     mem.forget(b)
     assert same(down(mem), w0)
     assert b"Rex" not in mem.journal.read_bytes()
+
+
+def test_an_edit_that_fails_is_reported_and_its_fact_stays_noted(tiny_model_dir, tmp_path,
+                                                                  monkeypatch):
+    """Fault injection (the editor raising, as a shape mismatch would): the Learner stops,
+    settle says so, the fact stays in the journal and the next message tries it again."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    mem = open_mem(tiny_model_dir, tmp_path / "m")
+    s = Session(mem.editor.model, mem.editor.tokenizer, "tiny", dict(mem.cfg, max_tokens=8),
+                512, mem)
+    out = StringIO()
+    console = Console(file=out, width=200)
+    real = mem.editor.write
+
+    def broken(*a, **k):
+        raise ValueError("down_proj has another shape")
+
+    monkeypatch.setattr(mem.editor, "write", broken)
+    assert s.learn_from("My dog's name is Rex.", console, wait=True) == ["m0001"]
+    assert "could not learn [m0001]" in out.getvalue() and "another shape" in out.getvalue()
+    assert mem.records == {} and [e["id"] for e in mem.queue] == ["m0001"]
+    assert [e["id"] for e in store.journal_notes(mem.journal)] == ["m0001"]
+    monkeypatch.setattr(mem.editor, "write", real)
+    s.learn_from("My favorite color is teal.", console, wait=True)
+    assert list(mem.records) == ["m0001", "m0002"] and mem.queue == []
