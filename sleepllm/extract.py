@@ -230,7 +230,8 @@ _TRAIL_CLAUSE = re.compile(r"\s+(?:(?:and|but|so|because|since|though|although)\
 
 def _obj(o: str) -> str:
     o = _TAIL.sub("", _TRAIL_CLAUSE.sub("", o.strip()))
-    o = re.sub(r"^(?:a|an|the|called|named)\s+", "", o, flags=re.I).strip(" .,!;:'\"")
+    # an article goes, but "The" stays when it begins a name ("The Wire", "The Hague")
+    o = re.sub(r"^(?:(?i:a|an|called|named)|the|The(?= [a-zà-ÿ]))\s+", "", o).strip(" .,!;:'\"")
     return re.sub(r"^(?:city|town|village) of\s+(?=[A-ZÀ-Þ])", "", o)
 
 

@@ -33,6 +33,9 @@ def test_hostile_corpus_stores_nothing():
 @pytest.mark.parametrize("message,subject,relation,noun,obj", [
     ("I have a dog called Biscuit.", "user", "name", "dog", "Biscuit"),
     ("We call our cat Mochi.", "user", "name", "cat", "Mochi"),
+    ("My favorite TV show is The Wire.", "user", "favorite", "tv show", "The Wire"),
+    ("My friend Aria moved to The Hague.", "Aria", "lives_in", "", "The Hague"),
+    ("My favorite flower is the tulip.", "user", "favorite", "flower", "tulip"),
     ("My late grandmother's name was Rose.", "user", "name", "grandmother", "Rose"),
     ("These days I live in Porto.", "user", "lives_in", "", "Porto"),
     ("By profession I am an architect.", "user", "works_as", "", "architect"),
