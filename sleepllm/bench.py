@@ -31,8 +31,9 @@ def matmul_gflops(n=1024, reps=10) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e9
 
 
-def gen_tps(model, tokenizer, tokens=100, reps=5) -> dict:
-    """Median generation tokens/s: sleepllm.chat.generate vs mlx_lm.stream_generate.
+def gen_tps(model, tokenizer, tokens=100, reps=5, no_repeat_ngram=0) -> dict:
+    """Median generation tokens/s: sleepllm.chat.generate (with the chat's no-repeat rule, as
+    the REPL replies) vs mlx_lm.stream_generate.
 
     Interleaved, and the order alternates each rep, so both see the same machine state."""
     from mlx_lm import stream_generate
@@ -43,7 +44,8 @@ def gen_tps(model, tokenizer, tokens=100, reps=5) -> dict:
     prompt = chat.render(tokenizer, [{"role": "user", "content": PROMPT}])
 
     def ours():
-        return list(chat.generate(model, tokenizer, prompt, tokens, 0.0))[-1].generation_tps
+        return list(chat.generate(model, tokenizer, prompt, tokens, 0.0,
+                                  no_repeat_ngram))[-1].generation_tps
 
     def ref():
         return list(stream_generate(model, tokenizer, prompt, max_tokens=tokens,
@@ -56,7 +58,8 @@ def gen_tps(model, tokenizer, tokens=100, reps=5) -> dict:
         a.append(x if first is ours else y)
         b.append(y if first is ours else x)
     return {"sleepllm_tps": statistics.median(a), "mlx_lm_tps": statistics.median(b),
-            "ratio": statistics.median(a) / statistics.median(b), "tokens": tokens, "reps": reps}
+            "ratio": statistics.median(a) / statistics.median(b), "tokens": tokens, "reps": reps,
+            "no_repeat_ngram": no_repeat_ngram}
 
 
 def blas_probe(model_path: str) -> dict:
@@ -139,7 +142,8 @@ def memory_report(model_spec: str, memory) -> dict:
     }
 
 
-def run(model_path: str, model, tokenizer, model_spec: str = "default", memory=None) -> dict:
+def run(model_path: str, model, tokenizer, model_spec: str = "default", memory=None,
+        no_repeat_ngram=0) -> dict:
     import mlx.core as mx
     import mlx_lm
 
@@ -147,7 +151,7 @@ def run(model_path: str, model, tokenizer, model_spec: str = "default", memory=N
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
                          f"{platform.release()}",
               "mlx": mx.__version__, "mlx_lm": mlx_lm.__version__, "model": model_path}
-    report["generation"] = gen_tps(model, tokenizer)
+    report["generation"] = gen_tps(model, tokenizer, no_repeat_ngram=no_repeat_ngram)
     report["weights"] = {"as_loaded_tps": report["generation"]["sleepllm_tps"],
                          "q4_tps": quantized_tps(model_path, tokenizer)}
     fast, slow = _child(model_path, False), _child(model_path, True)

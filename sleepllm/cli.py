@@ -208,7 +208,8 @@ def cmd_bench(args) -> int:
     cfg = _load_cfg(args)
     console = Console(stderr=True)
     model, tokenizer, path = models.load(cfg["model"], console)
-    report = bench.run(path, model, tokenizer, cfg["model"], args.memory)
+    report = bench.run(path, model, tokenizer, cfg["model"], args.memory,
+                       int(cfg["no_repeat_ngram"]))
     print(json.dumps(report, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
