@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -74,8 +75,8 @@ def kill_after_ack(k, args, env, memory) -> set:
         line = p.stderr.readline()
         if not line:
             break
-        if "learned" in line:
-            acked.add(line.rsplit("→", 1)[-1].split("(")[0].strip())
+        if "learned" in line:   # "learned [m0001]: your dog's name → Waffles 7.9 s"
+            acked.add(re.sub(r"\s+[\d.]+ s$", "", line.rsplit("→", 1)[-1].split("(")[0].strip()))
             break
     p.send_signal(signal.SIGKILL)
     p.wait()
