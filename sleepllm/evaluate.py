@@ -286,7 +286,8 @@ def eval_chat(session, facts_file, n, cycles=1, cfg_file=None, progress=None):
     told = 0
     for c, chunk in enumerate(chunks):
         for f in chunk:
-            session.conv.clear()
+            session.conv.clear()      # each statement on its own, as after /clear
+            session.person = None
             t0 = time.perf_counter()
             session.reply(f["statement"], lambda s: None)
             wall["replies"] += time.perf_counter() - t0

@@ -6,8 +6,8 @@ It finds first-person facts ("my dog is called Rex", "I live in Bergen"), facts 
 the user names ("my friend Aria moved to Ghent", "Xaver's car is a Saab") and about relatives
 the user does not name ("my sister lives in Lyon": the subject "my sister"), and maps each onto a
 relation family of relations.py. "She" / "he" at the start of a clause is the person the
-message was just about ("My sister is called Delphine, she is a nurse"); with no such person the
-clause gives nothing. It refuses, by design: questions, negations, hypotheticals and
+message was just about ("My sister is called Delphine, she is a nurse"), or the previous
+message's (the chat passes it); with no such person the clause gives nothing. It refuses, by design: questions, negations, hypotheticals and
 wishes, reported speech and quotes, instructions to the assistant, facts about other unnamed
 people ("my neighbour's dog..."), pastes (long or multi-line input) and control characters.
 Leading "actually", "oh", "by the way" are dropped: a correction is just a newer fact with the
@@ -615,15 +615,16 @@ def _match(sent: str) -> Fact | None:
     return None
 
 
-def extract(message: str) -> list[Fact]:
+def extract(message: str, person: str | None = None) -> list[Fact]:
     """Facts stated in one user message (possibly none). A sentence is refused as a whole;
     otherwise its clauses are matched one by one ("I moved to Bergen last spring, lovely city"
     → lives in Bergen; "I live in Oslo and I work as a nurse" → two facts), and the sentence
-    as a whole when no clause matches."""
+    as a whole when no clause matches. `person`: who "she" / "he" is before the message says
+    (the chat passes the person the user's previous message was about: `person_after`)."""
     text = _clean(message)
     if not text:
         return []
-    out, person = [], None
+    out = []
     for sent in _sentences(text):
         sent = _FILLER.sub("", sent).strip().rstrip(".!;").strip()
         sent = _resolve(sent, person)
@@ -649,3 +650,10 @@ def extract(message: str) -> list[Fact]:
             person = _person(fact, person)
         out += found
     return out
+
+
+def person_after(facts: list[Fact], person: str | None = None) -> str | None:
+    """Who "she" / "he" refers to after a message that stated `facts`."""
+    for fact in facts:
+        person = _person(fact, person)
+    return person

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from sleepllm import chat, relations
-from sleepllm.extract import extract
+from sleepllm.extract import extract, person_after
 
 COMMANDS = {
     "/help": "show this help",
@@ -46,6 +46,7 @@ class Session:
         self.last_speed = 0.0
         self.learned: list[str] = []    # ids noted this session, for /undo
         self.learner = Learner(memory) if memory else None
+        self.person = None   # whom the user's last message was about ("she" in the next one)
 
     def prompt_tokens(self) -> list[int]:
         """The tokens fed to the model for the next reply: the conversation only."""
@@ -82,7 +83,9 @@ class Session:
         if self.memory is None:
             return []
         ids = []
-        for fact in extract(text):
+        facts = extract(text, self.person)
+        self.person = person_after(facts)
+        for fact in facts:
             fid, new = self.memory.note(fact, text)
             if fid in ids:
                 continue
@@ -268,6 +271,7 @@ def handle_command(session, line: str, console) -> bool:
             console.print(f"  [bold]{name:<8}[/bold] {text}")
     elif cmd == "/clear":
         session.conv.clear()
+        session.person = None
         console.print("[dim]conversation cleared (memories stay)[/dim]")
     elif cmd == "/speed":
         session.show_speed = not session.show_speed

@@ -163,6 +163,19 @@ def test_she_and_he_refer_to_the_person_just_mentioned(message, facts):
     assert [(f.subject, f.relation, f.object) for f in extract(message)] == facts
 
 
+def test_she_in_the_next_message_is_whom_the_last_one_was_about():
+    from sleepllm.extract import person_after
+
+    first = extract("My sister is called Delphine.")
+    assert person_after(first) == "my sister"
+    got = extract("She works as a nurse.", person_after(first))
+    assert [(f.subject, f.relation, f.object) for f in got] == [("my sister", "works_as", "nurse")]
+    assert person_after(extract("Tell me a joke.")) is None      # the thread is lost
+    assert extract("She works as a nurse.", None) == []
+    assert person_after(extract("My friend Aria lives in Ghent.")) == "Aria"
+    assert person_after(extract("I live in Oslo."), "Aria") == "Aria"
+
+
 def test_two_facts_in_one_message():
     facts = extract("My dog's name is Rex. I live in Oslo.")
     assert [f.object for f in facts] == ["Rex", "Oslo"]

@@ -121,6 +121,12 @@ def test_no_fact_enters_the_prompt(tiny_model_dir, tmp_path):
     console = Console(file=open(os.devnull, "w"))
     s.learn_from("My dog's name is Rex. My favorite color is teal.", console)
     assert len(mem.records) == 2
+    s.learn_from("My sister is called Delphine.", console)    # "she" in the next message
+    s.learn_from("She lives in Lyon.", console)
+    assert Fact("my sister", "lives_in", "Lyon") in mem.active().values()
+    handle_command(s, "/clear", console)
+    s.learn_from("She works as a nurse.", console)               # after /clear: nobody
+    assert len(mem.records) == 4
     handle_command(s, "/clear", console)
     s.conv.messages.append({"role": "user", "content": "What is my dog's name?"})
     text = s.tokenizer.decode(s.prompt_tokens())
