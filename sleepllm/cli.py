@@ -126,7 +126,7 @@ def cmd_facts(args) -> int:
 
     from rich.console import Console
 
-    from sleepllm import relations, store
+    from sleepllm import store
     from sleepllm.config import memory_dir
 
     cfg = _load_cfg(args)
@@ -140,9 +140,8 @@ def cmd_facts(args) -> int:
         records.pop(rec.get("supersedes"), None)
         records[rec["id"]] = rec
     for e in store.journal_notes(folder / "journal.jsonl"):   # told, edit not written yet
-        records[e["id"]] = {"id": e["id"], "fact": e["fact"], "statement": e["statement"],
-                            "text": relations.describe(relations.Fact.from_dict(e["fact"])),
-                            "status": "noted", "learned_at": e["noted_at"], "last_audit": None}
+        records[e["id"]] = {**e, "status": "noted", "learned_at": e["noted_at"],
+                            "last_audit": None}
     if args.json:
         print(json.dumps(list(records.values()), indent=1, ensure_ascii=False))
         return 0

@@ -291,14 +291,15 @@ def eval_chat(session, facts_file, n, cycles=1, cfg_file=None, progress=None):
             t0 = time.perf_counter()
             session.reply(f["statement"], lambda s: None)
             wall["replies"] += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            ids = session.learn_from(f["statement"], quiet, wait=False)   # as the REPL does:
-            if ids:                                        # noted (acknowledged), then ...
-                acks.append(time.perf_counter() - t0)
-            session.settle(quiet)                          # ... learned by the Learner
+            t0 = time.perf_counter()   # as the REPL does: noted (acknowledged), then learned
+            ids = session.learn_from(f["statement"], quiet, wait=False)
+            noted = time.perf_counter() - t0
+            session.settle(quiet)
+            learned = time.perf_counter() - t0
             if ids:
-                seconds.append(time.perf_counter() - t0)
-            wall["edits"] += time.perf_counter() - t0
+                acks.append(noted)
+                seconds.append(learned)
+            wall["edits"] += learned
             extracted.append([Fact_from(memory, i) for i in ids])
             told += 1
             if progress:

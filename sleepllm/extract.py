@@ -7,9 +7,10 @@ the user names ("my friend Aria moved to Ghent", "Xaver's car is a Saab") and ab
 the user does not name ("my sister lives in Lyon": the subject "my sister"), and maps each onto a
 relation family of relations.py. "She" / "he" at the start of a clause is the person the
 message was just about ("My sister is called Delphine, she is a nurse"), or the previous
-message's (the chat passes it); with no such person the clause gives nothing. It refuses, by design: questions, negations, hypotheticals and
-wishes, reported speech and quotes, instructions to the assistant, facts about other unnamed
-people ("my neighbour's dog..."), pastes (long or multi-line input) and control characters.
+message's (the chat passes it); with no such person the clause gives nothing. It refuses, by
+design: questions, negations, hypotheticals and wishes, reported speech and quotes,
+instructions to the assistant, facts about other unnamed people ("my neighbour's dog..."),
+pastes (long or multi-line input) and control characters.
 Leading "actually", "oh", "by the way" are dropped: a correction is just a newer fact with the
 same key, and the memory layer supersedes the old one.
 """
@@ -642,12 +643,11 @@ def extract(message: str, person: str | None = None) -> list[Fact]:
                 fact = _match(clause) if clause and not refused(clause) else None
                 if fact and fact not in found:
                     found.append(fact)
-                    person = _person(fact, person)
+                    person = _person(fact, person)   # for the clauses after it
         if not found:
             fact = _match(sent)
             found = [fact] if fact else []
-        for fact in found:
-            person = _person(fact, person)
+            person = person_after(found, person)
         out += found
     return out
 

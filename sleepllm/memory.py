@@ -72,10 +72,8 @@ class Memory:
         if words in self.records or words in [e["id"] for e in self.queue]:
             return [words]
         w = words.lower().split()
-        texts = {i: r["text"] + " " + r.get("statement", "") for i, r in self.records.items()}
-        texts.update({e["id"]: relations.describe(Fact.from_dict(e["fact"])) + " " +
-                      e["statement"] for e in self.queue})
-        return [i for i, t in texts.items() if all(x in t.lower() for x in w)]
+        return [r["id"] for r in list(self.records.values()) + self.queue
+                if all(x in (r["text"] + " " + r.get("statement", "")).lower() for x in w)]
 
     # ------------------------------------------------------------------ wake
     def _next_id(self) -> str:
@@ -90,8 +88,8 @@ class Memory:
             old = Fact.from_dict(r["fact"])
             if old.key() == fact.key() and old.object.lower() == fact.object.lower():
                 return r["id"], False
-        entry = {"id": self._next_id(), "fact": fact.to_dict(), "statement": statement,
-                 "noted_at": _now()}
+        entry = {"id": self._next_id(), "fact": fact.to_dict(), "text": relations.describe(fact),
+                 "statement": statement, "noted_at": _now()}
         store.journal_append(self.journal, {"op": "note", **entry})
         self.queue.append(entry)
         return entry["id"], True
@@ -158,7 +156,7 @@ class Memory:
         if noted:
             self.queue.remove(noted[0])
             self._rewrite_journal(exclude={fid})
-            return {"id": fid, "text": relations.describe(Fact.from_dict(noted[0]["fact"]))}
+            return noted[0]
         self.editor.revert(fid)
         rec = self.records.pop(fid)
         self._remove_from_files(rec)
@@ -239,11 +237,10 @@ class Memory:
         """Learn every noted fact now (commands that do not chat: sleep, export, eval)."""
         while self.queue:
             e = self.queue[0]
-            what = relations.describe(Fact.from_dict(e["fact"]))
             if console:
                 from rich.markup import escape
 
-                with console.status(escape(f"learning noted fact [{e['id']}]: {what}")):
+                with console.status(escape(f"learning noted fact [{e['id']}]: {e['text']}")):
                     self.learn_next()
             else:
                 self.learn_next()

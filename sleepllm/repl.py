@@ -155,7 +155,7 @@ class Learner:
         if e is None:
             return f"{n} noted facts"
         more = f" ({n - 1} more noted)" if n > 1 else ""
-        return f"[{e['id']}]: {relations.describe(relations.Fact.from_dict(e['fact']))}{more}"
+        return f"[{e['id']}]: {e['text']}{more}"
 
     def take(self) -> list[dict]:
         """What was learned (or failed) since the last call; Session.settle prints it."""
@@ -171,7 +171,7 @@ class Learner:
     def _run(self):
         while self.memory.queue and not self.stop:
             e = self.current = self.memory.queue[0]
-            r = {"id": e["id"], "text": relations.describe(relations.Fact.from_dict(e["fact"]))}
+            r = {"id": e["id"], "text": e["text"]}
             t0 = time.perf_counter()
             try:
                 fid, sup = self.memory.learn_next()
