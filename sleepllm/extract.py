@@ -185,14 +185,15 @@ _FILLER = re.compile(r"^(?:(?:oh|ah|well|so|also|and|but|btw|by the way|fyi|just
                      r"for the record|actually|anyway|ok|okay|yeah|yes|hey|hi|hello|hmm|um|"
                      r"guess what|fun fact|news|update|correction|sorry|oops|right|now|"
                      r"these days|nowadays|currently|at the moment|at present|right now|lately|"
-                     r"by profession|by trade)[,:!\-–]?\s+)+",
+                     r"by profession|by trade|(?:please )?(?:remember|note|keep in mind|"
+                     r"don't forget|do not forget)(?: that)?)[,:!\-–]?\s+)+",
                      re.I)
 _TAIL = re.compile(r"\s*(?:,|\s)\s*(?:at the moment|these days|nowadays|right now|now|currently|"
                    r"for checkups|for check-ups|by trade|for a living|for work|for years|for \w+ years|"
                    r"since \w+|last \w+|this \w+|recently|lately|too|as well|again|"
                    r"more than any other \w+|above all|the most|a lot|every \w+|in town|"
                    r"these days|for fun|on weekends|sometimes|often|usually|occasionally|all the time|"
-                   r"natively|fluently|full[- ]time|part[- ]time)\b.*$", re.I)
+                   r"natively|fluently|full[- ]time|part[- ]time|originally|by birth)\b.*$", re.I)
 
 NAME = r"[A-ZÀ-Þ][\w\-]+"
 OBJ = r"(?P<O>(?:(?:Dr|Mr|Mrs|Ms|St|Prof)\.\s*)?(?:[^,.;!]|(?<=\b[A-Z])\.)+?)"  # "K." an initial
@@ -267,6 +268,8 @@ def _rules():
         lambda m: ("user", "name", m["N"]))
     add(rf"^{OBJ} is (?:the name of )?(?:my|our) {noun}(?:'s name)?$",
         lambda m: ("user", "name", m["N"]) if _norm_noun(m["N"]) in NAMED else None)
+    add(rf"^the name of (?:my|our) {noun} is {OBJ}$",
+        lambda m: ("user", "name", m["N"]) if _norm_noun(m["N"]) in NAMED else None)
     # ---- other people's pets/relatives: "Aria's dog is called X", "Fabian has a dog named X"
     add(rf"^{who}'s? {noun}(?:'s name is|(?: is|'s) called|(?: is|'s) named| goes by) {OBJ}$",
         lambda m: (m["P"], "name", m["N"]))
@@ -275,6 +278,10 @@ def _rules():
     # ---- favourites
     add(rf"^(?:my|our) favorite {noun} is {OBJ}$", lambda m: ("user", "favorite", m["N"]))
     add(rf"^{who}'s? favorite {noun} is {OBJ}$", lambda m: (m["P"], "favorite", m["N"]))
+    add(rf"^{OBJ} is (?:my|our) (?:absolute |all-time )?favorite {noun}$",
+        lambda m: ("user", "favorite", m["N"]))
+    add(rf"^(?P<O>[^,.;!]+?) is {who}'s (?:absolute |all-time )?favorite {noun}$",
+        lambda m: (m["P"], "favorite", m["N"]))
     add(rf"^(?:i|we) (?:really )?(?:love|adore|like) (?:the )?{noun} (?P<O>[A-ZÀ-Þ0-9][^,.;!]*?)$",
         lambda m: ("user", "favorite", m["N"]) if _norm_noun(m["N"]) in
         {"color", "band", "team", "city", "country", "song", "movie", "film", "book", "game",
@@ -315,7 +322,7 @@ def _rules():
     add(rf"^{who} (?:grew up|was raised) in {OBJ}$", lambda m: (m["P"], "grew_up_in", ""))
     add(rf"^(?:i|we) live on {OBJ}$",
         lambda m: ("user", "attribute", "street") if _obj(m["O"])[:1].isupper() else None)
-    add(rf"^{who} (?:lives|resides) in {OBJ}$", lambda m: (m["P"], "lives_in", ""))
+    add(rf"^{who} (?:lives|resides|is living|is based) in {OBJ}$", lambda m: (m["P"], "lives_in", ""))
     add(rf"^{who}(?: just| recently| has)? (?:moved|relocated) to {OBJ}$",
         lambda m: (m["P"], "lives_in", ""))
     add(rf"^{who} (?:has|rents|owns) (?:a|an) (?:flat|apartment|house|place|home) in {OBJ}$",
@@ -370,6 +377,10 @@ def _rules():
         if re.search(r"\b(?:university|college|academy|institute|polytechnic|school of)\b",
                      m["O"], re.I) else None)
     add(rf"^(?:i|we) (?:graduated|graduate) from {OBJ}$", lambda m: ("user", "studied_at", ""))
+    add(rf"^(?:i|we) attend {OBJ}$", lambda m: ("user", "studied_at", "") if _school(m["O"]) else None)
+    add(rf"^{who} (?:goes to|attends) {OBJ}$", lambda m: (m["P"], "attribute", "school")
+        if _school(m["O"]) and not re.search(r"\b(?:university|college)\b", m["O"], re.I)
+        else (m["P"], "studied_at", "") if _school(m["O"]) else None)
     add(rf"^(?:i|we) (?:studied|study) at {OBJ}$", lambda m: ("user", "studied_at", ""))
     add(rf"^my degree is in {OBJ}$", lambda m: ("user", "studies", ""))
     add(rf"^(?:i|we) majored in {OBJ}$", lambda m: ("user", "studies", ""))
@@ -501,6 +512,13 @@ def _fits(relation: str, noun: str, obj: str) -> bool:
     return not _describes(obj)
 
 
+def _school(obj: str) -> bool:
+    """"Riverside Elementary", "Trinity College": a named school, college or university."""
+    return _named(obj) and bool(re.search(
+        r"\b(?:school|elementary|primary|high|academy|college|university|institute|"
+        r"polytechnic|kindergarten|nursery|gymnasium|lyc[ée]e)\b", obj, re.I))
+
+
 def _is_month(obj: str) -> bool:
     return _obj(obj).lower() in MONTHS
 
@@ -565,6 +583,22 @@ _REWRITES = [
     (re.compile(r"^([A-ZÀ-Þ][\w\-]+), ((?:my|our) (?:best |good |old |close )?(?:"
                 + "|".join(sorted(RELATION_WORDS)) + r")), "),
      lambda m: f"{m[2]} {m[1]} "),
+    # "My sister, Hannah, lives in Leeds" -> "my sister Hannah lives in Leeds"
+    (re.compile(r"^((?:[Mm]y|[Oo]ur) (?:best |good |old |close )?(?:"
+                + "|".join(sorted(RELATION_WORDS)) + r")), ([A-ZÀ-Þ][\w\-]+), "),
+     lambda m: f"{m[1]} {m[2]} "),
+    # "I'm currently living in Seoul", "Lena is still working at Ikea"
+    (re.compile(r"^(i'm|i am|we're|we are|[A-ZÀ-Þ][\w\-]+ is) (?:currently|presently|now|still|"
+                r"also|really|actually) ", re.I),
+     lambda m: f"{m[1]} "),
+    # "My favorite food has always been ramen"
+    (re.compile(r"^((?:my|our|[A-ZÀ-Þ][\w\-]+'s) [a-z ]+?) (?:has always been|has been|"
+                r"is and always will be|remains|is still) ", re.I),
+     lambda m: f"{m[1]} is "),
+    # "My dog, Biscuit, is a corgi", "my cat Pixel is grey": the pet's name, then the rest
+    (re.compile(r"^((?:[Mm]y|[Oo]ur) (?:pet )?(?:" + "|".join(sorted(ANIMALS, key=len, reverse=True))
+                + r")),? ([A-ZÀ-Þ][\w\-]+),? (?=[a-z])"),
+     lambda m: f"{m[1]} is called {m[2]}; {m[2]} "),
 ]
 
 
@@ -634,6 +668,9 @@ def extract(message: str, person: str | None = None) -> list[Fact]:
         sent = re.sub(r"\bfavou?rite\b", "favorite", sent, flags=re.I)
         sent = re.sub(r"\bcolou?r\b", "color", sent, flags=re.I)
         sent = re.sub(r"\bneighbou?r\b", "neighbor", sent, flags=re.I)
+        sent = re.sub(r"\b(i|we)(?:'ve| have) got\b", r"\1 have", sent, flags=re.I)
+        sent = re.sub(r"\b([a-z]+)s name\b",          # "my brothers name is Teodor"
+                      lambda m: m[1] + "'s name" if m[1].lower() in NAMED else m[0], sent)
         found = []
         sent = _rewrite(sent)
         clauses = _CLAUSE.split(sent)

@@ -134,6 +134,24 @@ def test_hostile_corpus_stores_nothing():
     ("My husband's favorite color is blue.", "my husband", "favorite", "color", "blue"),
     ("My son's school is Westfield Primary.", "my son", "attribute", "school", "Westfield Primary"),
     ("My sister Delphine lives in Lyon.", "Delphine", "lives_in", "", "Lyon"),
+    # a request to remember, inverted favourites, "has always been", appositions, typos
+    ("Remember that my dog's name is Pepper.", "user", "name", "dog", "Pepper"),
+    ("Please remember: I live in Valparaíso.", "user", "lives_in", "", "Valparaíso"),
+    ("Don't forget that Lena lives in Zurich.", "Lena", "lives_in", "", "Zurich"),
+    ("Green is my favourite colour.", "user", "favorite", "color", "Green"),
+    ("Paella is Mateo's favorite food.", "Mateo", "favorite", "food", "Paella"),
+    ("My favorite food has always been ramen.", "user", "favorite", "food", "ramen"),
+    ("I've got a dog called Brutus.", "user", "name", "dog", "Brutus"),
+    ("my brothers name is Teodor", "user", "name", "brother", "Teodor"),
+    ("The name of my dog is Lupo.", "user", "name", "dog", "Lupo"),
+    ("My dog, Biscuit, is a corgi.", "user", "name", "dog", "Biscuit"),
+    ("My cat Pixel is grey.", "user", "name", "cat", "Pixel"),
+    ("My sister, Hannah, lives in Leeds.", "Hannah", "lives_in", "", "Leeds"),
+    ("I'm currently living in Seoul.", "user", "lives_in", "", "Seoul"),
+    ("Lena is currently living in Bern.", "Lena", "lives_in", "", "Bern"),
+    ("I'm from Montevideo originally.", "user", "born_in", "", "Montevideo"),
+    ("My son goes to Riverside Elementary.", "my son", "attribute", "school", "Riverside Elementary"),
+    ("Ravi attends Imperial College.", "Ravi", "studied_at", "", "Imperial College"),
 ])
 def test_wordings(message, subject, relation, noun, obj):
     facts = extract(message)
