@@ -499,6 +499,8 @@ def _fits(relation: str, noun: str, obj: str) -> bool:
         return low in ANIMALS or low.endswith("s") and low[:-1] in ANIMALS
     if noun == "hobby" and low.endswith("ing"):
         return low not in NOT_HOBBIES
+    if relation == "attribute" and low.split()[0].endswith("ing") and obj[:1].islower():
+        return False                  # "my back is hurting", "my phone is acting up"
     if relation == "studies":
         return not low.startswith("to ") and low not in NOT_SUBJECTS
     if noun == "favorite":            # "my favorite is the blue one": of what?
@@ -592,8 +594,8 @@ _REWRITES = [
                 r"also|really|actually) ", re.I),
      lambda m: f"{m[1]} "),
     # "My favorite food has always been ramen"
-    (re.compile(r"^((?:my|our|[A-ZÀ-Þ][\w\-]+'s) [a-z ]+?) (?:has always been|has been|"
-                r"is and always will be|remains|is still) ", re.I),
+    (re.compile(r"^((?:my|our|[A-ZÀ-Þ][\w\-]+'s) (?:absolute |all-time )?favou?rite [a-z ]+?) "
+                r"(?:has always been|has been|is and always will be|remains|is still) ", re.I),
      lambda m: f"{m[1]} is "),
     # "My dog, Biscuit, is a corgi", "my cat Pixel is grey": the pet's name, then the rest
     (re.compile(r"^((?:[Mm]y|[Oo]ur) (?:pet )?(?:" + "|".join(sorted(ANIMALS, key=len, reverse=True))
