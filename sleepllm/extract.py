@@ -196,6 +196,8 @@ _TAIL = re.compile(r"\s*(?:,|\s)\s*(?:at the moment|these days|nowadays|right no
                    r"natively|fluently|full[- ]time|part[- ]time|originally|by birth)\b.*$", re.I)
 
 NAME = r"[A-ZÀ-Þ][\w\-]+"
+# "best friend", "old colleague", "sister": how the user introduces someone ("my best friend Aria")
+RELATION = r"(?:best |good |old |close )?(?:" + "|".join(sorted(RELATION_WORDS)) + ")"
 OBJ = r"(?P<O>(?:(?:Dr|Mr|Mrs|Ms|St|Prof)\.\s*)?(?:[^,.;!]|(?<=\b[A-Z])\.)+?)"  # "K." an initial
 
 
@@ -247,7 +249,7 @@ def _rules():
     # a named person ("Aria", "my friend Aria"), or a relative the user did not name ("my
     # sister"; P is then "my sister", see relations.Fact.owner)
     kin = "|".join(sorted(UNNAMED_SUBJECTS, key=len, reverse=True))
-    who = (rf"(?:(?:[Mm]y|[Oo]ur) (?:best |good |old |close )?(?:{'|'.join(RELATION_WORDS)}) )?"
+    who = (rf"(?:(?:[Mm]y|[Oo]ur) {RELATION} )?"
            rf"(?P<P>{NAME}|(?:[Mm]y|[Oo]ur) (?:{kin})\b)")
     noun = r"(?P<N>[a-z][a-z\- ]{1,30}?)"
     R = []
@@ -582,13 +584,9 @@ _REWRITES = [
     (re.compile(r"^(i|we|[A-ZÀ-Þ][\w\-]+) (studied|studies|study|majored in) ([a-z][a-z ]*?) "
                 r"at ([A-ZÀ-Þ][^,;]*)$", re.I),
      lambda m: f"{m[1]} {m[2]} {m[3]}; {m[1]} studied at {m[4]}"),
-    (re.compile(r"^([A-ZÀ-Þ][\w\-]+), ((?:my|our) (?:best |good |old |close )?(?:"
-                + "|".join(sorted(RELATION_WORDS)) + r")), "),
-     lambda m: f"{m[2]} {m[1]} "),
+    (re.compile(rf"^({NAME}), ((?:my|our) {RELATION}), "), lambda m: f"{m[2]} {m[1]} "),
     # "My sister, Hannah, lives in Leeds" -> "my sister Hannah lives in Leeds"
-    (re.compile(r"^((?:[Mm]y|[Oo]ur) (?:best |good |old |close )?(?:"
-                + "|".join(sorted(RELATION_WORDS)) + r")), ([A-ZÀ-Þ][\w\-]+), "),
-     lambda m: f"{m[1]} {m[2]} "),
+    (re.compile(rf"^((?:[Mm]y|[Oo]ur) {RELATION}), ({NAME}), "), lambda m: f"{m[1]} {m[2]} "),
     # "I'm currently living in Seoul", "Lena is still working at Ikea"
     (re.compile(r"^(i'm|i am|we're|we are|[A-ZÀ-Þ][\w\-]+ is) (?:currently|presently|now|still|"
                 r"also|really|actually) ", re.I),
