@@ -154,11 +154,17 @@ def journal_learns(path: Path) -> list[dict]:
 
 
 def journal_notes(path: Path) -> list[dict]:
-    """The facts noted but not (yet) learned: "note" entries with no "learn" entry, in order."""
+    """The facts noted but not (yet) learned: "note" entries with no "learn" entry, in order.
+    Notes journalled before they carried their "text" get it from their fact."""
+    from sleepllm.relations import Fact, describe
+
     entries = journal_read(path)
     learned = {e.get("id") for e in entries if e.get("op") == "learn"}
-    return [{k: v for k, v in e.items() if k != "op"} for e in entries
-            if e.get("op") == "note" and "id" in e and e["id"] not in learned]
+    notes = [{k: v for k, v in e.items() if k != "op"} for e in entries
+             if e.get("op") == "note" and "id" in e and e["id"] not in learned]
+    for e in notes:
+        e.setdefault("text", describe(Fact.from_dict(e["fact"])))
+    return notes
 
 
 # ------------------------------------------------------------------ checkpoints

@@ -160,6 +160,17 @@ def test_a_noted_fact_survives_a_crash_before_its_edit(tiny_model_dir, tmp_path)
     assert same(down(again), down(direct))
 
 
+def test_a_note_journalled_without_its_text_gets_it_from_its_fact(tmp_path):
+    """Notes written before they carried "text" still load: the REPL's toolbar, /facts and
+    sleep's progress read it."""
+    journal = tmp_path / "journal.jsonl"
+    fact = Fact("user", "name", "Rex", "dog")
+    store.journal_append(journal, {"op": "note", "id": "m0001", "fact": fact.to_dict(),
+                                   "statement": "My dog's name is Rex.", "noted_at": 0})
+    (note,) = store.journal_notes(journal)
+    assert note["text"] == "your dog's name → Rex"
+
+
 def test_checkpoint_keeps_the_facts_still_noted(tiny_model_dir, tmp_path):
     mem = open_mem(tiny_model_dir, tmp_path / "m")
     mem.learn(FACTS[0])
