@@ -76,7 +76,7 @@ NOT_JOBS = {"bit", "little", "lot", "big", "huge", "fan", "good", "bad", "great"
             "terrible", "awful", "proud", "former", "ex", "new", "old", "young", "lousy", "happy",
             "tired", "busy", "lazy", "amazing", "excellent", "decent", "horrible", "wannabe",
             "future", "poor", "better", "worse", "best", "worst", "average", "amateur", "hobby",
-            "bored", "lucky", "proper", "qualified", "certified"}
+            "bored", "lucky", "proper", "qualified", "certified", "volunteer"}
 NOT_NAMES = {"i", "my", "we", "our", "he", "she", "they", "it", "this", "that", "there", "his",
              "her", "their", "someone", "somebody", "everyone", "everybody", "anyone",
              "anybody", "nobody", "the", "a", "an", "one", "people", "mine", "who", "monday",
@@ -93,6 +93,26 @@ INSTRUMENTS = {"piano", "guitar", "violin", "cello", "drums", "flute", "oboe", "
                "euphonium", "bongos", "tabla", "harpsichord", "synthesizer", "recorder", "fiddle",
                "dulcimer", "balalaika", "castanets", "timpani", "vibraphone", "ocarina", "lyre",
                "guzheng", "pipa", "cajon", "steel drums", "bodhrán", "tin whistle", "kora"}
+# "I own a Skoda", "Lorcan has a Honda Civic": a car only when it begins with a make ("I own a
+# Fender", "Aria has a Monstera" are not cars); "drives a ..." takes any name
+CAR_MAKES = {"acura", "alfa", "aston", "audi", "bentley", "bmw", "buick", "byd", "cadillac",
+             "chevrolet", "chevy", "chrysler", "citroën", "citroen", "cupra", "dacia", "daewoo",
+             "daihatsu", "datsun", "dodge", "ferrari", "fiat", "ford", "genesis", "gmc", "honda",
+             "hummer", "hyundai", "infiniti", "isuzu", "jaguar", "jeep", "kia", "lada",
+             "lamborghini", "lancia", "land", "lexus", "lincoln", "lotus", "maserati", "mazda",
+             "mclaren", "mercedes", "mercedes-benz", "mini", "mitsubishi", "nissan", "opel",
+             "peugeot", "polestar", "pontiac", "porsche", "range", "renault", "rivian",
+             "rolls-royce", "saab", "seat", "skoda", "škoda", "smart", "subaru", "suzuki",
+             "tesla", "toyota", "trabant", "vauxhall", "volkswagen", "vw", "volvo"}
+# "Mireille is a talented cellist": the instrument a player's noun names
+PLAYERS = {"pianist": "piano", "guitarist": "guitar", "violinist": "violin", "cellist": "cello",
+           "drummer": "drums", "flautist": "flute", "flutist": "flute", "harpist": "harp",
+           "trumpeter": "trumpet", "saxophonist": "saxophone", "bassist": "bass",
+           "organist": "organ", "accordionist": "accordion", "banjoist": "banjo",
+           "violist": "viola", "oboist": "oboe", "clarinetist": "clarinet",
+           "clarinettist": "clarinet", "trombonist": "trombone", "bassoonist": "bassoon",
+           "harpsichordist": "harpsichord", "mandolinist": "mandolin", "fiddler": "fiddle",
+           "percussionist": "drums", "keyboardist": "keyboard", "ukulelist": "ukulele"}
 # "my job is stressful", "my car is in the shop": a description or a state, not a value
 DESCRIBING_START = {"in", "on", "at", "to", "with", "for", "from", "near", "by", "under", "over",
                     "out", "off", "up", "down", "away", "into", "about", "like", "so", "too",
@@ -193,11 +213,17 @@ _TAIL = re.compile(r"\s*(?:,|\s)\s*(?:at the moment|these days|nowadays|right no
                    r"since \w+|last \w+|this \w+|recently|lately|too|as well|again|"
                    r"more than any other \w+|above all|the most|a lot|every \w+|in town|"
                    r"these days|for fun|on weekends|sometimes|often|usually|occasionally|all the time|"
-                   r"natively|fluently|full[- ]time|part[- ]time|originally|by birth)\b.*$", re.I)
+                   r"natively|fluently|full[- ]time|part[- ]time|originally|by birth|"
+                   r"in (?:a|an|the|his|her|their|my|our) (?:band|orchestra|choir|group|ensemble|"
+                   r"quartet|trio)|with (?:his|her|their|my|our) \w+)\b.*$", re.I)
 
 NAME = r"[A-ZÀ-Þ][\w\-]+"
 # "best friend", "old colleague", "sister": how the user introduces someone ("my best friend Aria")
 RELATION = r"(?:best |good |old |close )?(?:" + "|".join(sorted(RELATION_WORDS)) + ")"
+# "a talented", "a very keen": how good a player is, not what they play
+SKILL = (r"(?:(?:very |really )?(?:talented|skilled|gifted|keen|good|great|fine|professional|"
+         r"amateur|accomplished|brilliant|passionate|avid|decent|excellent|jazz|classical|"
+         r"concert|session) )?")
 OBJ = r"(?P<O>(?:(?:Dr|Mr|Mrs|Ms|St|Prof)\.\s*)?(?:[^,.;!]|(?<=\b[A-Z])\.)+?)"  # "K." an initial
 
 
@@ -277,6 +303,8 @@ def _rules():
         lambda m: (m["P"], "name", m["N"]))
     add(rf"^{who} (?:has|owns|got|adopted) (?:a|an) (?:new )?{noun} (?:called|named) {OBJ}$",
         lambda m: (m["P"], "name", m["N"]))
+    add(rf"^{who} (?:named|called|calls) (?:his|her|their) (?:new )?{noun} {OBJ}$",
+        lambda m: (m["P"], "name", m["N"]) if _obj(m["O"])[:1].isupper() else None)
     # ---- favourites
     add(rf"^(?:my|our) favorite {noun} is {OBJ}$", lambda m: ("user", "favorite", m["N"]))
     add(rf"^{who}'s? favorite {noun} is {OBJ}$", lambda m: (m["P"], "favorite", m["N"]))
@@ -319,6 +347,10 @@ def _rules():
     add(rf"^(?:i|we)(?: just| recently| have)? (?:moved|relocated) to {OBJ}$",
         lambda m: ("user", "lives_in", ""))
     add(rf"^(?:my|our) (?:home city|city) is {OBJ}$", lambda m: ("user", "lives_in", ""))
+    add(rf"^(?:i|we) (?:call|now call) {OBJ} home$", lambda m: ("user", "lives_in", ""))
+    add(rf"^(?:my|our) home is in {OBJ}$", lambda m: ("user", "lives_in", ""))
+    add(rf"^{who} (?:calls|now calls) {OBJ} home$", lambda m: (m["P"], "lives_in", ""))
+    add(rf"^{who}'s home is in {OBJ}$", lambda m: (m["P"], "lives_in", ""))
     add(rf"^(?:i|we) (?:grew up|was raised|were raised) in {OBJ}$",
         lambda m: ("user", "grew_up_in", ""))
     add(rf"^{who} (?:grew up|was raised) in {OBJ}$", lambda m: (m["P"], "grew_up_in", ""))
@@ -349,6 +381,16 @@ def _rules():
     add(rf"^{who} was born on {OBJ}$", lambda m: _birthday(m["P"], m["O"]))
     # ---- work and study
     add(rf"^(?:i|we) work as (?:a|an) {OBJ}$", lambda m: ("user", "works_as", ""))
+    add(rf"^(?:i|we) (?:make|earn) (?:a|my|our) living as (?:a|an) {OBJ}$",
+        lambda m: ("user", "works_as", ""))
+    add(rf"^(?:i'm|i am) employed as (?:a|an) {OBJ}$", lambda m: ("user", "works_as", ""))
+    add(rf"^{who} (?:makes|earns) (?:a|his|her|their) living as (?:a|an) {OBJ}$",
+        lambda m: (m["P"], "works_as", ""))
+    add(rf"^{who} is employed as (?:a|an) {OBJ}$", lambda m: (m["P"], "works_as", ""))
+    add(rf"^(?:i|we) work (?:at|in|for) (?:a|an|the) [a-z]+ (?:called|named) {OBJ}$",
+        lambda m: ("user", "works_at", ""))
+    add(rf"^{who} works (?:at|in|for) (?:a|an|the) [a-z]+ (?:called|named) {OBJ}$",
+        lambda m: (m["P"], "works_at", ""))
     add(rf"^(?:i'm|i am) (?:a|an) {OBJ}(?: by trade| by profession)$",
         lambda m: ("user", "works_as", ""))
     add(rf"^my (?:job|profession|occupation) is {OBJ}$", lambda m: ("user", "works_as", ""))
@@ -360,8 +402,16 @@ def _rules():
     add(rf"^(?:i|we) (?:teach|lecture) at {OBJ}$", lambda m: ("user", "works_at", ""))
     add(rf"^(?:i'm|i am) (?:employed|working) (?:at|by|for) {OBJ}$",
         lambda m: ("user", "works_at", ""))
-    add(rf"^(?:i|we) work (?:at|in|for) (?:a|an|the) [a-z]+ (?:called|named) {OBJ}$",
-        lambda m: ("user", "works_at", ""))
+    add(rf"^(?:i'm|i am) (?:a|an) {SKILL}(?P<O>[a-z]+)$", lambda m: _player("user", m["O"]))
+    add(rf"^{who} is (?:a|an) {SKILL}(?P<O>[a-z]+)$", lambda m: _player(m["P"], m["O"]))
+    add(rf"^(?:i'm|i am) (?:a|an) {SKILL}(?P<O>[a-z][a-z ]*?) player$",
+        lambda m: _player("user", m["O"] + " player"))
+    add(rf"^{who} is (?:a|an) {SKILL}(?P<O>[a-z][a-z ]*?) player$",
+        lambda m: _player(m["P"], m["O"] + " player"))
+    add(rf"^(?:i'm|i am) (?:a|an) professional {OBJ}$",
+        lambda m: ("user", "works_as", "") if _job(m["O"]) else None)
+    add(rf"^{who} is (?:a|an) professional {OBJ}$",
+        lambda m: (m["P"], "works_as", "") if _job(m["O"]) else None)
     add(rf"^(?:i'm|i am) (?:a|an) {OBJ}$", lambda m: ("user", "works_as", "") if _job(m["O"]) else None)
     # "Dana is a nurse": a bare capitalised word may be a city or a weekday ("Paris is a city"),
     # so without "my friend ..." the word must look like a job — and for "my boss" ("is a
@@ -385,14 +435,21 @@ def _rules():
         else (m["P"], "studied_at", "") if _school(m["O"]) else None)
     add(rf"^(?:i|we) (?:studied|study) at {OBJ}$", lambda m: ("user", "studied_at", ""))
     add(rf"^my degree is in {OBJ}$", lambda m: ("user", "studies", ""))
+    add(rf"^my (?:major|degree|field of study) (?:is|was) (?:in )?{OBJ}$",
+        lambda m: ("user", "studies", "") if not re.match(r"(?:a|an|the)\s", m["O"], re.I)
+        else None)
     add(rf"^(?:i|we) majored in {OBJ}$", lambda m: ("user", "studies", ""))
     add(rf"^(?:i'm|i am) (?:studying|learning) {OBJ}$", lambda m: ("user", "studies", ""))
     add(rf"^(?:i|we) (?:study|learn) {OBJ}$", lambda m: ("user", "studies", ""))
     add(rf"^(?:i|we) studied {OBJ}$", lambda m: ("user", "studies", "")
         if _obj(m["O"]).lower() not in NOT_SUBJECTS and not _obj(m["O"]).endswith("ly") else None)
     # ---- things people drive, play, speak, are allergic to
-    add(rf"^(?:i|we) (?:drive|own) (?:a|an) {OBJ}$",   # "a Tesla", "a red Tesla"; not "a car"
-        lambda m: ("user", "drives", "") if _obj(m["O"]).split()[-1][:1].isupper() else None)
+    add(rf"^(?:i|we) drive (?:a|an) {OBJ}$",   # "a Tesla", "a red Tesla"; not "a car"
+        lambda m: ("user", "drives", "") if _named(m["O"]) else None)
+    add(rf"^(?:i|we) (?:own|have|bought|got) (?:a|an) {OBJ}$",   # "a Skoda", not "a Fender"
+        lambda m: ("user", "drives", "") if _car(m["O"]) else None)
+    add(rf"^{who} (?:owns|has|bought|got) (?:a|an) {OBJ}$",
+        lambda m: (m["P"], "drives", "") if _car(m["O"]) else None)
     add(rf"^my car is (?:a|an) {OBJ}$", lambda m: ("user", "drives", ""))
     add(rf"^{who} drives (?:a|an) {OBJ}$", lambda m: (m["P"], "drives", ""))
     add(rf"^{who}'s car is (?:a|an) {OBJ}$", lambda m: (m["P"], "drives", ""))
@@ -436,6 +493,28 @@ def _rules():
     add(rf"^(?:my|our) {noun} is {OBJ}$", lambda m: _possessive("user", m["N"], m["O"]))
     add(rf"^{who}'s {noun} is {OBJ}$", lambda m: _possessive(m["P"], m["N"], m["O"]))
     return R
+
+
+def _player(subject: str, what: str):
+    """ "a cellist" plays the cello, "a keen tennis player" plays tennis."""
+    what = what.lower()
+    if what in PLAYERS:
+        return subject, "plays", "", PLAYERS[what]
+    kind = what.removesuffix(" player")
+    if what.endswith(" player") and kind in INSTRUMENTS:
+        return subject, "plays", "", kind
+    if what.endswith(" player") and kind in SPORTS:
+        return subject, "sport", "", kind
+    return None
+
+
+def _car(obj: str) -> bool:
+    """ "Skoda", "red Honda Civic", "Tesla Model 3": a make, then only names and numbers."""
+    words = _obj(obj).split()
+    while words and words[0].islower() and len(words) > 1:
+        words = words[1:]                      # "red", "old"
+    return bool(words) and words[0].lower() in CAR_MAKES and \
+        all(w[:1].isupper() or w[:1].isdigit() for w in words)
 
 
 def _kin(subject: str) -> bool:
@@ -504,7 +583,7 @@ def _fits(relation: str, noun: str, obj: str) -> bool:
     if relation == "attribute" and low.split()[0].endswith("ing") and obj[:1].islower():
         return False                  # "my back is hurting", "my phone is acting up"
     if relation == "studies":
-        return not low.startswith("to ") and low not in NOT_SUBJECTS
+        return not low.startswith("to ") and low not in NOT_SUBJECTS and not _describes(obj)
     if noun == "favorite":            # "my favorite is the blue one": of what?
         return False
     if relation == "favorite" and noun == "team":     # "Aria supports the idea"
@@ -578,6 +657,9 @@ _REWRITES = [
     (re.compile(r"^((?i:i'm|i am)) (?:a|an) ([a-z][a-z ]*?) (at|for) ([A-ZÀ-Þ][^,;]*)$"),
      lambda m: (f"I studied at {m[4]}" if m[2] in ("student", "pupil") and m[3] == "at" else
                 f"I work as a {m[2]}; I work at {m[4]}" if _job(m[2]) else m[0])),
+    # "I'm a nurse at the local hospital": the job; the place names nothing
+    (re.compile(r"^((?i:i'm|i am)) (a|an) ([a-z][a-z ]*?) (?:at|in|for) (?:the|a|an) [a-z][a-z ]*$"),
+     lambda m: f"I work as {m[2]} {m[3]}" if _job(m[3]) else m[0]),
     (re.compile(r"^(i|we|[A-ZÀ-Þ][\w\-]+) (?:currently|presently|now|still|also|mostly|really|"
                 r"truly|actually) ", re.I),
      lambda m: f"{m[1]} "),
@@ -638,8 +720,8 @@ def _match(sent: str) -> Fact | None:
         got = build(m)
         if not got:
             continue
-        subject, relation, noun = got
-        obj = _obj(m["O"])
+        subject, relation, noun, *given = got   # a builder may name the object itself
+        obj = _obj(given[0] if given else m["O"])
         if not obj or len(obj) > 60 or len(obj.split()) > 5 or not _fits(relation, noun, obj):
             continue
         if subject != "user" and subject.lower() in NOT_NAMES:

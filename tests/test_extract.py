@@ -152,6 +152,22 @@ def test_hostile_corpus_stores_nothing():
     ("I'm from Montevideo originally.", "user", "born_in", "", "Montevideo"),
     ("My son goes to Riverside Elementary.", "my son", "attribute", "school", "Riverside Elementary"),
     ("Ravi attends Imperial College.", "Ravi", "studied_at", "", "Imperial College"),
+    # a living, a car by its make, a player of an instrument or a sport, a trailing company
+    ("Nadia earns a living as a welder.", "Nadia", "works_as", "", "welder"),
+    ("I'm employed as a paralegal.", "user", "works_as", "", "paralegal"),
+    ("Bruno owns a Peugeot 208.", "Bruno", "drives", "", "Peugeot 208"),
+    ("We have a silver Kia.", "user", "drives", "", "silver Kia"),
+    ("I drive a Ford F-150.", "user", "drives", "", "Ford F-150"),
+    ("Ines is a gifted harpist.", "Ines", "plays", "", "harp"),
+    ("I'm a keen squash player.", "user", "sport", "", "squash"),
+    ("My friend Ola is a jazz saxophone player.", "Ola", "plays", "", "saxophone"),
+    ("Omar plays the oud in an orchestra.", "Omar", "plays", "", "oud"),
+    ("Lea named her cat Tofu.", "Lea", "name", "cat", "Tofu"),
+    ("Kofi lives in Kumasi with his wife.", "Kofi", "lives_in", "", "Kumasi"),
+    ("I call Hobart home.", "user", "lives_in", "", "Hobart"),
+    ("I'm a teacher at the local primary school.", "user", "works_as", "", "teacher"),
+    ("My degree was in physics.", "user", "studies", "", "physics"),
+    ("I work at a bakery called Crumbs.", "user", "works_at", "", "Crumbs"),
 ])
 def test_wordings(message, subject, relation, noun, obj):
     facts = extract(message)
