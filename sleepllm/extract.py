@@ -209,7 +209,9 @@ _FILLER = re.compile(r"^(?:(?:oh|ah|well|so|also|and|but|btw|by the way|fyi|just
                      r"don't forget|do not forget)(?: that)?)[,:!\-–]?\s+)+",
                      re.I)
 _TAIL = re.compile(r"\s*(?:,|\s)\s*(?:at the moment|these days|nowadays|right now|now|currently|"
-                   r"for checkups|for check-ups|by trade|for a living|for work|for years|for \w+ years|"
+                   r"for checkups|for check-ups|by trade|for a living|for work|for years|"
+                   r"for \w+ (?:years|months|decades)|for (?:a|over a|almost a|nearly a) "
+                   r"(?:decade|year|while)|for ages|"
                    r"since \w+|last \w+|this \w+|recently|lately|too|as well|again|"
                    r"more than any other \w+|above all|the most|a lot|every \w+|in town|"
                    r"these days|for fun|on weekends|sometimes|often|usually|occasionally|all the time|"
@@ -262,7 +264,9 @@ def _obj(o: str) -> str:
     o = _TAIL.sub("", _TRAIL_CLAUSE.sub("", o.strip()))
     # an article goes, but "The" stays when it begins a name ("The Wire", "The Hague")
     o = re.sub(r"^(?:(?i:a|an|called|named)|the|The(?= [a-zà-ÿ]))\s+", "", o).strip(" .,!;:'\"")
-    return re.sub(r"^(?:city|town|village) of\s+(?=[A-ZÀ-Þ])", "", o)
+    o = re.sub(r"^(?:city|town|village) of\s+(?=[A-ZÀ-Þ])", "", o)
+    # "a small village called Ambleside", "a startup named Lumen": the name
+    return re.sub(r"^(?:[a-z\-]+ ){1,3}(?:called|named)\s+(?=[A-ZÀ-Þ0-9])", "", o)
 
 
 def _first(s: str) -> str:
@@ -328,6 +332,8 @@ def _rules():
         lambda m: ("user", "plays", "") if _obj(m["O"]).lower() in INSTRUMENTS
         else ("user", "favorite", "sport"))
     add(rf"^(?:i|we) (?:support|cheer for|root for) {OBJ}$", lambda m: ("user", "favorite", "team"))
+    add(r"^(?:i'm|i am) (?:a|an) (?:huge |big |die-hard |diehard |lifelong |loyal )?"
+        r"(?P<O>[A-ZÀ-Þ][^,.;!]*?) supporter$", lambda m: ("user", "favorite", "team"))
     add(rf"^{who} (?:supports|cheers for|roots for) {OBJ}$", lambda m: (m["P"], "favorite", "team"))
     # ---- pastimes, sports and pets: "I love knitting", "I play tennis", "Xenia has an iguana"
     add(r"^(?:i|we) (?:really )?(?:love|enjoy|adore) (?P<O>[a-z]+ing)$",
@@ -387,15 +393,19 @@ def _rules():
     add(rf"^{who} (?:makes|earns) (?:a|his|her|their) living as (?:a|an) {OBJ}$",
         lambda m: (m["P"], "works_as", ""))
     add(rf"^{who} is employed as (?:a|an) {OBJ}$", lambda m: (m["P"], "works_as", ""))
-    add(rf"^(?:i|we) work (?:at|in|for) (?:a|an|the) [a-z]+ (?:called|named) {OBJ}$",
+    add(rf"^(?:i|we) work (?:at|in|for) (?:a|an|the) [^\W\d_]+ (?:called|named) {OBJ}$",
         lambda m: ("user", "works_at", ""))
-    add(rf"^{who} works (?:at|in|for) (?:a|an|the) [a-z]+ (?:called|named) {OBJ}$",
+    add(rf"^{who} works (?:at|in|for) (?:a|an|the) [^\W\d_]+ (?:called|named) {OBJ}$",
         lambda m: (m["P"], "works_at", ""))
     add(rf"^(?:i'm|i am) (?:a|an) {OBJ}(?: by trade| by profession)$",
         lambda m: ("user", "works_as", ""))
     add(rf"^my (?:job|profession|occupation) is {OBJ}$", lambda m: ("user", "works_as", ""))
     add(rf"^(?:i|we) work (?:at|for) {OBJ}$", lambda m: ("user", "works_at", ""))
     add(rf"^my employer is {OBJ}$", lambda m: ("user", "works_at", ""))
+    add(rf"^(?:i|we)(?:'ve| have) (?:been working|worked) (?:at|for) {OBJ}$",
+        lambda m: ("user", "works_at", ""))
+    add(rf"^(?:i|we) (?:run|own|manage) (?:a|an|the) [^\W\d_]+ (?:called|named) {OBJ}$",
+        lambda m: ("user", "works_at", ""))
     add(rf"^{who} works as (?:a|an) {OBJ}$", lambda m: (m["P"], "works_as", ""))
     add(rf"^{who} is (?:a|an) {OBJ} by (?:trade|profession)$", lambda m: (m["P"], "works_as", ""))
     add(rf"^{who} (?:works|teaches|lectures) (?:at|for) {OBJ}$", lambda m: (m["P"], "works_at", ""))
@@ -419,6 +429,11 @@ def _rules():
     add(rf"^{who} is (?:a|an) {OBJ}$", lambda m: (m["P"], "works_as", "")
         if _job(m["O"]) and (m[0][:3].lower() in ("my ", "our") and not _kin(m["P"])
                              or _job_shaped(m["O"])) else None)
+    # "I'm learning the cello" plays it (before "learning" a subject below)
+    add(rf"^(?:i'm|i am) learning (?:to play )?(?:the )?{OBJ}$",
+        lambda m: ("user", "plays", "") if _obj(m["O"]).lower() in INSTRUMENTS else None)
+    add(rf"^{who} is learning (?:to play )?(?:the )?{OBJ}$",
+        lambda m: (m["P"], "plays", "") if _obj(m["O"]).lower() in INSTRUMENTS else None)
     add(rf"^{who} (?:studied|studies|is studying) at {OBJ}$", lambda m: (m["P"], "studied_at", ""))
     add(rf"^{who} (?:graduated|went to university) from {OBJ}$",
         lambda m: (m["P"], "studied_at", ""))
@@ -439,7 +454,7 @@ def _rules():
         lambda m: ("user", "studies", "") if not re.match(r"(?:a|an|the)\s", m["O"], re.I)
         else None)
     add(rf"^(?:i|we) majored in {OBJ}$", lambda m: ("user", "studies", ""))
-    add(rf"^(?:i'm|i am) (?:studying|learning) {OBJ}$", lambda m: ("user", "studies", ""))
+    add(rf"^(?:i'm|i am) (?:studying|learning) (?!the ){OBJ}$", lambda m: ("user", "studies", ""))
     add(rf"^(?:i|we) (?:study|learn) {OBJ}$", lambda m: ("user", "studies", ""))
     add(rf"^(?:i|we) studied {OBJ}$", lambda m: ("user", "studies", "")
         if _obj(m["O"]).lower() not in NOT_SUBJECTS and not _obj(m["O"]).endswith("ly") else None)
@@ -454,6 +469,10 @@ def _rules():
     add(rf"^{who} drives (?:a|an) {OBJ}$", lambda m: (m["P"], "drives", ""))
     add(rf"^{who}'s car is (?:a|an) {OBJ}$", lambda m: (m["P"], "drives", ""))
     add(rf"^(?:i|we) play the {OBJ}$", lambda m: ("user", "plays", ""))
+    add(rf"^(?:i|we)(?:'ve| have) been playing (?:the )?{OBJ}$",
+        lambda m: ("user", "plays", "") if _obj(m["O"]).lower() in INSTRUMENTS
+        else ("user", "sport", ""))
+    add(rf"^(?:i'm|i am) learning to speak {OBJ}$", lambda m: ("user", "studies", ""))
     add(rf"^my instrument is the {OBJ}$", lambda m: ("user", "plays", ""))
     add(rf"^{who} plays the {OBJ}$", lambda m: (m["P"], "plays", ""))
     add(rf"^{who} is (?:good at|great at) playing the {OBJ}$", lambda m: (m["P"], "plays", ""))
@@ -476,6 +495,8 @@ def _rules():
     add(rf"^{who} is (?:happily )?married to {OBJ}$", lambda m: (m["P"], "married_to", ""))
     # ---- age: "I'm 34", "I am 34 years old", "Aria is 34 years old"
     add(r"^(?:i'm|i am) (?P<O>\d{1,3})(?: years old| years of age)?$", lambda m: ("user", "age", ""))
+    add(r"^(?:i|we) (?:just )?turned (?P<O>\d{1,3})(?: years old)?"
+        r"(?: (?:last|this|in|on|yesterday|today|recently)\b.*)?$", lambda m: ("user", "age", ""))
     add(rf"^{who} is (?P<O>\d{{1,3}})(?: years old| years of age)?$", lambda m: (m["P"], "age", ""))
     # ---- places and things the user uses
     add(rf"^(?:i|we) (?:train|work out|exercise) at {OBJ}(?: gym)?$",
@@ -661,7 +682,7 @@ _REWRITES = [
     (re.compile(r"^((?i:i'm|i am)) (a|an) ([a-z][a-z ]*?) (?:at|in|for) (?:the|a|an) [a-z][a-z ]*$"),
      lambda m: f"I work as {m[2]} {m[3]}" if _job(m[3]) else m[0]),
     (re.compile(r"^(i|we|[A-ZÀ-Þ][\w\-]+) (?:currently|presently|now|still|also|mostly|really|"
-                r"truly|actually) ", re.I),
+                r"truly|actually|just|recently|finally) ", re.I),
      lambda m: f"{m[1]} "),
     (re.compile(r"^(i|we|[A-ZÀ-Þ][\w\-]+) (studied|studies|study|majored in) ([a-z][a-z ]*?) "
                 r"at ([A-ZÀ-Þ][^,;]*)$", re.I),
@@ -673,6 +694,22 @@ _REWRITES = [
     (re.compile(r"^(i'm|i am|we're|we are|[A-ZÀ-Þ][\w\-]+ is) (?:currently|presently|now|still|"
                 r"also|really|actually) ", re.I),
      lambda m: f"{m[1]} "),
+    # "Sofia works as a pilot for KLM" -> the job and the employer
+    (re.compile(r"^(i|we|(?:(?:[Mm]y|[Oo]ur) [a-z]+ )?[A-ZÀ-Þ][\w\-]+) (works?) as (a|an) ([a-z][a-z ]*?) "
+                r"(?:at|for) ([A-ZÀ-Þ][^,;]*)$"),
+     lambda m: f"{m[1]} {m[2]} as {m[3]} {m[4]}; {m[1]} {m[2]} at {m[5]}"),
+    (re.compile(r"^(I|We) (work) as (a|an) ([a-z][a-z ]*?) (?:at|for) ([A-ZÀ-Þ][^,;]*)$", re.I),
+     lambda m: f"{m[1]} {m[2]} as {m[3]} {m[4]}; {m[1]} {m[2]} at {m[5]}"),
+    # "I'm doing a PhD in chemistry at ETH Zurich" -> the subject and the university
+    (re.compile(r"^(?:i'm|i am) (?:doing|taking|pursuing|studying for) (?:a|an|my) (?:phd|doctorate|"
+                r"master'?s|bachelor'?s|degree|ba|bsc|msc|ma|mba)(?: degree)? in ([a-z][a-z ]*?)"
+                r"(?: at ([A-ZÀ-Þ][^,;]*))?$", re.I),
+     lambda m: f"I study {m[1]}" + (f"; I study at {m[2]}" if m[2] else "")),
+    # "We got a puppy last week, his name is Toby" -> the pet's name
+    (re.compile(r"^(?:i|we) (?:have|got|adopted|bought|rescued) (?:a|an) (?:new )?(?:pet )?("
+                + "|".join(sorted(ANIMALS, key=len, reverse=True))
+                + r")\b[^,;]*[,;] (?:his|her|its|their) name is ([A-ZÀ-Þ][\w\-]+)$", re.I),
+     lambda m: f"my {m[1]} is called {m[2]}"),
     # "My favorite food has always been ramen"
     (re.compile(r"^((?:my|our|[A-ZÀ-Þ][\w\-]+'s) (?:absolute |all-time )?favou?rite [a-z ]+?) "
                 r"(?:has always been|has been|is and always will be|remains|is still) ", re.I),

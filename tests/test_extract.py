@@ -168,6 +168,16 @@ def test_hostile_corpus_stores_nothing():
     ("I'm a teacher at the local primary school.", "user", "works_as", "", "teacher"),
     ("My degree was in physics.", "user", "studies", "", "physics"),
     ("I work at a bakery called Crumbs.", "user", "works_at", "", "Crumbs"),
+    ("I just adopted a puppy named Ziggy!", "user", "name", "dog", "Ziggy"),
+    ("We rescued a cat last month, her name is Pesto.", "user", "name", "cat", "Pesto"),
+    ("I live in a tiny hamlet called Zennor.", "user", "lives_in", "", "Zennor"),
+    ("I just turned 33.", "user", "age", "", "33"),
+    ("I've been working at Philips for a decade.", "user", "works_at", "", "Philips"),
+    ("I own a café called Bluebird.", "user", "works_at", "", "Bluebird"),
+    ("I'm a lifelong Celtic supporter.", "user", "favorite", "team", "Celtic"),
+    ("I've been playing the harp since school.", "user", "plays", "", "harp"),
+    ("Ada is learning the cello.", "Ada", "plays", "", "cello"),
+    ("I'm learning to speak Korean.", "user", "studies", "", "Korean"),
 ])
 def test_wordings(message, subject, relation, noun, obj):
     facts = extract(message)
@@ -221,10 +231,17 @@ def test_a_sentence_that_says_two_things_gives_both():
     facts = extract("I studied law at Leiden University.")
     assert sorted((f.relation, f.object) for f in facts) == [("studied_at", "Leiden University"),
                                                               ("studies", "law")]
-    for msg in ["I work at Google as an engineer.", "I'm an engineer at Google."]:
+    for msg in ["I work at Google as an engineer.", "I'm an engineer at Google.",
+                "I work as an engineer at Google."]:
         facts = extract(msg)
         assert sorted((f.relation, f.object) for f in facts) == [("works_as", "engineer"),
                                                                   ("works_at", "Google")], msg
+    facts = extract("Nadia works as a nurse for Médecins Sans Frontières.")
+    assert sorted((f.subject, f.relation, f.object) for f in facts) == [
+        ("Nadia", "works_as", "nurse"), ("Nadia", "works_at", "Médecins Sans Frontières")]
+    facts = extract("I'm doing a master's in geology at Uppsala University.")
+    assert sorted((f.relation, f.object) for f in facts) == [("studied_at", "Uppsala University"),
+                                                              ("studies", "geology")]
 
 
 def test_a_refused_sentence_is_not_rescued_by_its_clauses():
