@@ -695,10 +695,8 @@ _REWRITES = [
                 r"also|really|actually) ", re.I),
      lambda m: f"{m[1]} "),
     # "Sofia works as a pilot for KLM" -> the job and the employer
-    (re.compile(r"^(i|we|(?:(?:[Mm]y|[Oo]ur) [a-z]+ )?[A-ZÀ-Þ][\w\-]+) (works?) as (a|an) ([a-z][a-z ]*?) "
-                r"(?:at|for) ([A-ZÀ-Þ][^,;]*)$"),
-     lambda m: f"{m[1]} {m[2]} as {m[3]} {m[4]}; {m[1]} {m[2]} at {m[5]}"),
-    (re.compile(r"^(I|We) (work) as (a|an) ([a-z][a-z ]*?) (?:at|for) ([A-ZÀ-Þ][^,;]*)$", re.I),
+    (re.compile(r"^((?i:i|we)|(?:(?:[Mm]y|[Oo]ur) [a-z]+ )?[A-ZÀ-Þ][\w\-]+) (works?) as (a|an) "
+                r"([a-z][a-z ]*?) (?:at|for) ([A-ZÀ-Þ][^,;]*)$"),
      lambda m: f"{m[1]} {m[2]} as {m[3]} {m[4]}; {m[1]} {m[2]} at {m[5]}"),
     # "I'm doing a PhD in chemistry at ETH Zurich" -> the subject and the university
     (re.compile(r"^(?:i'm|i am) (?:doing|taking|pursuing|studying for) (?:a|an|my) (?:phd|doctorate|"
