@@ -767,6 +767,29 @@ def _match(sent: str) -> Fact | None:
     return None
 
 
+# "Hi, I'm Tom": after a greeting, "I'm" and one capitalised word is the user's name — unless
+# the word says where they are from or what they believe ("Hi, I'm British")
+_GREETING = re.compile(r"^(?:hi|hello|hey|hiya|howdy|greetings|good (?:morning|afternoon|evening))\b",
+                       re.I)
+NOT_INTRO_NAMES = {"american", "canadian", "australian", "german", "italian", "indian", "mexican",
+                   "russian", "brazilian", "argentinian", "chilean", "colombian", "peruvian",
+                   "nigerian", "kenyan", "egyptian", "israeli", "iranian", "pakistani", "filipino",
+                   "dutch", "french", "swiss", "greek", "thai", "korean", "ukrainian", "norwegian",
+                   "christian", "catholic", "protestant", "muslim", "hindu", "buddhist", "sikh",
+                   "atheist", "agnostic", "vegan", "back", "here", "home", "new", "ok", "okay",
+                   "fine", "good", "great", "well", "sorry", "confused", "curious", "bored"}
+
+
+def _introduction(sent: str) -> str:
+    """ "I'm Tom, nice to meet you" said after a greeting -> "my name is Tom, nice to meet you"."""
+    def name(m):
+        w = m[2]
+        if w.lower() in NOT_INTRO_NAMES or w.lower().endswith(("ish", "ese")):
+            return m[0]
+        return f"my name is {w}"
+    return re.sub(r"^((?i:i'm|i am|this is)) ([A-ZÀ-Þ][\w\-]+)(?=$|[,;!]| and )", name, sent)
+
+
 def extract(message: str, person: str | None = None) -> list[Fact]:
     """Facts stated in one user message (possibly none). A sentence is refused as a whole;
     otherwise its clauses are matched one by one ("I moved to Bergen last spring, lovely city"
@@ -777,15 +800,19 @@ def extract(message: str, person: str | None = None) -> list[Fact]:
     if not text:
         return []
     out = []
+    greeted = bool(_GREETING.match(text))
     for sent in _sentences(text):
         sent = _FILLER.sub("", sent).strip().rstrip(".!;").strip()
-        sent = _resolve(sent, person)
+        sent = re.sub(r"[,;]?\s*(?:it's |it is )?(?:so )?(?:nice|pleased|good|great|lovely) to meet "
+                      r"you$", "", sent, flags=re.I)
+        sent = _resolve(_introduction(sent) if greeted else sent, person)
         if not sent or refused(sent):
             continue
         sent = re.sub(r"\bfavou?rite\b", "favorite", sent, flags=re.I)
         sent = re.sub(r"\bcolou?r\b", "color", sent, flags=re.I)
         sent = re.sub(r"\bneighbou?r\b", "neighbor", sent, flags=re.I)
         sent = re.sub(r"\b(i|we)(?:'ve| have) got\b", r"\1 have", sent, flags=re.I)
+        sent = re.sub(r"\b(my|our) name's\b", r"\1 name is", sent, flags=re.I)
         sent = re.sub(r"\b([a-z]+)s name\b",          # "my brothers name is Teodor"
                       lambda m: m[1] + "'s name" if m[1].lower() in NAMED else m[0], sent)
         found = []
@@ -793,7 +820,8 @@ def extract(message: str, person: str | None = None) -> list[Fact]:
         clauses = _CLAUSE.split(sent)
         if len(clauses) > 1:
             for clause in clauses:
-                clause = _resolve(_FILLER.sub("", clause).strip(), person)
+                clause = _FILLER.sub("", clause).strip()
+                clause = _resolve(_introduction(clause) if greeted else clause, person)
                 fact = _match(clause) if clause and not refused(clause) else None
                 if fact and fact not in found:
                     found.append(fact)

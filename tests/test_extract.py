@@ -178,6 +178,10 @@ def test_hostile_corpus_stores_nothing():
     ("I've been playing the harp since school.", "user", "plays", "", "harp"),
     ("Ada is learning the cello.", "Ada", "plays", "", "cello"),
     ("I'm learning to speak Korean.", "user", "studies", "", "Korean"),
+    # the user's own name: "my name's", and "I'm" + a name after a greeting
+    ("My name's Ingrid.", "user", "attribute", "name", "Ingrid"),
+    ("Hi, I'm Ravi.", "user", "attribute", "name", "Ravi"),
+    ("Hello! I'm Brian, nice to meet you.", "user", "attribute", "name", "Brian"),
 ])
 def test_wordings(message, subject, relation, noun, obj):
     facts = extract(message)
