@@ -331,10 +331,10 @@ def _rules():
     add(rf"^(?:i|we) (?:love|adore|enjoy) playing {OBJ}$",
         lambda m: ("user", "plays", "") if _obj(m["O"]).lower() in INSTRUMENTS
         else ("user", "favorite", "sport"))
-    add(rf"^(?:i|we) (?:support|cheer for|root for) {OBJ}$", lambda m: ("user", "favorite", "team"))
+    add(rf"^(?:i|we) (?:support|cheer for|root for) {OBJ}$", lambda m: ("user", "supports", ""))
     add(r"^(?:i'm|i am) (?:a|an) (?:huge |big |die-hard |diehard |lifelong |loyal )?"
-        r"(?P<O>[A-ZÀ-Þ][^,.;!]*?) supporter$", lambda m: ("user", "favorite", "team"))
-    add(rf"^{who} (?:supports|cheers for|roots for) {OBJ}$", lambda m: (m["P"], "favorite", "team"))
+        r"(?P<O>[A-ZÀ-Þ][^,.;!]*?) supporter$", lambda m: ("user", "supports", ""))
+    add(rf"^{who} (?:supports|cheers for|roots for) {OBJ}$", lambda m: (m["P"], "supports", ""))
     # ---- pastimes, sports and pets: "I love knitting", "I play tennis", "Xenia has an iguana"
     add(r"^(?:i|we) (?:really )?(?:love|enjoy|adore) (?P<O>[a-z]+ing)$",
         lambda m: ("user", "attribute", "hobby"))
@@ -557,6 +557,8 @@ def _possessive(subject: str, noun: str, obj: str):
         return subject, NOUN_FAMILY[n], ""
     if n in NAMED and not _obj(obj)[:1].isupper():
         return None   # "my sister is a doctor", "my dog is old": about them, not their name
+    if n == "favorite team":          # the team one supports
+        return subject, "supports", ""
     if n.startswith("favorite "):
         return subject, "favorite", n.split(" ", 1)[1]
     if n in PEOPLE_NOUNS and subject == "user":
@@ -607,7 +609,7 @@ def _fits(relation: str, noun: str, obj: str) -> bool:
         return not low.startswith("to ") and low not in NOT_SUBJECTS and not _describes(obj)
     if noun == "favorite":            # "my favorite is the blue one": of what?
         return False
-    if relation == "favorite" and noun == "team":     # "Aria supports the idea"
+    if relation == "supports":        # "Aria supports the idea"
         return _named(obj)
     if relation == "favorite":        # a favourite may well be an adjective ("olive", "red")
         return low.split()[0] not in DESCRIBING_START

@@ -55,6 +55,17 @@ FAMILIES = {
                   "cue": ["{P}'s {N} is"],
                   "qa": [("What is {P}'s {N}?", "{P}'s {N} is")]},
     },
+    # the team someone supports: "I support Arsenal", "Viktor supports Ajax"
+    "supports": {
+        "self": {"anchor": ["support", "favorite team"],
+                 "cue": ["The team I support is", "I support"],
+                 "qa": [("Which team do I support?", "You support"),
+                        ("What is my favorite team?", "Your favorite team is")]},
+        "other": {"anchor": ["{P}"],
+                  "cue": ["{P} supports"],
+                  "qa": [("Which team does {P} support?", "{P} supports"),
+                         ("What is {P}'s favorite team?", "{P}'s favorite team is")]},
+    },
     "married_to": {
         "self": {"anchor": ["married", "my spouse", "your spouse"],
                  "cue": ["I am married to"],
