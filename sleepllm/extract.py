@@ -749,6 +749,15 @@ def _person(fact: Fact, person: str | None) -> str | None:
     return person
 
 
+def _unfinished(obj: str) -> bool:
+    """An object that stops where the sentence had more to say: a bare title or a last word
+    that needs one after it."""
+    words = obj.lower().rstrip(".").split()
+    return words[-1] in {"of", "the", "a", "an", "in", "at", "to", "for", "with", "from", "by",
+                         "and", "or", "on", "my", "his", "her", "their", "our"} \
+        or " ".join(words) in {"dr", "mr", "mrs", "ms", "prof", "st", "sir", "madame"}
+
+
 def _match(sent: str) -> Fact | None:
     for pat, build in RULES:
         m = pat.match(sent)
@@ -760,6 +769,8 @@ def _match(sent: str) -> Fact | None:
         subject, relation, noun, *given = got   # a builder may name the object itself
         obj = _obj(given[0] if given else m["O"])
         if not obj or len(obj) > 60 or len(obj.split()) > 5 or not _fits(relation, noun, obj):
+            continue
+        if _unfinished(obj):          # "My doctor is Dr.", "I studied at the university of"
             continue
         if subject != "user" and subject.lower() in NOT_NAMES:
             continue

@@ -268,6 +268,15 @@ def test_dev_statements_extracted_with_right_object():
     assert ok / len(facts) >= 0.95
 
 
+@pytest.mark.skipif(not DEV.exists(), reason="shared eval set not present")
+def test_dev_cues_and_questions_store_nothing():
+    """The dev set's unfinished cues ("My doctor is Dr.") and its questions are not facts."""
+    for line in DEV.read_text().splitlines():
+        f = json.loads(line)
+        for text in [f["prompt"], *f["questions"], *f["paraphrases"], *f["neighbors"]]:
+            assert extract(text) == [], text
+
+
 def test_other_wordings_extracted_with_right_subject_and_object():
     """Every statement gives the fact it states (a statement that says two things, both); the
     stored object may keep a describing word ("a green Skoda")."""
