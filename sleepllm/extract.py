@@ -104,6 +104,10 @@ CAR_MAKES = {"acura", "alfa", "aston", "audi", "bentley", "bmw", "buick", "byd",
              "peugeot", "polestar", "pontiac", "porsche", "range", "renault", "rivian",
              "rolls-royce", "saab", "seat", "skoda", "škoda", "smart", "subaru", "suzuki",
              "tesla", "toyota", "trabant", "vauxhall", "volkswagen", "vw", "volvo"}
+# "a severe allergy", "a food allergy": how bad or what kind, not to what
+NOT_ALLERGENS = {"food", "severe", "mild", "bad", "terrible", "serious", "slight", "minor", "major",
+                 "seasonal", "skin", "rare", "weird", "strange", "new", "real", "deadly", "drug",
+                 "contact", "environmental"}
 # "Mireille is a talented cellist": the instrument a player's noun names
 PLAYERS = {"pianist": "piano", "guitarist": "guitar", "violinist": "violin", "cellist": "cello",
            "drummer": "drums", "flautist": "flute", "flutist": "flute", "harpist": "harp",
@@ -217,7 +221,9 @@ _TAIL = re.compile(r"\s*(?:,|\s)\s*(?:at the moment|these days|nowadays|right no
                    r"these days|for fun|on weekends|sometimes|often|usually|occasionally|all the time|"
                    r"natively|fluently|full[- ]time|part[- ]time|originally|by birth|"
                    r"in (?:a|an|the|his|her|their|my|our) (?:band|orchestra|choir|group|ensemble|"
-                   r"quartet|trio)|with (?:his|her|their|my|our) \w+)\b.*$", re.I)
+                   r"quartet|trio)|with (?:his|her|their|my|our) \w+|in \d{4}|back in \w+|"
+                   r"(?:\w+ )?years? ago|(?:really |very )?well|beautifully|professionally)\b.*$",
+                   re.I)
 
 NAME = r"[A-ZÀ-Þ][\w\-]+"
 # "best friend", "old colleague", "sister": how the user introduces someone ("my best friend Aria")
@@ -302,6 +308,10 @@ def _rules():
         lambda m: ("user", "name", m["N"]) if _norm_noun(m["N"]) in NAMED else None)
     add(rf"^the name of (?:my|our) {noun} is {OBJ}$",
         lambda m: ("user", "name", m["N"]) if _norm_noun(m["N"]) in NAMED else None)
+    add(rf"^(?:my|our) {noun} is (?:a|an) [a-z]+ (?:called|named) {OBJ}$",
+        lambda m: ("user", "name", m["N"]))
+    add(rf"^{who}'s? {noun} is (?:a|an) [a-z]+ (?:called|named) {OBJ}$",
+        lambda m: (m["P"], "name", m["N"]))
     # ---- other people's pets/relatives: "Aria's dog is called X", "Fabian has a dog named X"
     add(rf"^{who}'s? {noun}(?:'s name is|(?: is|'s) called|(?: is|'s) named| goes by) {OBJ}$",
         lambda m: (m["P"], "name", m["N"]))
@@ -340,8 +350,8 @@ def _rules():
         lambda m: ("user", "attribute", "hobby"))
     add(rf"^{who} (?:really )?(?:loves|enjoys|adores) (?P<O>[a-z]+ing)$",
         lambda m: (m["P"], "attribute", "hobby"))
-    add(rf"^(?:i|we) play {OBJ}$", lambda m: ("user", "sport", ""))
-    add(rf"^{who} plays {OBJ}$", lambda m: (m["P"], "sport", ""))
+    add(rf"^(?:i|we) play {OBJ}$", lambda m: ("user", _played(m["O"]), ""))
+    add(rf"^{who} plays {OBJ}$", lambda m: (m["P"], _played(m["O"]), ""))
     add(rf"^(?:i|we) (?:have|own|keep|adopted|got) (?:a|an) (?:pet )?{OBJ}$",
         lambda m: ("user", "has_pet", ""))
     add(rf"^(?:my|our) (?:only )?pet is (?:a|an) {OBJ}$", lambda m: ("user", "has_pet", ""))
@@ -378,6 +388,8 @@ def _rules():
     add(rf"^(?:i|we)(?:'ve| have) (?:been living|lived) in {OBJ}$",
         lambda m: ("user", "lives_in", ""))
     add(rf"^{who} (?:has been living|has lived) in {OBJ}$", lambda m: (m["P"], "lives_in", ""))
+    add(rf"^(?:i was|{who} was) born and raised in {OBJ}$",
+        lambda m: (m["P"] or "user", "born_in", ""))
     add(rf"^{who} was born in {OBJ}$", lambda m: (
         m["P"], "birth_month" if _is_month(m["O"]) else "born_in", ""))
     add(rf"^(?:i'm|i am) (?:based|living) in {OBJ}$", lambda m: ("user", "lives_in", ""))
@@ -412,6 +424,8 @@ def _rules():
     add(rf"^(?:i|we) (?:teach|lecture) at {OBJ}$", lambda m: ("user", "works_at", ""))
     add(rf"^(?:i'm|i am) (?:employed|working) (?:at|by|for) {OBJ}$",
         lambda m: ("user", "works_at", ""))
+    add(rf"^{who} is (?:employed|working) (?:at|by|for) {OBJ}$",
+        lambda m: (m["P"], "works_at", ""))
     add(rf"^(?:i'm|i am) (?:a|an) {SKILL}(?P<O>[a-z]+)$", lambda m: _player("user", m["O"]))
     add(rf"^{who} is (?:a|an) {SKILL}(?P<O>[a-z]+)$", lambda m: _player(m["P"], m["O"]))
     add(rf"^(?:i'm|i am) (?:a|an) {SKILL}(?P<O>[a-z][a-z ]*?) player$",
@@ -439,6 +453,8 @@ def _rules():
         lambda m: (m["P"], "studied_at", ""))
     add(rf"^{who} (?:studies|is studying|is learning|learns|majored in) {OBJ}$",
         lambda m: (m["P"], "studies", ""))
+    add(rf"^{who} studied {OBJ}$", lambda m: (m["P"], "studies", "")
+        if _obj(m["O"]).lower() not in NOT_SUBJECTS and not _obj(m["O"]).endswith("ly") else None)
     add(rf"^{who} (?:speaks|grew up speaking) {OBJ}$", lambda m: (m["P"], "speaks", ""))
     add(rf"^(?:i|we) went to {OBJ}$", lambda m: ("user", "studied_at", "")
         if re.search(r"\b(?:university|college|academy|institute|polytechnic|school of)\b",
@@ -483,8 +499,10 @@ def _rules():
         lambda m: ("user", "allergic_to", ""))
     add(rf"^{who} (?:has|'s got|has got) (?:an|a) (?:\w+ )?allergy to {OBJ}$",
         lambda m: (m["P"], "allergic_to", ""))
+    add(rf"^{who} (?:has|'s got|has got) (?:an|a) (?P<O>[a-z]+) allergy$",
+        lambda m: (m["P"], "allergic_to", "") if m["O"].lower() not in NOT_ALLERGENS else None)
     add(rf"^(?:i|we) (?:have|'ve got|have got) (?:an|a) (?P<O>[a-z]+) allergy$",
-        lambda m: ("user", "allergic_to", ""))
+        lambda m: ("user", "allergic_to", "") if m["O"].lower() not in NOT_ALLERGENS else None)
     add(rf"^(?:i'm|i am|we're|we are) fluent in {OBJ}$", lambda m: ("user", "speaks", ""))
     add(rf"^{who} is fluent in {OBJ}$", lambda m: (m["P"], "speaks", ""))
     add(rf"^my (?:native language|mother tongue|first language) is {OBJ}$",
@@ -514,6 +532,11 @@ def _rules():
     add(rf"^(?:my|our) {noun} is {OBJ}$", lambda m: _possessive("user", m["N"], m["O"]))
     add(rf"^{who}'s {noun} is {OBJ}$", lambda m: _possessive(m["P"], m["N"], m["O"]))
     return R
+
+
+def _played(obj: str) -> str:
+    """ "I play piano" plays an instrument, "I play squash" a sport."""
+    return "plays" if _obj(obj).lower() in INSTRUMENTS else "sport"
 
 
 def _player(subject: str, what: str):
@@ -680,6 +703,11 @@ _REWRITES = [
     (re.compile(r"^((?i:i'm|i am)) (?:a|an) ([a-z][a-z ]*?) (at|for) ([A-ZÀ-Þ][^,;]*)$"),
      lambda m: (f"I studied at {m[4]}" if m[2] in ("student", "pupil") and m[3] == "at" else
                 f"I work as a {m[2]}; I work at {m[4]}" if _job(m[2]) else m[0])),
+    # "Felix is an engineer at BMW", "my friend Priya is a doctor at Guy's Hospital"
+    (re.compile(r"^((?:(?:[Mm]y|[Oo]ur) [a-z]+ )?[A-ZÀ-Þ][\w\-]+) is (?:a|an) ([a-z][a-z ]*?) (at|for) "
+                r"([A-ZÀ-Þ][^,;]*)$"),
+     lambda m: (f"{m[1]} studies at {m[4]}" if m[2] in ("student", "pupil") and m[3] == "at" else
+                f"{m[1]} works as a {m[2]}; {m[1]} works at {m[4]}" if _job(m[2]) else m[0])),
     # "I'm a nurse at the local hospital": the job; the place names nothing
     (re.compile(r"^((?i:i'm|i am)) (a|an) ([a-z][a-z ]*?) (?:at|in|for) (?:the|a|an) [a-z][a-z ]*$"),
      lambda m: f"I work as {m[2]} {m[3]}" if _job(m[3]) else m[0]),

@@ -178,6 +178,14 @@ def test_hostile_corpus_stores_nothing():
     ("I've been playing the harp since school.", "user", "plays", "", "harp"),
     ("Ada is learning the cello.", "Ada", "plays", "", "cello"),
     ("I'm learning to speak Korean.", "user", "studies", "", "Korean"),
+    ("Bea plays cello.", "Bea", "plays", "", "cello"),
+    ("Ugo plays the flute beautifully.", "Ugo", "plays", "", "flute"),
+    ("Mina moved to Quito in 2021.", "Mina", "lives_in", "", "Quito"),
+    ("Rui was born and raised in Braga.", "Rui", "born_in", "", "Braga"),
+    ("Tove is employed by Ericsson.", "Tove", "works_at", "", "Ericsson"),
+    ("Ola studied geology.", "Ola", "studies", "", "geology"),
+    ("Ade has a shellfish allergy.", "Ade", "allergic_to", "", "shellfish"),
+    ("Sami's cat is a tabby called Miso.", "Sami", "name", "cat", "Miso"),
     # the user's own name: "my name's", and "I'm" + a name after a greeting
     ("My name's Ingrid.", "user", "attribute", "name", "Ingrid"),
     ("Hi, I'm Ravi.", "user", "attribute", "name", "Ravi"),
@@ -240,6 +248,9 @@ def test_a_sentence_that_says_two_things_gives_both():
         facts = extract(msg)
         assert sorted((f.relation, f.object) for f in facts) == [("works_as", "engineer"),
                                                                   ("works_at", "Google")], msg
+    facts = extract("My friend Kemal is a chef at Noma.")
+    assert sorted((f.subject, f.relation, f.object) for f in facts) == [
+        ("Kemal", "works_as", "chef"), ("Kemal", "works_at", "Noma")]
     facts = extract("Nadia works as a nurse for Médecins Sans Frontières.")
     assert sorted((f.subject, f.relation, f.object) for f in facts) == [
         ("Nadia", "works_as", "nurse"), ("Nadia", "works_at", "Médecins Sans Frontières")]
