@@ -195,6 +195,8 @@ _REFUSE = [
     r"\?", r"^(?:what|who|whom|whose|where|when|why|how|which|do|does|did|is|are|am|was|were|"
     r"can|could|would|should|will|shall|may|might|have|has|had)\b",
     r"\b(?:not|never|no longer|n't|cannot|nobody|nothing|neither|nor)\b", r"\bno\s+\w+\s+named\b",
+    r"\b(?:dont|doesnt|didnt|isnt|wasnt|arent|werent|havent|hasnt|hadnt|cant|couldnt|wont|"
+    r"wouldnt|shouldnt|aint)\b",
     r"\b(?:if|would|could|might|maybe|perhaps|probably|imagine|suppose|pretend|wish|hope|"
     r"hopefully|someday|one day|dream|fantasy|hypothetically|assume|assuming|let's say|"
     r"planning|plan to|want to|wants to|going to|gonna|thinking about|considering|might)\b",
@@ -241,6 +243,9 @@ def _clean(text: str) -> str | None:
     if any(unicodedata.category(c) == "Cc" and c not in "\n\t" for c in text):
         return None
     text = text.replace("’", "'").replace("‘", "'").replace("`", "'")
+    text = "".join(c for c in text if unicodedata.category(c) != "So")    # emoji
+    # "im", "ive" (lower case anywhere, "Im" to begin with: "Ive" may be a name)
+    text = re.sub(r"\b(i)(m|ve)\b|^(I)(m|ve)\b", lambda m: f"{m[1] or m[3]}'{m[2] or m[4]}", text)
     return re.sub(r"\s+", " ", text).strip()
 
 
@@ -849,13 +854,13 @@ def extract(message: str, person: str | None = None) -> list[Fact]:
         sent = _resolve(_introduction(sent) if greeted else sent, person)
         if not sent or refused(sent):
             continue
-        sent = re.sub(r"\bfavou?rite\b", "favorite", sent, flags=re.I)
+        sent = re.sub(r"\b(?:favou?rite|fave?)\b", "favorite", sent, flags=re.I)
         sent = re.sub(r"\bcolou?r\b", "color", sent, flags=re.I)
         sent = re.sub(r"\bneighbou?r\b", "neighbor", sent, flags=re.I)
         sent = re.sub(r"\b(i|we)(?:'ve| have) got\b", r"\1 have", sent, flags=re.I)
         sent = re.sub(r"\b(my|our) name's\b", r"\1 name is", sent, flags=re.I)
-        sent = re.sub(r"\b([a-z]+)s name\b",          # "my brothers name is Teodor"
-                      lambda m: m[1] + "'s name" if m[1].lower() in NAMED else m[0], sent)
+        sent = re.sub(r"\b([a-z]+)s (name|called|named)\b",   # "my brothers name is Teodor"
+                      lambda m: f"{m[1]}'s {m[2]}" if m[1].lower() in NAMED else m[0], sent)
         found = []
         sent = _rewrite(sent)
         clauses = _CLAUSE.split(sent)

@@ -186,6 +186,12 @@ def test_hostile_corpus_stores_nothing():
     ("Ola studied geology.", "Ola", "studies", "", "geology"),
     ("Ade has a shellfish allergy.", "Ade", "allergic_to", "", "shellfish"),
     ("Sami's cat is a tabby called Miso.", "Sami", "name", "cat", "Miso"),
+    # typed the quick way: "im", "fav", "my cats called", an emoji
+    ("im a welder", "user", "works_as", "", "welder"),
+    ("My friend Ive lives in Split.", "Ive", "lives_in", "", "Split"),
+    ("my fave band is Blur", "user", "favorite", "band", "Blur"),
+    ("my cats called Biscuit", "user", "name", "cat", "Biscuit"),
+    ("my favourite drink is mango lassi 🥭", "user", "favorite", "drink", "mango lassi"),
     # the user's own name: "my name's", and "I'm" + a name after a greeting
     ("My name's Ingrid.", "user", "attribute", "name", "Ingrid"),
     ("Hi, I'm Ravi.", "user", "attribute", "name", "Ravi"),
