@@ -491,8 +491,7 @@ def _rules():
     add(rf"^{who}'s car is (?:a|an) {OBJ}$", lambda m: (m["P"], "drives", ""))
     add(rf"^(?:i|we) play the {OBJ}$", lambda m: ("user", "plays", ""))
     add(rf"^(?:i|we)(?:'ve| have) been playing (?:the )?{OBJ}$",
-        lambda m: ("user", "plays", "") if _obj(m["O"]).lower() in INSTRUMENTS
-        else ("user", "sport", ""))
+        lambda m: ("user", _played(m["O"]), ""))
     add(rf"^(?:i'm|i am) learning to speak {OBJ}$", lambda m: ("user", "studies", ""))
     add(rf"^my instrument is the {OBJ}$", lambda m: ("user", "plays", ""))
     add(rf"^{who} plays the {OBJ}$", lambda m: (m["P"], "plays", ""))
@@ -705,14 +704,10 @@ _REWRITES = [
     (re.compile(r"^((?:(?:[Mm]y|[Oo]ur) [a-z]+ )?[A-ZÀ-Þ][\w\-]+) works (at|for) ([A-ZÀ-Þ][^,;]*?) "
                 r"as (a|an) ([^,;]+)$"),
      lambda m: f"{m[1]} works {m[2]} {m[3]}; {m[1]} works as {m[4]} {m[5]}"),
-    (re.compile(r"^((?i:i'm|i am)) (?:a|an) ([a-z][a-z ]*?) (at|for) ([A-ZÀ-Þ][^,;]*)$"),
-     lambda m: (f"I studied at {m[4]}" if m[2] in ("student", "pupil") and m[3] == "at" else
-                f"I work as a {m[2]}; I work at {m[4]}" if _job(m[2]) else m[0])),
-    # "Felix is an engineer at BMW", "my friend Priya is a doctor at Guy's Hospital"
-    (re.compile(r"^((?:(?:[Mm]y|[Oo]ur) [a-z]+ )?[A-ZÀ-Þ][\w\-]+) is (?:a|an) ([a-z][a-z ]*?) (at|for) "
-                r"([A-ZÀ-Þ][^,;]*)$"),
-     lambda m: (f"{m[1]} studies at {m[4]}" if m[2] in ("student", "pupil") and m[3] == "at" else
-                f"{m[1]} works as a {m[2]}; {m[1]} works at {m[4]}" if _job(m[2]) else m[0])),
+    # "I'm an engineer at Google", "my friend Priya is a doctor at Guy's Hospital"
+    (re.compile(r"^((?i:i'm|i am)|(?:(?:[Mm]y|[Oo]ur) [a-z]+ )?[A-ZÀ-Þ][\w\-]+ is) (?:a|an) "
+                r"([a-z][a-z ]*?) (at|for) ([A-ZÀ-Þ][^,;]*)$"),
+     lambda m: _job_at(m)),
     # "I'm a nurse at the local hospital": the job; the place names nothing
     (re.compile(r"^((?i:i'm|i am)) (a|an) ([a-z][a-z ]*?) (?:at|in|for) (?:the|a|an) [a-z][a-z ]*$"),
      lambda m: f"I work as {m[2]} {m[3]}" if _job(m[3]) else m[0]),
@@ -752,6 +747,15 @@ _REWRITES = [
                 + r")),? ([A-ZÀ-Þ][\w\-]+),? (?=[a-z])"),
      lambda m: f"{m[1]} is called {m[2]}; {m[2]} "),
 ]
+
+
+def _job_at(m) -> str:
+    """ "<I'm / P is> a <job> at <Place>" said as two plain statements (see _REWRITES)."""
+    user = m[1].lower() in ("i'm", "i am")
+    p, work, study = ("I", "work", "studied") if user else (m[1][:-3], "works", "studies")
+    if m[2] in ("student", "pupil") and m[3] == "at":
+        return f"{p} {study} at {m[4]}"
+    return f"{p} {work} as a {m[2]}; {p} {work} at {m[4]}" if _job(m[2]) else m[0]
 
 
 def _rewrite(sent: str) -> str:
@@ -826,8 +830,11 @@ NOT_INTRO_NAMES = {"american", "canadian", "australian", "german", "italian", "i
                    "fine", "good", "great", "well", "sorry", "confused", "curious", "bored"}
 
 
-def _introduction(sent: str) -> str:
+def _introduction(sent: str, greeted: bool) -> str:
     """ "I'm Tom, nice to meet you" said after a greeting -> "my name is Tom, nice to meet you"."""
+    if not greeted:
+        return sent
+
     def name(m):
         w = m[2]
         if w.lower() in NOT_INTRO_NAMES or w.lower().endswith(("ish", "ese")):
@@ -851,7 +858,7 @@ def extract(message: str, person: str | None = None) -> list[Fact]:
         sent = _FILLER.sub("", sent).strip().rstrip(".!;").strip()
         sent = re.sub(r"[,;]?\s*(?:it's |it is )?(?:so )?(?:nice|pleased|good|great|lovely) to meet "
                       r"you$", "", sent, flags=re.I)
-        sent = _resolve(_introduction(sent) if greeted else sent, person)
+        sent = _resolve(_introduction(sent, greeted), person)
         if not sent or refused(sent):
             continue
         sent = re.sub(r"\b(?:favou?rite|fave?)\b", "favorite", sent, flags=re.I)
@@ -867,7 +874,7 @@ def extract(message: str, person: str | None = None) -> list[Fact]:
         if len(clauses) > 1:
             for clause in clauses:
                 clause = _FILLER.sub("", clause).strip()
-                clause = _resolve(_introduction(clause) if greeted else clause, person)
+                clause = _resolve(_introduction(clause, greeted), person)
                 fact = _match(clause) if clause and not refused(clause) else None
                 if fact and fact not in found:
                     found.append(fact)
