@@ -227,12 +227,14 @@ class Editor:
         t0 = time.perf_counter()
         prompts, anchors = render(fact, self.tokenizer, self.prefixes, self.system_prompt,
                                   self.hp.questions)
-        train = list(prompts)
+        train, bare = list(prompts), [0]     # render puts the bare statement cue first
         for other in companions:  # δ also sits at their anchor positions: same subject words
+            bare.append(len(train))
             train += render(other, self.tokenizer, self.prefixes[:1], self.system_prompt,
                             min(2, self.hp.questions))[0]
         kl = kl_prompts(fact, self.tokenizer, anchors) if self.hp.kl_factor > 0 else []
-        delta, nll = memit.compute_delta(self.model, train, kl, self.hp)
+        weights = [self.hp.raw_share if i in bare else 1.0 for i in range(len(train))]
+        delta, nll = memit.compute_delta(self.model, train, kl, self.hp, weights=weights)
         factors = {}
         set_delta = self._setter(factors, fact)
         proj = self.proj

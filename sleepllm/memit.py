@@ -14,7 +14,10 @@ k of the fact's anchor token (the subject's last token) to a new *value*.
 
    with Adam, clamping ‖δ‖ ≤ clamp_norm · ‖h_L‖ after each step, until *every* prompt's mean
    NLL is below v_loss_stop (a low mean can hide a chat prompt the model still gets wrong).
-   v* = h_L + δ.
+   v* = h_L + δ. A prompt may be given a weight w: w·δ is added at its anchors, because the
+   update of step 3 writes the *mean* key and a key far from it receives only part of the
+   shift — the bare statement cue's key (its text's second token) about half (docs/editing.md,
+   fifteenth round); trained with w = raw_share, the cue is learned with what it will get.
 
 2. Keys.  k_l = mean of the down_proj inputs at layer l over the anchor positions of all the
    prompts (random short prefixes + statement cue + chat-template questions).
@@ -56,6 +59,7 @@ class Hparams:
     alpha: float = 1.0           # ridge term when projecting
     contrast: float = 10.0       # weight of contrast keys (same words, someone else's)
     questions: int = 2           # chat questions per fact trained (the family's first N)
+    raw_share: float = 1.0       # share of δ the bare statement cue is trained with
 
     @classmethod
     def from_config(cls, d: dict) -> "Hparams":
@@ -329,8 +333,9 @@ def _packed(model, prompts, L):
     return h, mx.array(allowed[:, None]), prefix, C, place
 
 
-def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None):
+def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None, weights=None):
     """Optimise δ at layer L = hp.layers[-1] (see module docstring). Returns (δ, final NLL).
+    `weights`: one per prompt, the share of δ added at its anchors (default 1).
 
     Layers ≤ L do not depend on δ and neither do tokens before a prompt's first key: they run
     once (`_packed`). Each Adam step runs one batch — every prompt and the KL prompts — through
@@ -344,7 +349,7 @@ def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None):
     train_keys = []
     for b, p in enumerate(rows):
         for _, t in p.keys:
-            key_mask[at(b, t)] = 1.0
+            key_mask[at(b, t)] = weights[b] if weights is not None and b < len(prompts) else 1.0
             if b < len(prompts):
                 train_keys.append(at(b, t))
     # Position t - 1 predicts token t. Target tokens predicted before the prompt's first key

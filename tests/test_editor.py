@@ -82,6 +82,11 @@ def test_every_question_template_names_an_anchor_in_the_question():
             for question, _ in relations.questions(fact):
                 assert any(re.search(r"(?<!\w)" + re.escape(a) + r"(?!\w)", question, re.I)
                            for a in anchors), (family, kind, question, anchors)
+            # the bare statement cue names one too: render puts it first, and the v* search
+            # trains that first prompt with `raw_share` of δ
+            cue = relations.cues(fact)[0]
+            assert any(re.search(r"(?<!\w)" + re.escape(a) + r"(?!\w)", cue, re.I)
+                       for a in anchors), (family, kind, cue, anchors)
 
 
 def test_a_relative_is_asked_about_as_mine_and_answered_as_yours(tiny):
@@ -268,6 +273,36 @@ def test_packed_delta_search_equals_the_full_model(tiny):
         want.append(-np.mean([lp[t - 1, p.ids[t]].item() for t in ts]))
     assert got[1] == pytest.approx(float(np.mean(want)), rel=1e-4)
     assert got[1] != pytest.approx(got[0], rel=1e-3)
+
+
+def test_a_weighted_prompt_is_trained_with_its_share_of_delta(tiny):
+    """weights[i] = w: the search adds w·δ at prompt i's anchors; its NLL equals the full
+    model's with w·δ added there (the bare cue, trained with raw_share of δ)."""
+    import mlx.nn as nn
+
+    model, tok = tiny
+    ed = make_editor(model, tok, v_steps=1)
+    prompts, _ = render(Fact("user", "name", "Biscuit", "dog"), tok, ed.prefixes)
+    w = [0.3] + [1.0] * (len(prompts) - 1)
+    delta1, _ = memit.compute_delta(model, prompts, [], ed.hp, weights=w)   # one Adam step
+    ed.hp.v_steps, ed.hp.v_loss_stop = 2, 0.0
+    got = {}
+    for name, ws in (("weighted", w), ("plain", None)):
+        got[name] = []
+        memit.compute_delta(model, prompts, [], ed.hp, weights=ws,
+                            log=lambda s, l, n, g=got[name]: g.append(n))
+    want = []
+    for p, wi in zip(prompts, w):
+        with memit.taps(model, delta_layer=ed.hp.layers[-1]) as t:
+            t["delta"].delta = mx.array(delta1.astype(np.float32))
+            t["delta"].mask = mx.array([[wi * float(i in {k for _, k in p.keys})
+                                         for i in range(len(p.ids))]])
+            lp = nn.log_softmax(model(mx.array([p.ids]))[0].astype(mx.float32), -1)
+        first = min(t for _, t in p.keys)
+        ts = [t for t in range(p.target_start, len(p.ids)) if t - 1 >= first]
+        want.append(-np.mean([lp[t - 1, p.ids[t]].item() for t in ts]))
+    assert got["weighted"][1] == pytest.approx(float(np.mean(want)), rel=1e-4)
+    assert got["weighted"][1] != pytest.approx(got["plain"][1], rel=1e-4)
 
 
 def test_retune_changes_settings_and_the_projector_follows(tiny):
