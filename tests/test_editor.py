@@ -232,13 +232,32 @@ def test_forward_matches_the_full_model(tiny):
     np.testing.assert_allclose(np.array(h2), full, atol=1e-5)
 
 
+def full_model_nll(model, prompts, layer, delta=None, weights=None):
+    """The δ search's loss computed the plain way: each whole prompt through the full model,
+    weights[i]·δ added at prompt i's key positions of `layer`, the NLL of the target tokens
+    from the first key on, averaged per prompt and then over prompts."""
+    import mlx.nn as nn
+
+    out = []
+    for i, p in enumerate(prompts):
+        w = 1.0 if weights is None else weights[i]
+        with memit.taps(model, delta_layer=layer) as t:
+            if delta is not None:
+                t["delta"].delta = mx.array(delta.astype(np.float32))
+                t["delta"].mask = mx.array([[w * float(j in {k for _, k in p.keys})
+                                             for j in range(len(p.ids))]])
+            lp = nn.log_softmax(model(mx.array([p.ids]))[0].astype(mx.float32), -1)
+        first = min(t for _, t in p.keys)
+        ts = [t for t in range(p.target_start, len(p.ids)) if t - 1 >= first]
+        out.append(-np.mean([lp[t - 1, p.ids[t]].item() for t in ts]))
+    return float(np.mean(out))
+
+
 def test_packed_delta_search_equals_the_full_model(tiny):
     """The δ search runs the prompts' tails packed several to a row, with the tokens before
     each tail as a fixed KV prefix. Its NLL must equal the full model's on each whole prompt
     (target tokens from the first key on), at δ = 0 and at δ ≠ 0, including a prompt whose key
     sits in its answer."""
-    import mlx.nn as nn
-
     model, tok = tiny
     ed = make_editor(model, tok, v_steps=1)
     prompts, _ = render(Fact("user", "lives_in", "Tromsø"), tok, ed.prefixes)
@@ -246,40 +265,23 @@ def test_packed_delta_search_equals_the_full_model(tiny):
     prompts += [memit.Prompt(p.ids, p.target_start, [k for k in p.keys if k[1] >= p.target_start])
                 for p in prompts if any(t >= p.target_start for _, t in p.keys)]
     assert any(min(t for _, t in p.keys) >= p.target_start for p in prompts)
-    want = []
-    for p in prompts:
-        lp = nn.log_softmax(model(mx.array([p.ids]))[0].astype(mx.float32), -1)
-        first = min(t for _, t in p.keys)
-        ts = [t for t in range(p.target_start, len(p.ids)) if t - 1 >= first]
-        want.append(-np.mean([lp[t - 1, p.ids[t]].item() for t in ts]))
     got = []
     memit.compute_delta(model, prompts, [], ed.hp, log=lambda s, l, n: got.append(n))
-    assert got[0] == pytest.approx(float(np.mean(want)), rel=1e-4)
+    assert got[0] == pytest.approx(full_model_nll(model, prompts, ed.hp.layers[-1]), rel=1e-4)
 
     # and at δ ≠ 0 (after one Adam step), δ added at each prompt's key positions in the full
     # model: the packed rows put δ, and read the loss, at the same tokens
     delta1, _ = memit.compute_delta(model, prompts, [], ed.hp)
     ed.hp.v_steps, ed.hp.v_loss_stop, got = 2, 0.0, []
     memit.compute_delta(model, prompts, [], ed.hp, log=lambda s, l, n: got.append(n))
-    want = []
-    for p in prompts:
-        with memit.taps(model, delta_layer=ed.hp.layers[-1]) as t:
-            t["delta"].delta = mx.array(delta1.astype(np.float32))
-            t["delta"].mask = mx.array([[float(i in {k for _, k in p.keys})
-                                         for i in range(len(p.ids))]])
-            lp = nn.log_softmax(model(mx.array([p.ids]))[0].astype(mx.float32), -1)
-        first = min(t for _, t in p.keys)
-        ts = [t for t in range(p.target_start, len(p.ids)) if t - 1 >= first]
-        want.append(-np.mean([lp[t - 1, p.ids[t]].item() for t in ts]))
-    assert got[1] == pytest.approx(float(np.mean(want)), rel=1e-4)
+    want = full_model_nll(model, prompts, ed.hp.layers[-1], delta1)
+    assert got[1] == pytest.approx(want, rel=1e-4)
     assert got[1] != pytest.approx(got[0], rel=1e-3)
 
 
 def test_a_weighted_prompt_is_trained_with_its_share_of_delta(tiny):
     """weights[i] = w: the search adds w·δ at prompt i's anchors; its NLL equals the full
     model's with w·δ added there (the bare cue, trained with raw_share of δ)."""
-    import mlx.nn as nn
-
     model, tok = tiny
     ed = make_editor(model, tok, v_steps=1)
     prompts, _ = render(Fact("user", "name", "Biscuit", "dog"), tok, ed.prefixes)
@@ -291,17 +293,8 @@ def test_a_weighted_prompt_is_trained_with_its_share_of_delta(tiny):
         got[name] = []
         memit.compute_delta(model, prompts, [], ed.hp, weights=ws,
                             log=lambda s, l, n, g=got[name]: g.append(n))
-    want = []
-    for p, wi in zip(prompts, w):
-        with memit.taps(model, delta_layer=ed.hp.layers[-1]) as t:
-            t["delta"].delta = mx.array(delta1.astype(np.float32))
-            t["delta"].mask = mx.array([[wi * float(i in {k for _, k in p.keys})
-                                         for i in range(len(p.ids))]])
-            lp = nn.log_softmax(model(mx.array([p.ids]))[0].astype(mx.float32), -1)
-        first = min(t for _, t in p.keys)
-        ts = [t for t in range(p.target_start, len(p.ids)) if t - 1 >= first]
-        want.append(-np.mean([lp[t - 1, p.ids[t]].item() for t in ts]))
-    assert got["weighted"][1] == pytest.approx(float(np.mean(want)), rel=1e-4)
+    want = full_model_nll(model, prompts, ed.hp.layers[-1], delta1, w)
+    assert got["weighted"][1] == pytest.approx(want, rel=1e-4)
     assert got["weighted"][1] != pytest.approx(got["plain"][1], rel=1e-4)
 
 
