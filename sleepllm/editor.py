@@ -81,6 +81,26 @@ def contrast_prompts(fact: Fact, tokenizer):
     return out
 
 
+def object_prompts(fact: Fact, prompts, tokenizer):
+    """Key positions of the object's own tokens in the fact's prompts. Token j of the object
+    (all but its last) predicts token j + 1: a later edit that moves its key misspells the
+    object ("Tromsøn") while the anchor still holds its value (docs/editing.md, eighteenth
+    round). Returns (prompts with anchor index j at token j of the object, number of such
+    tokens); a one-token object has none."""
+    obj = tokenizer._tokenizer(" " + fact.object, add_special_tokens=False)["input_ids"]
+    out = []
+    for p in prompts:
+        tgt = p.ids[p.target_start:]
+        for s in range(len(tgt) - len(obj) + 1):
+            if tgt[s: s + len(obj)] == obj:
+                at = p.target_start + s
+                if len(obj) > 1:
+                    out.append(memit.Prompt(p.ids[: at + len(obj) - 1], 0,
+                                            [(j, at + j) for j in range(len(obj) - 1)]))
+                break
+    return out, max(0, len(obj) - 1)
+
+
 def kl_prompts(fact: Fact, tokenizer, anchors):
     """'<anchor> is a' style prompts: the subject's general meaning should not change."""
     out = []
@@ -104,6 +124,8 @@ class Edit:
     nll: float = 0.0           # final v* loss
     seconds: float = 0.0
     created: float = field(default_factory=time.time)
+    object_keys: dict | None = None  # layer -> keys at the object's own tokens, in K_p too;
+                                     # read from the weights (None until then: not on disk)
 
 
 def _float_linear(layer) -> nn.Linear:
@@ -202,6 +224,7 @@ class Editor:
         for edit in edits:
             self.edits[edit.id] = edit
             self._track_keys(edit.keys, +1)
+            self._track_keys(edit.object_keys or {}, +1)
         for l in sorted({l for e in edits for l in e.factors}):
             self._refresh(l)
 
@@ -213,6 +236,7 @@ class Editor:
         out = [self.edits.pop(i) for i in list(edit_ids)]
         for edit in out:
             self._track_keys(edit.keys, -1)
+            self._track_keys(edit.object_keys or {}, -1)
         for l in sorted({l for e in out for l in e.factors}):
             self._refresh(l)
         return out
@@ -225,6 +249,7 @@ class Editor:
         onto the orthogonal complement of their span (and of C's principal subspace when the
         null-space projector is on): a hard constraint, used by sleep's refresh."""
         t0 = time.perf_counter()
+        self.read_object_keys()
         prompts, anchors = render(fact, self.tokenizer, self.prefixes, self.system_prompt,
                                   self.hp.questions)
         train, bare = list(prompts), [0]     # render puts the bare statement cue first
@@ -252,7 +277,30 @@ class Editor:
         # make the weights exactly W₀ + Σ factors (the same sum a reload computes)
         for l in factors:
             self._refresh(l)
+        self._protect_object(edit, prompts)
         return edit
+
+    def _protect_object(self, edit: Edit, prompts=None):
+        """Read the keys at the edit's object tokens from the current weights (`object_prompts`)
+        and add them to K_p: later edits keep off them, so the object stays spelt right.
+        Kept in memory only: a loaded edit's are read again, from the weights it loads into,
+        before the next write (`read_object_keys`)."""
+        edit.object_keys = {}
+        if self.hp.protect_objects:
+            if prompts is None:
+                prompts = render(edit.fact, self.tokenizer, self.prefixes, self.system_prompt,
+                                 self.hp.questions)[0]
+            at, n = object_prompts(edit.fact, prompts, self.tokenizer)
+            if at:
+                keys = memit.read(self.model, at, n, key_layers=self.hp.layers)[0]
+                edit.object_keys = {l: K.astype(np.float16) for l, K in keys.items()}
+        self._track_keys(edit.object_keys, +1)
+
+    def read_object_keys(self):
+        """Read the object keys of every edit that has none yet (edits loaded from disk)."""
+        for edit in self.edits.values():
+            if edit.object_keys is None:
+                self._protect_object(edit)
 
     def _contrasts(self, fact):
         return contrast_prompts(fact, self.tokenizer) if self.hp.contrast > 0 else []
@@ -305,13 +353,18 @@ class Editor:
             targets.append(memit.Target(prompts, z.astype(np.float64), self._contrasts(e.fact)))
         if not ids:
             return []
+        self.read_object_keys()
         old = {e.id: e for e in self.revert_all(ids)}
+        for e in old.values():      # their objects' tokens stay in K_p through the solve
+            self._track_keys(e.object_keys, +1)
         applied = {}
         try:
             parts = memit.consolidate(self.model, targets, self.hp, self.cov,
                                       self._setter(applied, "consolidation"), self.kpkp,
                                       self.proj)
         except BaseException:
+            for e in old.values():
+                self._track_keys(e.object_keys, -1)
             for l in self.hp.layers:
                 self._refresh(l)
             self.add(*old.values())
@@ -320,7 +373,8 @@ class Editor:
             e = old[i]
             factors = {l: (A.astype(np.float16), B.astype(np.float16)) for l, (A, B, _) in p.items()}
             keys = {l: K.astype(np.float16) for l, (_, _, K) in p.items()}
-            self.edits[i] = Edit(i, e.fact, factors, keys, e.z, e.nll, e.seconds, e.created)
+            self.edits[i] = Edit(i, e.fact, factors, keys, e.z, e.nll, e.seconds, e.created,
+                                 e.object_keys)
             self._track_keys(keys, +1)
         for l in self.hp.layers:
             self._refresh(l)

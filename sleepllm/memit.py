@@ -27,9 +27,10 @@ k of the fact's anchor token (the subject's last token) to a new *value*.
        R  = (v* − h_L(current)) / (n − i)
        ΔW = R K₁ᵀ P (K_p K_pᵀ P + K₁ K₁ᵀ P + λ C P + α I)⁻¹            (AlphaEdit form)
 
-   C = E[k kᵀ] over ordinary text (uncentred, per token); K_p = keys of earlier edits (kept as
-   the running sum Σ K_p K_pᵀ); P = projector onto the span of C's eigenvectors whose
-   eigenvalues are < threshold · max eigenvalue, i.e. directions ordinary text hardly uses.
+   C = E[k kᵀ] over ordinary text (uncentred, per token); K_p = keys of earlier edits — at
+   their anchors and (`protect_objects`) at their objects' own tokens — kept as the running
+   sum Σ K_p K_pᵀ; P = projector onto the span of C's eigenvectors whose eigenvalues are
+   < threshold · max eigenvalue, i.e. directions ordinary text hardly uses.
    With P = I and α = 0 this is MEMIT's  ΔW = R K₁ᵀ (λC + K_pK_pᵀ + K₁K₁ᵀ)⁻¹.
    Because ΔW = ΔW·P, outputs for keys in C's principal subspace barely move (null-space).
 
@@ -60,6 +61,7 @@ class Hparams:
     contrast: float = 10.0       # weight of contrast keys (same words, someone else's)
     questions: int = 2           # chat questions per fact trained (the family's first N)
     raw_share: float = 1.0       # share of δ the bare statement cue is trained with
+    protect_objects: bool = True # keep the keys of each object's own tokens in K_p
 
     @classmethod
     def from_config(cls, d: dict) -> "Hparams":

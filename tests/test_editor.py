@@ -298,6 +298,56 @@ def test_a_weighted_prompt_is_trained_with_its_share_of_delta(tiny):
     assert got["weighted"][1] != pytest.approx(got["plain"][1], rel=1e-4)
 
 
+def test_protect_objects_keeps_a_later_edit_off_an_objects_tokens(tiny_model_dir):
+    """With `protect_objects`, the keys at a fact's object tokens join K_p, and a later edit moves the
+    outputs there less (it would otherwise misspell the object): same two facts written
+    into two copies of one model, with and without."""
+    from mlx_lm import load
+
+    a = Fact("user", "name", "Biscuit", "dog")
+    b = Fact("user", "name", "Marmalade", "cat")
+    moved, obj = {}, None
+    for on in (True, False):
+        model, tok = load(str(tiny_model_dir))
+        ed = make_editor(model, tok, protect_objects=on)
+        ea = ed.write(a, "a")
+        if on:
+            obj = ea.object_keys
+            assert set(obj) == set(ed.hp.layers)
+            assert len(obj[1]) == len(tok._tokenizer(" Biscuit")["input_ids"]) - 1
+        else:
+            assert ea.object_keys == {}
+        eb = ed.write(b, "b")
+        moved[on] = sum(np.linalg.norm(
+            (eb.factors[l][0].astype(np.float64) @ eb.factors[l][1].astype(np.float64).T)
+            @ obj[l].astype(np.float64).T) for l in ed.hp.layers)
+    assert moved[True] < 0.9 * moved[False]          # 0.23 vs 0.29 on this tiny model
+
+
+def test_a_loaded_edits_object_keys_are_read_before_the_next_write(tiny):
+    """Object keys are not stored: an edit added without them has them read from the
+    weights before the next write; Σ K_pK_pᵀ holds every edit's keys and object keys, through a
+    consolidation too, and reverting every edit returns it to zero."""
+    model, tok = tiny
+    ed = make_editor(model, tok)
+    ea = ed.write(Fact("user", "name", "Biscuit", "dog"), "a")
+    with_obj = {l: m.copy() for l, m in ed.kpkp.items()}
+    ed.revert("a")
+    assert all(np.abs(m).max() < 1e-9 for m in ed.kpkp.values())
+    ea.object_keys = None                                   # as loaded from disk
+    ed.add(ea)
+    assert all(not np.allclose(ed.kpkp[l], with_obj[l]) for l in ed.hp.layers)
+    ed.write(Fact("user", "name", "Marmalade", "cat"), "b")
+    assert ea.object_keys and set(ea.object_keys) == set(ed.hp.layers)
+    assert ed.consolidate() == ["a", "b"]             # the joint solve keeps the object keys
+    want = {l: sum(e.keys[l].astype(np.float64).T @ e.keys[l].astype(np.float64)
+                   + e.object_keys[l].astype(np.float64).T @ e.object_keys[l].astype(np.float64)
+                   for e in ed.edits.values()) for l in ed.hp.layers}
+    assert all(np.allclose(ed.kpkp[l], want[l], atol=1e-9) for l in ed.hp.layers)
+    ed.revert_all(["a", "b"])
+    assert all(np.abs(m).max() < 1e-9 for m in ed.kpkp.values())
+
+
 def test_retune_changes_settings_and_the_projector_follows(tiny):
     model, tok = tiny
     ed = make_editor(model, tok)
