@@ -9,8 +9,6 @@ last edited layer is set, at some positions only, to what it was when the fact w
 (every later edit reverted), and the spelling checked again. Positions: the anchors, the
 tokens between anchor and object, the object's own tokens, all, all but the anchors.
 Prints one line per memory and the counts (docs/editing.md, eighteenth round)."""
-import sys, shutil, tempfile, collections
-import numpy as np
 import collections
 import shutil
 import sys

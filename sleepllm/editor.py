@@ -224,7 +224,7 @@ class Editor:
         for edit in edits:
             self.edits[edit.id] = edit
             self._track_keys(edit.keys, +1)
-            self._track_keys(edit.object_keys or {}, +1)
+            self._track_keys(edit.object_keys, +1)
         for l in sorted({l for e in edits for l in e.factors}):
             self._refresh(l)
 
@@ -236,7 +236,7 @@ class Editor:
         out = [self.edits.pop(i) for i in list(edit_ids)]
         for edit in out:
             self._track_keys(edit.keys, -1)
-            self._track_keys(edit.object_keys or {}, -1)
+            self._track_keys(edit.object_keys, -1)
         for l in sorted({l for e in out for l in e.factors}):
             self._refresh(l)
         return out
@@ -305,9 +305,10 @@ class Editor:
     def _contrasts(self, fact):
         return contrast_prompts(fact, self.tokenizer) if self.hp.contrast > 0 else []
 
-    def _track_keys(self, keys: dict, sign: int):
-        """Add (+1) or remove (-1) an edit's keys from the running Σ K_pK_pᵀ per layer."""
-        for l, K in keys.items():
+    def _track_keys(self, keys: dict | None, sign: int):
+        """Add (+1) or remove (-1) an edit's keys from the running Σ K_pK_pᵀ per layer (None:
+        object keys not read yet, nothing in the sum)."""
+        for l, K in (keys or {}).items():
             Kf = K.astype(np.float64)
             self.kpkp[l] += sign * (Kf.T @ Kf)
 

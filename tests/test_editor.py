@@ -299,9 +299,9 @@ def test_a_weighted_prompt_is_trained_with_its_share_of_delta(tiny):
 
 
 def test_protect_objects_keeps_a_later_edit_off_an_objects_tokens(tiny_model_dir):
-    """With `protect_objects`, the keys at a fact's object tokens join K_p, and a later edit moves the
-    outputs there less (it would otherwise misspell the object): same two facts written
-    into two copies of one model, with and without."""
+    """With `protect_objects`, the keys at a fact's object tokens join K_p, and a later edit
+    moves the outputs there less (it would otherwise misspell the object): same two facts
+    written into two copies of one model, with and without."""
     from mlx_lm import load
 
     a = Fact("user", "name", "Biscuit", "dog")
