@@ -252,9 +252,10 @@ class Editor:
         self.read_object_keys()
         prompts, anchors = render(fact, self.tokenizer, self.prefixes, self.system_prompt,
                                   self.hp.questions)
-        train, bare = list(prompts), [0]     # render puts the bare statement cue first
+        train, bare = list(prompts), [0] if fact.is_self else []   # bare statement cue first
         for other in companions:  # δ also sits at their anchor positions: same subject words
-            bare.append(len(train))
+            if other.is_self:
+                bare.append(len(train))
             train += render(other, self.tokenizer, self.prefixes[:1], self.system_prompt,
                             min(2, self.hp.questions))[0]
         kl = kl_prompts(fact, self.tokenizer, anchors) if self.hp.kl_factor > 0 else []
