@@ -101,6 +101,23 @@ def object_prompts(fact: Fact, prompts, tokenizer):
     return out, max(0, len(obj) - 1)
 
 
+def training_set(fact: Fact, prompts, companions, tokenizer, prefixes, system_prompt, hp):
+    """The v* search's prompts and the share of δ each is trained with: the fact's own prompts
+    (`render`), then each companion's (same anchor; the shared key must keep carrying them).
+    A bare statement cue about the user ("My dog's name is", its key at the text's second
+    token, a common word) receives only part of the shift the solve writes, so it is trained
+    with `raw_share` of δ; a named person's bare cue, keyed at the name, receives nearly all
+    and keeps 1 (docs/editing.md, seventeenth and nineteenth rounds)."""
+    train, weights = [], []
+    for f, ps in [(fact, prompts)] + [
+            (o, render(o, tokenizer, prefixes[:1], system_prompt, min(2, hp.questions))[0])
+            for o in companions]:
+        share = hp.raw_share if f.is_self else 1.0
+        weights += [share] + [1.0] * (len(ps) - 1)    # render puts the bare statement cue first
+        train += ps
+    return train, weights
+
+
 def kl_prompts(fact: Fact, tokenizer, anchors):
     """'<anchor> is a' style prompts: the subject's general meaning should not change."""
     out = []
@@ -252,14 +269,9 @@ class Editor:
         self.read_object_keys()
         prompts, anchors = render(fact, self.tokenizer, self.prefixes, self.system_prompt,
                                   self.hp.questions)
-        train, bare = list(prompts), [0] if fact.is_self else []   # bare statement cue first
-        for other in companions:  # δ also sits at their anchor positions: same subject words
-            if other.is_self:
-                bare.append(len(train))
-            train += render(other, self.tokenizer, self.prefixes[:1], self.system_prompt,
-                            min(2, self.hp.questions))[0]
+        train, weights = training_set(fact, prompts, companions, self.tokenizer, self.prefixes,
+                                      self.system_prompt, self.hp)
         kl = kl_prompts(fact, self.tokenizer, anchors) if self.hp.kl_factor > 0 else []
-        weights = [self.hp.raw_share if i in bare else 1.0 for i in range(len(train))]
         delta, nll = memit.compute_delta(self.model, train, kl, self.hp, weights=weights)
         factors = {}
         set_delta = self._setter(factors, fact)

@@ -17,7 +17,8 @@ k of the fact's anchor token (the subject's last token) to a new *value*.
    v* = h_L + δ. A prompt may be given a weight w: w·δ is added at its anchors, because the
    update of step 3 writes the *mean* key and a key far from it receives only part of the
    shift — the bare statement cue's key (its text's second token) about half (docs/editing.md,
-   fifteenth round); trained with w = raw_share, the cue is learned with what it will get.
+   fifteenth round); trained with w = raw_share (facts about the user, whose cue is keyed at a
+   common word; editor.training_set), the cue is learned with what it will get.
 
 2. Keys.  k_l = mean of the down_proj inputs at layer l over the anchor positions of all the
    prompts (random short prefixes + statement cue + chat-template questions).
@@ -60,7 +61,7 @@ class Hparams:
     alpha: float = 1.0           # ridge term when projecting
     contrast: float = 10.0       # weight of contrast keys (same words, someone else's)
     questions: int = 2           # chat questions per fact trained (the family's first N)
-    raw_share: float = 1.0       # share of δ the bare statement cue is trained with
+    raw_share: float = 1.0       # share of δ the bare cue of a fact about the user is trained with
     protect_objects: bool = True # keep the keys of each object's own tokens in K_p
 
     @classmethod

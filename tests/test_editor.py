@@ -5,7 +5,7 @@ import pytest
 
 from sleepllm import memit
 from sleepllm.config import load_config
-from sleepllm.editor import Editor, render
+from sleepllm.editor import Editor, render, training_set
 from sleepllm.relations import Fact
 
 TINY_EDITOR = {"layers": [1, 2], "v_steps": 12, "v_lr": 0.5, "prefixes": 1,
@@ -296,6 +296,24 @@ def test_a_weighted_prompt_is_trained_with_its_share_of_delta(tiny):
     want = full_model_nll(model, prompts, ed.hp.layers[-1], delta1, w)
     assert got["weighted"][1] == pytest.approx(want, rel=1e-4)
     assert got["weighted"][1] != pytest.approx(got["plain"][1], rel=1e-4)
+
+
+def test_only_a_bare_cue_about_the_user_is_trained_with_raw_share(tiny):
+    """The bare statement cue of a fact about the user (keyed at a common word) is trained with
+    `raw_share` of δ, its own and each companion's; a named person's (keyed at the name) and
+    every other prompt with all of it."""
+    model, tok = tiny
+    ed = make_editor(model, tok, raw_share=0.7)
+    for fact, companion in ((Fact("user", "name", "Biscuit", "dog"),
+                             Fact("user", "name", "Rex", "dog")),
+                            (Fact("Aria", "lives_in", "Ghent"),
+                             Fact("Aria", "works_as", "glassblower"))):
+        own = render(fact, tok, ed.prefixes, None, ed.hp.questions)[0]
+        other = render(companion, tok, ed.prefixes[:1], None, min(2, ed.hp.questions))[0]
+        train, w = training_set(fact, own, [companion], tok, ed.prefixes, None, ed.hp)
+        assert [p.ids for p in train] == [p.ids for p in own + other]
+        share = 0.7 if fact.is_self else 1.0
+        assert w == [share] + [1.0] * (len(own) - 1) + [share] + [1.0] * (len(other) - 1)
 
 
 def test_protect_objects_keeps_a_later_edit_off_an_objects_tokens(tiny_model_dir):
