@@ -83,7 +83,7 @@ def test_every_question_template_names_an_anchor_in_the_question():
                 assert any(re.search(r"(?<!\w)" + re.escape(a) + r"(?!\w)", question, re.I)
                            for a in anchors), (family, kind, question, anchors)
             # the bare statement cue names one too: render puts it first, and the v* search
-            # trains that first prompt with `raw_share` of δ
+            # trains that first prompt with `raw_share` of δ (a fact about the user)
             cue = relations.cues(fact)[0]
             assert any(re.search(r"(?<!\w)" + re.escape(a) + r"(?!\w)", cue, re.I)
                        for a in anchors), (family, kind, cue, anchors)
