@@ -88,17 +88,18 @@ def object_prompts(fact: Fact, prompts, tokenizer):
     round). Returns (prompts with anchor index j at token j of the object, number of such
     tokens); a one-token object has none."""
     obj = tokenizer._tokenizer(" " + fact.object, add_special_tokens=False)["input_ids"]
+    n = len(obj) - 1
+    if n < 1:
+        return [], 0
     out = []
     for p in prompts:
         tgt = p.ids[p.target_start:]
-        for s in range(len(tgt) - len(obj) + 1):
-            if tgt[s: s + len(obj)] == obj:
+        for s in range(len(tgt) - n):
+            if tgt[s: s + n + 1] == obj:
                 at = p.target_start + s
-                if len(obj) > 1:
-                    out.append(memit.Prompt(p.ids[: at + len(obj) - 1], 0,
-                                            [(j, at + j) for j in range(len(obj) - 1)]))
+                out.append(memit.Prompt(p.ids[: at + n], 0, [(j, at + j) for j in range(n)]))
                 break
-    return out, max(0, len(obj) - 1)
+    return out, n
 
 
 def training_set(fact: Fact, prompts, companions, tokenizer, prefixes, system_prompt, hp):
