@@ -13,6 +13,7 @@ import sleepllm  # noqa: F401  (loads the fast BLAS before mlx)
 from sleepllm.gguf import MODEL_NAME
 
 _REAL_HOME = None
+_MADE_CACHE = None   # the statistics cache folder this run created (removed at its end)
 
 
 def _real_data_dir() -> Path:
@@ -33,13 +34,23 @@ def pytest_configure(config):
     """Remember the real data dir (to read the converted default model), then point the
     per-model statistics cache at one temporary folder for the whole run (subprocesses
     inherit it), so they are computed once per run and never written to the real one."""
-    global _REAL_HOME
+    global _REAL_HOME, _MADE_CACHE
     import tempfile
 
     _REAL_HOME = _real_data_dir()
     if not os.environ.get("SLEEPLLM_TEST_CACHE"):
-        os.environ["SLEEPLLM_TEST_CACHE"] = tempfile.mkdtemp(prefix="sleepllm-test-cache-")
+        _MADE_CACHE = tempfile.mkdtemp(prefix="sleepllm-test-cache-")
+        os.environ["SLEEPLLM_TEST_CACHE"] = _MADE_CACHE
     os.environ["SLEEPLLM_CACHE"] = os.environ["SLEEPLLM_TEST_CACHE"]
+
+
+def pytest_unconfigure(config):
+    """The run's statistics cache (~50 MB for the default model) goes with the run; a folder
+    given in SLEEPLLM_TEST_CACHE is the caller's and stays."""
+    import shutil
+
+    if _MADE_CACHE:
+        shutil.rmtree(_MADE_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
