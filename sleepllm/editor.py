@@ -316,6 +316,27 @@ class Editor:
             if edit.object_keys is None:
                 self._protect_object(edit)
 
+    def probe_keys(self, facts) -> dict:
+        """{layer: keys (n, d_k)} read from the current weights at every anchor position of the
+        facts' audit probes (probes.fact_probes: the bare statement cue and the first two chat
+        questions, with their answers), one row per position. Sleep's refresh holds these
+        exactly: a memory's mean key is not where its audit reads it."""
+        rows = []
+        for fact in facts:
+            prompts = render(fact, self.tokenizer, self.prefixes, self.system_prompt,
+                             self.hp.questions)[0]
+            # render: the bare cue, the cue after each prefix, then the questions
+            for p in [prompts[0]] + prompts[1 + len(self.prefixes):][:2]:
+                rows += [memit.Prompt(p.ids[: t + 1], 0, [(0, t)]) for _, t in p.keys]
+        out = {l: [np.zeros((0, self.base[l].shape[1]))] for l in self.hp.layers}
+        for i in range(0, len(rows), 48):
+            part = [memit.Prompt(p.ids, 0, [(j, p.keys[0][1])])
+                    for j, p in enumerate(rows[i: i + 48])]
+            keys = memit.read(self.model, part, len(part), key_layers=self.hp.layers)[0]
+            for l in self.hp.layers:
+                out[l].append(keys[l])
+        return {l: np.concatenate(v) for l, v in out.items()}
+
     def _contrasts(self, fact):
         return contrast_prompts(fact, self.tokenizer) if self.hp.contrast > 0 else []
 

@@ -14,13 +14,15 @@
             than the wake edits at 20 and 50 memories and less at 99, twice
             (docs/benchmarks.md), and solving and auditing it costs minutes there.
 3. refresh  each degraded or lost memory is rewritten: its edit reverted, v* recomputed on
-            the current weights, and the update projected so that the keys of every healthy
-            memory (and, with the null-space projector on, ordinary text's principal key
-            directions) are *exactly* untouched (memit.protect_projector). After each round
-            every memory is audited again; a round that lowers the total recall is undone
-            (a healthy memory's other prompts can still move). Audit and refresh repeat until
-            nothing improves, `sleep.rounds` is reached or the budget is spent;
-            what cannot be restored is reported, never silently dropped.
+            the current weights, and the update projected so that the keys at every anchor
+            position of every healthy memory's audit probes (Editor.probe_keys; and, with the
+            null-space projector on, ordinary text's principal key directions) are *exactly*
+            untouched (memit.protect_projector). A rewrite is kept only if its own memory's
+            probes then recall more than with the edit it replaced; otherwise that edit is put
+            back at once. After each round every memory is audited again; a round that lowers
+            the total recall is undone (a healthy memory's other positions can still move).
+            Audit and refresh repeat until nothing improves, `sleep.rounds` is reached or the
+            budget is spent; what cannot be restored is reported, never silently dropped.
    budget   `sleep.seconds` bounds the whole sleep: the joint solve and each rewrite start
             only when they, the audit that judges them (as long as the first audit took) and
             the guard still fit in what is left; what was skipped for time is reported.
@@ -159,14 +161,16 @@ def run(memory, progress=None) -> dict:
         healthy = [i for i in audit if i not in weak]
         # the weakest first: lost, then degraded, each in learning order
         weak.sort(key=lambda i: _score(audit[i]))
-        protect = {l: _stack([ed.edits[h].keys[l] for h in healthy]) for l in ed.hp.layers}
-        prior = {}   # the edit each rewrite replaced
+        protect = None   # read with the first rewrite, its time counted with it
+        prior = {}       # the edit each rewrite replaced
         for k, fid in enumerate(weak):
             if not fits():
                 _skip_refresh(report, len(weak) - k)
                 break
             say("refresh", k, len(weak))
             t_rewrite = time.perf_counter()
+            if protect is None:
+                protect = ed.probe_keys([facts[h] for h in healthy])
             fact = facts[fid]
             old = prior[fid] = ed.revert(fid)
             companions = relations.companions(fact, [f for i, f in facts.items() if i != fid])
@@ -174,6 +178,13 @@ def run(memory, progress=None) -> dict:
                 ed.write(fact, fid, companions, protect=protect)
             except (ValueError, FloatingPointError):
                 ed.add(old)
+                del prior[fid]
+            else:   # kept only if it recalls more of this memory than the edit it replaced
+                mine = probes.audit(model, tok, {fid: fact}, system)[fid]
+                if _score(mine) <= _score(audit[fid]):
+                    ed.revert(fid)
+                    ed.add(old)
+                    del prior[fid]
             rewrite_cost = max(rewrite_cost, time.perf_counter() - t_rewrite)
         if not prior:
             break
@@ -256,10 +267,3 @@ def _score(r):
 
 def _total(audit):
     return sum(_score(r) for r in audit.values())
-
-
-def _stack(ks):
-    import numpy as np
-
-    ks = [k.astype(np.float64) for k in ks]
-    return np.concatenate(ks, axis=0) if ks else None

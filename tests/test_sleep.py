@@ -1,7 +1,8 @@
 """Sleep's mechanics on a tiny random Llama: audit, refresh, prune, guard, checkpoint."""
+import numpy as np
 from mlx_lm import load
 
-from sleepllm import sleep, store
+from sleepllm import memit, sleep, store
 from sleepllm.memory import Memory
 from sleepllm.relations import Fact
 from test_editor import tiny_cfg
@@ -99,6 +100,8 @@ def test_refresh_round_that_lowers_total_recall_is_undone(tiny_model_dir, tmp_pa
     calls, before_refresh = [], []
 
     def audit(model, tok, facts, system=None):
+        if len(facts) == 1:                        # the rewrite's own check: b recalls more
+            return {b: {"raw": False, "chat": 0.5}}
         calls.append(1)
         if len(calls) == 2:                        # right after the joint solve
             before_refresh.append(down(mem))
@@ -113,6 +116,56 @@ def test_refresh_round_that_lowers_total_recall_is_undone(tiny_model_dir, tmp_pa
                                          "undone": True}]
     assert same(down(mem), before_refresh[0])
     assert report["audit_after"] == {a: "healthy", b: "lost"}
+
+
+def test_a_rewrite_that_does_not_recall_more_of_its_memory_is_put_back(tiny_model_dir, tmp_path,
+                                                                      monkeypatch):
+    """Each rewrite is checked on its own memory's probes at once: one that recalls no more
+    than the edit it replaced is reverted and the old edit restored (exact weights), so the
+    round has nothing to judge and the audit is not run again."""
+    from sleepllm import probes
+
+    mem = open_mem(tiny_model_dir, tmp_path / "m", rounds=2, seconds=600,
+                   max_ppl_drift=10.0, max_general_changed=1.0, joint_max_memories=0)
+    a = mem.learn(Fact("user", "name", "Rex", "dog"))[0]
+    b = mem.learn(Fact("Aria", "lives_in", "Ghent"))[0]
+    full = {a: {"raw": True, "chat": 1.0}, b: {"raw": True, "chat": 0.5}}
+    calls = []
+
+    def audit(model, tok, facts, system=None):
+        calls.append(sorted(facts))
+        return {i: full[i] for i in facts}         # the rewrite recalls b as before: no gain
+
+    monkeypatch.setattr(probes, "audit", audit)
+    w = down(mem)
+    report = sleep.run(mem)
+    assert calls == [[a, b], [b]]
+    assert report["refreshed"] == [] and "refresh_rounds" not in report
+    assert same(down(mem), w)
+    assert report["audit_after"] == {a: "healthy", b: "degraded"}
+
+
+def test_refresh_protects_every_anchor_position_of_a_healthy_memorys_probes(tiny_model_dir,
+                                                                            tmp_path):
+    """The keys sleep's refresh holds: one row per anchor position of the bare cue and the
+    first two chat questions (their answers included), read from the current weights."""
+    from sleepllm import editor, probes
+
+    mem = open_mem(tiny_model_dir, tmp_path / "m")
+    ed = mem.editor
+    fact = Fact("user", "name", "Rex", "dog")
+    prompts = editor.render(fact, ed.tokenizer, ed.prefixes, ed.system_prompt, ed.hp.questions)[0]
+    probed = [prompts[0]] + prompts[1 + len(ed.prefixes):][:2]
+    keys = ed.probe_keys([fact])
+    n = sum(len(p.keys) for p in probed)
+    assert n >= 5 and all(k.shape == (n, ed.base[l].shape[1]) for l, k in keys.items())
+    # the rows are the probes' own texts: the bare cue is the audit's raw probe
+    raw = probes.fact_probes(fact, ed.tokenizer)[0][1]
+    assert prompts[0].ids[: len(raw)] == raw
+    one = memit.read(ed.model, [memit.Prompt(raw, 0, [(0, prompts[0].keys[0][1])])], 1,
+                     key_layers=ed.hp.layers)[0]
+    for l in ed.hp.layers:
+        np.testing.assert_allclose(keys[l][0], one[l][0], rtol=1e-5, atol=1e-6)
 
 
 def test_joint_solve_is_not_tried_above_joint_max_memories(tiny_model_dir, tmp_path):
