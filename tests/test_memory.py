@@ -260,3 +260,33 @@ def test_an_edit_that_fails_is_reported_and_its_fact_stays_noted(tiny_model_dir,
     monkeypatch.setattr(mem.editor, "write", real)
     s.learn_from("My favorite color is teal.", console, wait=True)
     assert list(mem.records) == ["m0001", "m0002"] and mem.queue == []
+
+
+def test_export_is_a_plain_mlx_lm_folder_with_the_memories_fused_in(tiny_model_dir, tmp_path):
+    """`sleepllm export`: plain mlx_lm.load of the folder gives the model sleepllm runs —
+    checkpointed and journalled memories fused in, edited layers float32 — not the base one."""
+    import mlx.core as mx
+    import yaml
+
+    from sleepllm import cli
+    from test_editor import TINY_EDITOR
+
+    model, tok = load(str(tiny_model_dir))
+    folder = tmp_path / "m"
+    mem = Memory(folder, model, tok, tiny_cfg(), str(tiny_model_dir))
+    for f in FACTS[:2]:
+        mem.learn(f)
+    mem.checkpoint()
+    mem.learn(FACTS[2])                                # pending: in the journal only
+    conf = tmp_path / "tiny.yaml"
+    conf.write_text(yaml.safe_dump({"model": str(tiny_model_dir), "editor": TINY_EDITOR}))
+    out = tmp_path / "exported"
+    assert cli.main(["export", "--config", str(conf), "--memory", str(folder),
+                     "--out", str(out)]) == 0
+    exported, _ = load(str(out))
+    base, _ = load(str(tiny_model_dir))
+    ids = mx.array([tok.encode("My dog's name is")])
+    np.testing.assert_allclose(np.array(exported(ids)), np.array(model(ids)), atol=1e-5)
+    assert not np.allclose(np.array(base(ids)), np.array(model(ids)), atol=1e-4)
+    for l in mem.editor.hp.layers:
+        assert memit._layers(exported)[l].mlp.down_proj.weight.dtype == mx.float32
