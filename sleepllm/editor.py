@@ -16,7 +16,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from sleepllm import memit, relations
+from sleepllm import memit, probes, relations
 from sleepllm.relations import Fact
 
 # ------------------------------------------------------------------ facts -> prompts
@@ -318,20 +318,19 @@ class Editor:
 
     def probe_keys(self, facts) -> dict:
         """{layer: keys (n, d_k)} read from the current weights at every anchor position of the
-        facts' audit probes (probes.fact_probes: the bare statement cue and the first two chat
-        questions, with their answers), one row per position. Sleep's refresh holds these
-        exactly: a memory's mean key is not where its audit reads it."""
-        rows = []
+        facts' audit probes (probes.fact_probes: the bare statement cue and the first
+        AUDIT_QUESTIONS chat questions, with their answers), one row per position. Sleep's
+        refresh holds these exactly: a memory's mean key is not where its audit reads it."""
+        rows = []   # (token ids up to the position, the position)
         for fact in facts:
             prompts = render(fact, self.tokenizer, self.prefixes, self.system_prompt,
                              self.hp.questions)[0]
             # render: the bare cue, the cue after each prefix, then the questions
-            for p in [prompts[0]] + prompts[1 + len(self.prefixes):][:2]:
-                rows += [memit.Prompt(p.ids[: t + 1], 0, [(0, t)]) for _, t in p.keys]
+            audited = [prompts[0]] + prompts[1 + len(self.prefixes):][:probes.AUDIT_QUESTIONS]
+            rows += [(p.ids[: t + 1], t) for p in audited for _, t in p.keys]
         out = {l: [np.zeros((0, self.base[l].shape[1]))] for l in self.hp.layers}
         for i in range(0, len(rows), 48):
-            part = [memit.Prompt(p.ids, 0, [(j, p.keys[0][1])])
-                    for j, p in enumerate(rows[i: i + 48])]
+            part = [memit.Prompt(ids, 0, [(j, t)]) for j, (ids, t) in enumerate(rows[i: i + 48])]
             keys = memit.read(self.model, part, len(part), key_layers=self.hp.layers)[0]
             for l in self.hp.layers:
                 out[l].append(keys[l])

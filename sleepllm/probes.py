@@ -180,6 +180,9 @@ def greedy_prefix(model, prompts, drafts, batch_size=32):
     return out
 
 
+AUDIT_QUESTIONS = 2   # chat questions of a memory's family its audit asks (the first ones)
+
+
 def fact_probes(fact: Fact, tokenizer, system_prompt=None):
     """The app's own probes for a memory — its statement cue and its chat questions — as
     (kind, prompt ids, draft ids): the draft is the answer the edit was trained to give."""
@@ -187,7 +190,7 @@ def fact_probes(fact: Fact, tokenizer, system_prompt=None):
     probes = [("raw", raw_ids(tokenizer, relations.cues(fact)[0]), enc(" " + fact.object))]
     probes += [("chat", chat_ids(tokenizer, q, system_prompt),
                 enc(relations.full_answer(fact, answer)))
-               for q, answer in relations.questions(fact)[:2]]
+               for q, answer in relations.questions(fact)[:AUDIT_QUESTIONS]]
     return probes
 
 

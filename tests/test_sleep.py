@@ -155,7 +155,7 @@ def test_refresh_protects_every_anchor_position_of_a_healthy_memorys_probes(tiny
     ed = mem.editor
     fact = Fact("user", "name", "Rex", "dog")
     prompts = editor.render(fact, ed.tokenizer, ed.prefixes, ed.system_prompt, ed.hp.questions)[0]
-    probed = [prompts[0]] + prompts[1 + len(ed.prefixes):][:2]
+    probed = [prompts[0]] + prompts[1 + len(ed.prefixes):][:probes.AUDIT_QUESTIONS]
     keys = ed.probe_keys([fact])
     n = sum(len(p.keys) for p in probed)
     assert n >= 5 and all(k.shape == (n, ed.base[l].shape[1]) for l, k in keys.items())
