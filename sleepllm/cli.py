@@ -192,8 +192,33 @@ def cmd_export(args) -> int:
             shutil.copy(f, out / f.name)
     weights = dict(tree_flatten(model.parameters()))
     mx.save_safetensors(str(out / "model.safetensors"), weights, metadata={"format": "mlx"})
+    _unquantized_in_config(out / "config.json", weights)
     console.print(f"exported {len(mem.records)} memories into {out}")
     return 0
+
+
+def _unquantized_in_config(path: Path, weights: dict) -> None:
+    """A quantized model's config may name a quantization per layer (mixed-precision
+    conversions); mlx_lm.load would then quantize an edited layer again and find no scales for
+    it. Each float layer that the config names is marked unquantized (False) instead."""
+    import json
+
+    from sleepllm import store
+
+    if not path.exists():
+        return
+    config = json.loads(path.read_text())
+    floats = {n[: -len(".weight")] for n in weights
+              if n.endswith(".weight") and n[: -len(".weight")] + ".scales" not in weights}
+    changed = False
+    for key in ("quantization", "quantization_config"):
+        per_layer = config.get(key)
+        if isinstance(per_layer, dict):
+            for name in floats & set(per_layer):
+                if per_layer[name] is not False:
+                    per_layer[name], changed = False, True
+    if changed:
+        store.atomic_write_json(path, config)
 
 
 def cmd_bench(args) -> int:

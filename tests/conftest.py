@@ -110,6 +110,30 @@ def make_tiny_model_dir(path: Path, hidden=64, layers=4, intermediate=128, seed=
     return path
 
 
+def quantize_model_dir(src: Path, dst: Path, bits=4, group_size=32, per_layer=None) -> Path:
+    """A copy of a tiny model folder quantized as mlx-community models are (embedding and every
+    linear layer, `bits`/`group_size`; `per_layer` {module path: {"bits", "group_size"}} as
+    mixed-precision conversions write into config.json)."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx.utils import tree_flatten
+    from mlx_lm import load
+
+    per_layer = per_layer or {}
+    model, _ = load(str(src))
+    nn.quantize(model, group_size=group_size, bits=bits,
+                class_predicate=lambda p, m: per_layer.get(p, hasattr(m, "to_quantized")))
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        if f.suffix != ".safetensors":
+            (dst / f.name).write_bytes(f.read_bytes())
+    config = json.loads((src / "config.json").read_text())
+    config["quantization"] = {"group_size": group_size, "bits": bits, **per_layer}
+    (dst / "config.json").write_text(json.dumps(config))
+    mx.save_safetensors(str(dst / "model.safetensors"), dict(tree_flatten(model.parameters())))
+    return dst
+
+
 def tree_map_scale(params, s):
     from mlx.utils import tree_map
 

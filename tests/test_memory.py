@@ -5,7 +5,7 @@ import stat
 import numpy as np
 from mlx_lm import load
 
-from sleepllm import memit, store
+from sleepllm import memit, sleep, store
 from sleepllm.memory import Memory
 from sleepllm.relations import Fact
 from sleepllm.repl import Session, handle_command
@@ -290,3 +290,55 @@ def test_export_is_a_plain_mlx_lm_folder_with_the_memories_fused_in(tiny_model_d
     assert not np.allclose(np.array(base(ids)), np.array(model(ids)), atol=1e-4)
     for l in mem.editor.hp.layers:
         assert memit._layers(exported)[l].mlp.down_proj.weight.dtype == mx.float32
+
+
+def test_a_4bit_model_learns_sleeps_restarts_and_exports(tiny_model_dir, tmp_path):
+    """The Mac path without Metal: a model quantized as mlx-community ships them (4-bit
+    embedding and linears, one edited layer 8-bit by a per-layer entry in config.json) is
+    edited in float32 layers, restarts from its folder to the same logits, and exports a folder
+    that plain mlx_lm.load runs as the edited model, the edited layers unquantized."""
+    import json
+
+    import mlx.core as mx
+    import mlx.nn as nn
+    import yaml
+
+    from conftest import quantize_model_dir
+    from sleepllm import cli
+    from test_editor import TINY_EDITOR
+
+    edited = f"model.layers.{TINY_EDITOR['layers'][0]}.mlp.down_proj"
+    q = quantize_model_dir(tiny_model_dir, tmp_path / "q4",
+                           per_layer={edited: {"group_size": 32, "bits": 8}})
+    model, tok = load(str(q))
+    assert isinstance(model.model.embed_tokens, nn.QuantizedEmbedding)
+    assert memit._layers(model)[TINY_EDITOR["layers"][0]].mlp.down_proj.bits == 8
+    base = np.array(model(mx.array([tok.encode("My dog's name is")])))
+    folder = tmp_path / "m"
+    mem = Memory(folder, model, tok, tiny_cfg(), str(q))
+    for f in FACTS[:2]:
+        mem.learn(f)
+    report = sleep.run(mem)                          # audit, guard, checkpoint
+    assert set(report["audit_after"]) == set(mem.records) and report["checkpoint"]
+    ids = mx.array([tok.encode("My dog's name is")])
+    edited_logits = np.array(model(ids))
+    assert not np.allclose(edited_logits, base, atol=1e-4)
+    for l in mem.editor.hp.layers:
+        lin = memit._layers(model)[l].mlp.down_proj
+        assert type(lin) is nn.Linear and lin.weight.dtype == mx.float32
+
+    again, _ = load(str(q))
+    Memory(folder, again, tok, tiny_cfg(), str(q))
+    np.testing.assert_allclose(np.array(again(ids)), edited_logits, atol=1e-6)
+
+    conf = tmp_path / "q4.yaml"
+    conf.write_text(yaml.safe_dump({"model": str(q), "editor": TINY_EDITOR}))
+    out = tmp_path / "exported"
+    assert cli.main(["export", "--config", str(conf), "--memory", str(folder),
+                     "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["quantization"][edited] is False
+    exported, _ = load(str(out))
+    np.testing.assert_allclose(np.array(exported(ids)), edited_logits, atol=1e-5)
+    assert isinstance(memit._layers(exported)[0].mlp.down_proj, nn.QuantizedLinear)
+    for l in mem.editor.hp.layers:
+        assert type(memit._layers(exported)[l].mlp.down_proj) is nn.Linear
