@@ -22,7 +22,7 @@ def main():
     cfg = config.load_config(None, config.parse_overrides(sys.argv[2:]))
     model, tok, mid = models.load(cfg["model"])
     mem = memory.Memory(tempfile.mkdtemp(), model, tok, cfg, mid)
-    mem.editor.cov   # covariance loaded (or computed) before the clock starts
+    mem.editor.load_stats()   # covariance (and C⁻¹) loaded or computed before the clock starts
     facts = evaluate.load_facts(DEV)
     pick = sys.argv[1]
     facts = [facts[int(i)] for i in pick.split(",")] if "," in pick else facts[: int(pick)]

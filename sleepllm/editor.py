@@ -137,7 +137,7 @@ class Edit:
     id: str
     fact: Fact
     factors: dict              # layer -> (A float16 (d_out, n), B float16 (d_k, n))
-    keys: dict                 # layer -> K (n, d_k) float16, for the running Σ K_pK_pᵀ
+    keys: dict                 # layer -> K (n, d_k) float16, protected (K_p) from later edits
     z: np.ndarray | None = None  # (n, d) float32: the wanted layer-L output at each anchor
     nll: float = 0.0           # final v* loss
     seconds: float = 0.0
@@ -182,12 +182,18 @@ class Editor:
         # evaluated now: a lazy array belongs to this thread's stream, and the REPL writes
         # edits on another thread (repl.Learner)
         mx.eval(list(self.base.values()))
-        d_k = self.base[hp.layers[0]].shape[1]
-        self.kpkp = {l: np.zeros((d_k, d_k)) for l in hp.layers}
+        # K_p: the keys later edits keep off, per (edit id, "anchor" | "object"):
+        # {layer: rows (n, d_k) float64}, and C⁻¹ rowsᵀ for the solve, made when first needed
+        self._kp: dict[tuple, dict] = {}
+        self._kp_w: dict[tuple, dict] = {}
 
     def load_stats(self):
+        """(cov, prefixes), and C⁻¹ of each layer made from them (seconds for a 8192-wide
+        key; once per process, so that no write pays for it)."""
         if callable(self._stats):
             self._stats = self._stats()
+        if not hasattr(self, "_cinv"):
+            self._cinv = {l: memit.inverse(self._stats[0][l]) for l in self.hp.layers}
         return self._stats
 
     @property
@@ -199,20 +205,48 @@ class Editor:
         return self.load_stats()[1]
 
     def retune(self, **changes):
-        """Change editor hyper-parameters in place (the cached projector follows them)."""
+        """Change editor hyper-parameters in place (the cached principal directions follow them)."""
         for k, v in changes.items():
             if k not in memit.Hparams.__dataclass_fields__:
                 raise ValueError(f"unknown editor setting {k!r}")
             setattr(self.hp, k, type(getattr(self.hp, k))(v))
-        self.__dict__.pop("_proj", None)
+        self.__dict__.pop("_principal", None)
 
     @property
-    def proj(self) -> dict:
-        if not hasattr(self, "_proj"):
-            self._proj = {l: memit.projector(self.cov[l], self.hp.nullspace)
-                          for l in self.hp.layers}
-            self._proj = {l: p for l, p in self._proj.items() if p is not None}
-        return self._proj
+    def principal(self) -> dict:
+        """{layer: C's principal directions (rows)} held exactly by every update, when
+        `nullspace` > 0 (AlphaEdit); {} otherwise."""
+        if not hasattr(self, "_principal"):
+            rows = {l: memit.principal(self.cov[l], self.hp.nullspace) for l in self.hp.layers}
+            self._principal = {l: r for l, r in rows.items() if r is not None}
+        return self._principal
+
+    @property
+    def cinv(self) -> dict:
+        self.load_stats()
+        return self._cinv
+
+    def protected(self) -> dict:
+        """{layer: (K_p rows (r, d_k), C⁻¹K_pᵀ (d_k, r))} over every tracked block, in order."""
+        for tag, keys in self._kp.items():
+            if tag not in self._kp_w:
+                self._kp_w[tag] = {l: self.cinv[l] @ K.T for l, K in keys.items()}
+        out = {}
+        for l in self.hp.layers:
+            tags = [t for t in self._kp if l in self._kp[t] and len(self._kp[t][l])]
+            if tags:
+                out[l] = (np.concatenate([self._kp[t][l] for t in tags]),
+                          np.concatenate([self._kp_w[t][l] for t in tags], axis=1))
+        return out
+
+    def _hold(self, protect=None) -> dict:
+        """{layer: rows the update must leave exactly unchanged}: C's principal directions
+        (nullspace > 0) and the `protect` keys."""
+        hold = dict(self.principal)
+        for l, K in (protect or {}).items():
+            K = np.asarray(K, dtype=np.float64)
+            hold[l] = np.concatenate([hold[l], K]) if l in hold else K
+        return hold
 
     # -- weights
     def _refresh(self, l):
@@ -241,8 +275,8 @@ class Editor:
                                      f"{B.shape} do not fit the weight {self.base[l].shape}")
         for edit in edits:
             self.edits[edit.id] = edit
-            self._track_keys(edit.keys, +1)
-            self._track_keys(edit.object_keys, +1)
+            self._track_keys(edit, "anchor", +1)
+            self._track_keys(edit, "object", +1)
         for l in sorted({l for e in edits for l in e.factors}):
             self._refresh(l)
 
@@ -253,8 +287,8 @@ class Editor:
         """Take edits out of the weights (each touched layer recomputed once)."""
         out = [self.edits.pop(i) for i in list(edit_ids)]
         for edit in out:
-            self._track_keys(edit.keys, -1)
-            self._track_keys(edit.object_keys, -1)
+            self._track_keys(edit, "anchor", -1)
+            self._track_keys(edit, "object", -1)
         for l in sorted({l for e in out for l in e.factors}):
             self._refresh(l)
         return out
@@ -263,9 +297,9 @@ class Editor:
     def write(self, fact: Fact, edit_id: str, companions=(), protect=None) -> Edit:
         """Write one fact (sequential path). `companions`: active facts that share its anchor;
         their prompts join the v* loss so the shared key keeps carrying them. `protect`:
-        {layer: keys (n, d_k)} whose outputs must not move at all — the update is projected
-        onto the orthogonal complement of their span (and of C's principal subspace when the
-        null-space projector is on): a hard constraint, used by sleep's refresh."""
+        {layer: keys (n, d_k)} whose outputs must not move at all — the update is solved under
+        ΔW Qᵀ = 0 for them (and for C's principal directions when `nullspace` > 0): a hard
+        constraint, used by sleep's refresh."""
         t0 = time.perf_counter()
         self.read_object_keys()
         prompts, anchors = render(fact, self.tokenizer, self.prefixes, self.system_prompt,
@@ -276,18 +310,14 @@ class Editor:
         delta, nll = memit.compute_delta(self.model, train, kl, self.hp, weights=weights)
         factors = {}
         set_delta = self._setter(factors, fact)
-        proj = self.proj
-        if protect:
-            proj = {l: memit.protect_projector(self.cov[l], self.hp.nullspace, protect[l])
-                    for l in self.hp.layers}
         used, z = memit.apply_update(self.model, prompts, len(anchors), delta, self.hp,
-                                     self.cov, self.kpkp, proj, set_delta,
-                                     self._contrasts(fact))
+                                     self.cinv, self.protected(), self._hold(protect),
+                                     set_delta, self._contrasts(fact))
         keys = {l: K.astype(np.float16) for l, K in used.items()}
         edit = Edit(edit_id, fact, factors, keys, z.astype(np.float32), nll,
                     time.perf_counter() - t0)
         self.edits[edit_id] = edit
-        self._track_keys(keys, +1)
+        self._track_keys(edit, "anchor", +1)
         # make the weights exactly W₀ + Σ factors (the same sum a reload computes)
         for l in factors:
             self._refresh(l)
@@ -308,7 +338,7 @@ class Editor:
             if at:
                 keys = memit.read(self.model, at, n, key_layers=self.hp.layers)[0]
                 edit.object_keys = {l: K.astype(np.float16) for l, K in keys.items()}
-        self._track_keys(edit.object_keys, +1)
+        self._track_keys(edit, "object", +1)
 
     def read_object_keys(self):
         """Read the object keys of every edit that has none yet (edits loaded from disk)."""
@@ -339,12 +369,15 @@ class Editor:
     def _contrasts(self, fact):
         return contrast_prompts(fact, self.tokenizer) if self.hp.contrast > 0 else []
 
-    def _track_keys(self, keys: dict | None, sign: int):
-        """Add (+1) or remove (-1) an edit's keys from the running Σ K_pK_pᵀ per layer (None:
-        object keys not read yet, nothing in the sum)."""
-        for l, K in (keys or {}).items():
-            Kf = K.astype(np.float64)
-            self.kpkp[l] += sign * (Kf.T @ Kf)
+    def _track_keys(self, edit: Edit, which: str, sign: int):
+        """Add (+1) or remove (-1) an edit's anchor or object keys from K_p (object keys None:
+        not read yet, nothing to add)."""
+        tag = (edit.id, which)
+        self._kp.pop(tag, None)
+        self._kp_w.pop(tag, None)
+        keys = edit.keys if which == "anchor" else edit.object_keys
+        if sign > 0 and keys:
+            self._kp[tag] = {l: K.astype(np.float64) for l, K in keys.items()}
 
     def _setter(self, factors: dict, what):
         """set_delta for memit: store A, B as float16 and add exactly those values to W."""
@@ -391,15 +424,15 @@ class Editor:
         self.read_object_keys()
         old = {e.id: e for e in self.revert_all(ids)}
         for e in old.values():      # their objects' tokens stay in K_p through the solve
-            self._track_keys(e.object_keys, +1)
+            self._track_keys(e, "object", +1)
         applied = {}
         try:
-            parts = memit.consolidate(self.model, targets, self.hp, self.cov,
-                                      self._setter(applied, "consolidation"), self.kpkp,
-                                      self.proj)
+            parts = memit.consolidate(self.model, targets, self.hp, self.cinv,
+                                      self._setter(applied, "consolidation"), self.protected(),
+                                      self._hold())
         except BaseException:
             for e in old.values():
-                self._track_keys(e.object_keys, -1)
+                self._track_keys(e, "object", -1)
             for l in self.hp.layers:
                 self._refresh(l)
             self.add(*old.values())
@@ -410,7 +443,7 @@ class Editor:
             keys = {l: K.astype(np.float16) for l, (_, _, K) in p.items()}
             self.edits[i] = Edit(i, e.fact, factors, keys, e.z, e.nll, e.seconds, e.created,
                                  e.object_keys)
-            self._track_keys(keys, +1)
+            self._track_keys(self.edits[i], "anchor", +1)
         for l in self.hp.layers:
             self._refresh(l)
         return ids

@@ -26,14 +26,23 @@ k of the fact's anchor token (the subject's last token) to a new *value*.
 3. Update, one layer at a time (MEMIT), spreading the residual over the remaining layers:
 
        R  = (v* − h_L(current)) / (n − i)
-       ΔW = R K₁ᵀ P (K_p K_pᵀ P + K₁ K₁ᵀ P + λ C P + α I)⁻¹            (AlphaEdit form)
+       ΔW = R K₁ᵀ M⁻¹,   M = λC + K_pᵀK_p + K₁ᵀK₁
 
    C = E[k kᵀ] over ordinary text (uncentred, per token); K_p = keys of earlier edits — at
-   their anchors and (`protect_objects`) at their objects' own tokens — kept as the running
-   sum Σ K_p K_pᵀ; P = projector onto the span of C's eigenvectors whose eigenvalues are
-   < threshold · max eigenvalue, i.e. directions ordinary text hardly uses.
-   With P = I and α = 0 this is MEMIT's  ΔW = R K₁ᵀ (λC + K_pK_pᵀ + K₁K₁ᵀ)⁻¹.
-   Because ΔW = ΔW·P, outputs for keys in C's principal subspace barely move (null-space).
+   their anchors and (`protect_objects`) at their objects' own tokens (rows). M⁻¹ is never
+   formed: with A = λC and U = [K_p; K₁],
+
+       M⁻¹X = A⁻¹X − A⁻¹Uᵀ (I + U A⁻¹Uᵀ)⁻¹ U A⁻¹X          (Woodbury)
+
+   from C⁻¹, computed once per layer, and A⁻¹K_pᵀ, kept per edit: a write costs
+   O(d_k² n + r² d_k) for r protected rows, not a d_k × d_k solve (8192 wide in a 3B Llama).
+
+4. Null-space constraint (AlphaEdit).  Keys Q whose outputs must not move at all — the keys of
+   healthy memories' probes when sleep rewrites a weak one, and, with `nullspace` > 0, C's
+   principal directions (eigenvalue ≥ threshold · max: what ordinary text uses most) — are held
+   exactly: the least-squares update subject to ΔW Qᵀ = 0 is
+
+       ΔW = R (B − M⁻¹Qᵀ (Q M⁻¹Qᵀ)⁺ Q B)ᵀ,   B = M⁻¹K₁ᵀ          (Lagrange multipliers)
 
 ΔW has rank ≤ #keys and is returned as factors A Bᵀ (A = R, B = the solved right factor).
 All solves run in float64 (NumPy); forward passes on the CPU stream in float32.
@@ -57,8 +66,7 @@ class Hparams:
     clamp_norm: float = 4.0      # ‖δ‖ ≤ clamp_norm · ‖h_L‖
     weight_decay: float = 0.5
     lam: float = 15000.0         # weight of the covariance C (per-token normalised)
-    nullspace: float = 0.0       # relative eigenvalue threshold for P (0 = no projection, P=I)
-    alpha: float = 1.0           # ridge term when projecting
+    nullspace: float = 0.0       # C's directions held exactly: eigenvalue ≥ this · max (0 = none)
     contrast: float = 10.0       # weight of contrast keys (same words, someone else's)
     questions: int = 2           # chat questions per fact trained (the family's first N)
     raw_share: float = 1.0       # share of δ the bare cue of a fact about the user is trained with
@@ -441,64 +449,72 @@ def covariance(model, token_batches, layers, progress=None):
     return {l: acc[l] / n for l in layers}, n
 
 
-def projector(C, threshold):
-    """P onto the eigenvectors of C with eigenvalue < threshold · max eigenvalue (AlphaEdit).
-    threshold 0 means no projection (P = I)."""
+def principal(C, threshold):
+    """Rows spanning C's principal subspace — its eigenvectors with eigenvalue ≥ threshold ·
+    max eigenvalue, the directions ordinary text uses most (AlphaEdit's preserved knowledge)
+    — or None when threshold is 0."""
     if threshold <= 0:
         return None
-    w, U = np.linalg.eigh(C)
-    keep = w < threshold * w.max()
-    Uk = U[:, keep]
-    return Uk @ Uk.T
+    w, V = np.linalg.eigh(C)
+    return V[:, w >= threshold * w.max()].T
 
 
-def protect_projector(C, threshold, K_keep):
-    """P onto the orthogonal complement of span(K_keep) ∪ (C's principal subspace, when
-    threshold > 0): ΔW = ΔW P leaves every kept key's output exactly unchanged."""
-    d = C.shape[0]
-    cols = [np.asarray(K_keep, dtype=np.float64).T] if K_keep is not None and len(K_keep) else []
-    if threshold > 0:
-        w, U = np.linalg.eigh(C)
-        cols.append(U[:, w >= threshold * w.max()])
-    if not cols:
-        return None
-    Q, r = np.linalg.qr(np.concatenate(cols, axis=1))
-    Q = Q[:, np.abs(np.diag(r)) > 1e-8 * max(1.0, np.abs(np.diag(r)).max())]
-    return np.eye(d) - Q @ Q.T
+def inverse(C):
+    """C⁻¹ (float64, symmetric), once per layer: every solve starts from it."""
+    Ci = np.linalg.inv(np.asarray(C, dtype=np.float64))
+    return (Ci + Ci.T) / 2
 
 
-# ------------------------------------------------------------------ 3. the update
+def inverse_of(Cinv, lam, U=None, W=None):
+    """X ↦ M⁻¹X for M = λC + UᵀU (U: r × d_k rows; W = C⁻¹Uᵀ if the caller keeps it), by
+    Woodbury: M⁻¹X = A⁻¹X − A⁻¹Uᵀ (I + U A⁻¹Uᵀ)⁻¹ U A⁻¹X with A⁻¹ = C⁻¹/λ."""
+    if U is None or not len(U):
+        return lambda X: Cinv @ X / lam
+    W = (Cinv @ U.T if W is None else W) / lam
+    G = np.eye(len(U)) + U @ W
 
-def solve(R, K, C, lam, KpKp=None, P=None, alpha=1.0, Kc=None, contrast=0.0):
+    def apply(X):
+        Y = Cinv @ X / lam
+        return Y - W @ np.linalg.solve(G, U @ Y)
+    return apply
+
+
+def solve(R, K, Cinv, lam, Kp=None, Wp=None, Q=None, Kc=None, contrast=0.0):
     """Right factor B (d_k × n) such that ΔW = R Bᵀ (R: n × d_out rows, K: n × d_k rows).
 
-    MEMIT  (P None):  ΔW = R Kᵀ (λC + K_pK_pᵀ + w K_cK_cᵀ + KKᵀ)⁻¹       → B = M⁻¹ K
-    AlphaEdit (P):    ΔW = R Kᵀ P ((K_pK_pᵀ + w K_cK_cᵀ + KKᵀ + λC) P + αI)⁻¹ → B = M⁻ᵀ P K
+    MEMIT:  ΔW = R K M⁻¹,  M = λC + K_pᵀK_p + w K_cᵀK_c + KᵀK      → B = M⁻¹Kᵀ
+    then, with Q (rows held exactly): B ← B − M⁻¹Qᵀ (Q M⁻¹Qᵀ)⁺ Q B, so that ΔW Qᵀ = 0.
 
-    K_c are *contrast* keys (the same words said of someone else) whose outputs must not
-    move, weighted by w = `contrast`: a targeted version of the covariance term.
+    `Cinv` = C⁻¹; `Wp` = C⁻¹K_pᵀ if known. K_c are *contrast* keys (the same words said of
+    someone else) whose outputs should not move, weighted by w = `contrast`: a targeted
+    version of the covariance term.
     """
     K = np.asarray(K, dtype=np.float64)
-    M = K.T @ K + lam * C
-    if KpKp is not None:
-        M = M + KpKp
+    rows, ws = [K], [Cinv @ K.T]
+    if Kp is not None and len(Kp):
+        rows.append(np.asarray(Kp, dtype=np.float64))
+        ws.append(Wp if Wp is not None else Cinv @ rows[-1].T)
     if Kc is not None and len(Kc) and contrast > 0:
-        M = M + contrast * (Kc.T @ Kc)
-    if P is None:
-        return np.linalg.solve(M, K.T)          # (d_k, n), M symmetric
-    M = M @ P + alpha * np.eye(P.shape[0])
-    return np.linalg.solve(M.T, P @ K.T)
+        rows.append(np.sqrt(contrast) * np.asarray(Kc, dtype=np.float64))
+        ws.append(Cinv @ rows[-1].T)
+    Minv = inverse_of(Cinv, lam, np.concatenate(rows), np.concatenate(ws, axis=1))
+    B = Minv(K.T)
+    if Q is not None and len(Q):
+        Q = np.asarray(Q, dtype=np.float64)
+        MQ = Minv(Q.T)
+        B = B - MQ @ np.linalg.lstsq(Q @ MQ, Q @ B, rcond=None)[0]
+    return B
 
 
-def apply_update(model, prompts, n_anchors, delta, hp, cov, kpkp, proj, set_delta,
+def apply_update(model, prompts, n_anchors, delta, hp, cinv, kp, hold, set_delta,
                  contrast_prompts=()):
     """The MEMIT layer loop for one fact: its wanted output z = h_L + δ at each anchor,
     written by `consolidate` (one target). Calls set_delta(layer, A, B) to add A Bᵀ to
     W_down[layer]. Returns (per-layer keys used, for K_p bookkeeping; z)."""
     _, h0 = read(model, [_cut(p) for p in prompts], n_anchors, resid_layer=hp.layers[-1])
     z = h0 + delta[None, :]
-    part = consolidate(model, [Target(prompts, z, list(contrast_prompts))], hp, cov, set_delta,
-                       kpkp, proj)[0]
+    part = consolidate(model, [Target(prompts, z, list(contrast_prompts))], hp, cinv, set_delta,
+                       kp, hold)[0]
     return {l: K for l, (_, _, K) in part.items()}, z
 
 
@@ -518,13 +534,13 @@ class Target:
     contrast: list = field(default_factory=list)
 
 
-def consolidate(model, targets, hp, cov, set_delta, kpkp=None, proj=None, chunk=48):
+def consolidate(model, targets, hp, cinv, set_delta, kp=None, hold=None, chunk=48):
     """MEMIT's batch form: every target written in one solve per layer,
 
-        ΔW_l = R_l K_lᵀ (λC + K_lK_lᵀ + w K_cK_cᵀ + K_pK_pᵀ)⁻¹,   R_l = (Z − H_L) / (n − i)
+        ΔW_l = R_l K_l (λC + K_lᵀK_l + w K_cᵀK_c + K_pᵀK_p)⁻¹,   R_l = (Z − H_L) / (n − i)
 
-    or its AlphaEdit form when `proj` gives the null-space projector P_l of a layer (see
-    `solve`): the update then lies in P_l's range, where ordinary text's keys hardly reach.
+    (`solve`; `cinv` {layer: C⁻¹}, `kp` {layer: (K_p rows, C⁻¹K_pᵀ)} of the memories left
+    out), under the null-space constraint ΔW_l Qᵀ = 0 when `hold` gives rows Q for a layer.
 
     with K_l, H_L the keys and layer-L outputs of *all* targets, read after the updates of the
     layers below l (K_p: memories left out, kept in place). No v* optimisation: Z was found
@@ -534,7 +550,7 @@ def consolidate(model, targets, hp, cov, set_delta, kpkp=None, proj=None, chunk=
     Prompts are cut after their last key position (causal: exact) and run in length-sorted
     chunks only up to layer L; each pass starts from the residual saved at the layer below.
     Returns, per target, {layer: (A (d_out, n), B (d_k, n), K (n, d_k))} with ΔW = Σ A Bᵀ."""
-    kpkp, proj = kpkp or {}, proj or {}
+    kp, hold = kp or {}, hold or {}
     L, layers = hp.layers[-1], hp.layers
     offs = np.cumsum([0] + [len(t.z) for t in targets])
     n = int(offs[-1])
@@ -553,7 +569,7 @@ def consolidate(model, targets, hp, cov, set_delta, kpkp=None, proj=None, chunk=
     out = [dict() for _ in targets]
     for i, l in enumerate(layers):
         start = 0 if i == 0 else layers[i - 1]
-        K_sum = np.zeros((n, cov[l].shape[0]))
+        K_sum = np.zeros((n, cinv[l].shape[0]))
         H_sum = np.zeros((n, Z.shape[1]))
         cnt = np.zeros(n)
         Kc = []
@@ -579,7 +595,8 @@ def consolidate(model, targets, hp, cov, set_delta, kpkp=None, proj=None, chunk=
         K, H = K_sum / cnt[:, None], H_sum / cnt[:, None]
         R = (Z - H) / (len(layers) - i)
         Kc = np.stack(Kc) if Kc else None
-        B = solve(R, K, cov[l], hp.lam, kpkp.get(l), proj.get(l), hp.alpha, Kc, hp.contrast)
+        Kp, Wp = kp.get(l, (None, None))
+        B = solve(R, K, cinv[l], hp.lam, Kp, Wp, hold.get(l), Kc, hp.contrast)
         set_delta(l, R.T, B)
         for ti in range(len(targets)):
             s_ = slice(int(offs[ti]), int(offs[ti + 1]))

@@ -14,10 +14,10 @@
             than the wake edits at 20 and 50 memories and less at 99, twice
             (docs/benchmarks.md), and solving and auditing it costs minutes there.
 3. refresh  each degraded or lost memory is rewritten: its edit reverted, v* recomputed on
-            the current weights, and the update projected so that the keys at every anchor
-            position of every healthy memory's audit probes (Editor.probe_keys; and, with the
-            null-space projector on, ordinary text's principal key directions) are *exactly*
-            untouched (memit.protect_projector). A rewrite is kept only if its own memory's
+            the current weights, and the update solved so that the keys at every anchor
+            position of every healthy memory's audit probes (Editor.probe_keys; and, with
+            `nullspace` > 0, ordinary text's principal key directions) are *exactly* untouched
+            (memit.solve's null-space constraint). A rewrite is kept only if its own memory's
             probes then recall more than with the edit it replaced; otherwise that edit is put
             back at once. After each round every memory is audited again; a round that lowers
             the total recall is undone (a healthy memory's other positions can still move).

@@ -32,30 +32,43 @@ def weights(model, layers):
     return {l: np.array(memit._layers(model)[l].mlp.down_proj.weight) for l in layers}
 
 
-def test_solve_fits_targets_and_respects_projector():
+def test_solve_is_memits_least_squares_and_holds_protected_keys_exactly():
+    """solve (Woodbury from C⁻¹) = the direct MEMIT solve M⁻¹Kᵀ, M = λC + K_pᵀK_p + KᵀK; with
+    rows Q held, ΔW Qᵀ = 0 exactly and the update is the constrained least-squares one."""
     rng = np.random.default_rng(0)
     d_k, d_out, n = 24, 16, 3
     K = rng.standard_normal((n, d_k))
     R = rng.standard_normal((n, d_out))
+    Kp = rng.standard_normal((5, d_k))
     A = rng.standard_normal((d_k, 200))
     C = A @ A.T / 200
+    Ci = memit.inverse(C)
+    M = 2.0 * C + Kp.T @ Kp + K.T @ K
+    np.testing.assert_allclose(memit.solve(R, K, Ci, 2.0, Kp), np.linalg.solve(M, K.T),
+                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(memit.solve(R, K, Ci, 2.0, Kp, Ci @ Kp.T),
+                               np.linalg.solve(M, K.T), rtol=1e-9, atol=1e-12)
     # λ→0: MEMIT interpolates the targets exactly
-    B = memit.solve(R, K, C, lam=1e-9)
+    B = memit.solve(R, K, Ci, lam=1e-9)
     np.testing.assert_allclose((R.T @ B.T) @ K.T, R.T, atol=1e-5)
-    # protected keys do not move at all; the update lives in P's range
-    keep = rng.standard_normal((4, d_k))
-    P = memit.protect_projector(C, 0.0, keep)
-    B = memit.solve(R, K, C, lam=1.0, P=P, alpha=1e-3)
+    # held keys (a repeated one included) do not move at all ...
+    Q = rng.standard_normal((4, d_k))
+    Q = np.concatenate([Q, Q[:1]])
+    B = memit.solve(R, K, Ci, 2.0, Kp, Q=Q)
     dW = R.T @ B.T
-    np.testing.assert_allclose(dW @ keep.T, 0.0, atol=1e-9)
-    np.testing.assert_allclose(dW @ P, dW, atol=1e-9)
+    np.testing.assert_allclose(dW @ Q.T, 0.0, atol=1e-9)
+    # ... and ΔW is the least-squares update under that constraint: in the basis N of Q's
+    # null space, ΔW = X Nᵀ with X = Rᵀ K N (Nᵀ M N)⁻¹
+    N = np.linalg.svd(Q)[2][np.linalg.matrix_rank(Q):].T
+    X = R.T @ K @ N @ np.linalg.inv(N.T @ M @ N)
+    np.testing.assert_allclose(dW, X @ N.T, rtol=1e-7, atol=1e-9)
 
 
-def test_projector_threshold_keeps_low_variance_directions():
+def test_principal_directions_are_the_high_variance_ones():
     C = np.diag([10.0, 5.0, 0.01, 0.001])
-    P = memit.projector(C, 0.02)
-    np.testing.assert_allclose(P, np.diag([0, 0, 1.0, 1.0]), atol=1e-12)
-    assert memit.projector(C, 0.0) is None
+    rows = memit.principal(C, 0.02)
+    np.testing.assert_allclose(np.abs(rows.T @ rows), np.diag([1.0, 1.0, 0, 0]), atol=1e-12)
+    assert memit.principal(C, 0.0) is None
 
 
 def test_render_finds_anchor_keys(tiny):
@@ -117,7 +130,7 @@ def test_update_moves_the_residual_to_the_target_value(tiny):
     assert losses[-1] < losses[0]
     L = ed.hp.layers[-1]
     _, h0 = memit.read(model, prompts, len(anchors), resid_layer=L)
-    memit.apply_update(model, prompts, len(anchors), delta, ed.hp, ed.cov,
+    memit.apply_update(model, prompts, len(anchors), delta, ed.hp, ed.cinv,
                        {}, {}, lambda l, A, B: _add(model, l, A, B))
     _, h1 = memit.read(model, prompts, len(anchors), resid_layer=L)
     shift = (h1 - h0)[0]
@@ -344,34 +357,42 @@ def test_protect_objects_keeps_a_later_edit_off_an_objects_tokens(tiny_model_dir
 
 def test_a_loaded_edits_object_keys_are_read_before_the_next_write(tiny):
     """Object keys are not stored: an edit added without them has them read from the
-    weights before the next write; Σ K_pK_pᵀ holds every edit's keys and object keys, through a
-    consolidation too, and reverting every edit returns it to zero."""
+    weights before the next write; K_p holds every edit's keys and object keys, through a
+    consolidation too, and reverting every edit empties it."""
     model, tok = tiny
     ed = make_editor(model, tok)
+
+    def kpkp():
+        return {l: U.T @ U for l, (U, _) in ed.protected().items()}
+
     ea = ed.write(Fact("user", "name", "Biscuit", "dog"), "a")
-    with_obj = {l: m.copy() for l, m in ed.kpkp.items()}
+    with_obj = kpkp()
+    assert set(with_obj) == set(ed.hp.layers)
     ed.revert("a")
-    assert all(np.abs(m).max() < 1e-9 for m in ed.kpkp.values())
+    assert kpkp() == {}
     ea.object_keys = None                                   # as loaded from disk
     ed.add(ea)
-    assert all(not np.allclose(ed.kpkp[l], with_obj[l]) for l in ed.hp.layers)
+    assert all(not np.allclose(kpkp()[l], with_obj[l]) for l in ed.hp.layers)
     ed.write(Fact("user", "name", "Marmalade", "cat"), "b")
     assert ea.object_keys and set(ea.object_keys) == set(ed.hp.layers)
     assert ed.consolidate() == ["a", "b"]             # the joint solve keeps the object keys
     want = {l: sum(e.keys[l].astype(np.float64).T @ e.keys[l].astype(np.float64)
                    + e.object_keys[l].astype(np.float64).T @ e.object_keys[l].astype(np.float64)
                    for e in ed.edits.values()) for l in ed.hp.layers}
-    assert all(np.allclose(ed.kpkp[l], want[l], atol=1e-9) for l in ed.hp.layers)
+    got = kpkp()
+    assert all(np.allclose(got[l], want[l], atol=1e-9) for l in ed.hp.layers)
+    for l, (U, W) in ed.protected().items():          # C⁻¹K_pᵀ kept in step with K_p
+        np.testing.assert_allclose(W, ed.cinv[l] @ U.T, rtol=1e-9, atol=1e-12)
     ed.revert_all(["a", "b"])
-    assert all(np.abs(m).max() < 1e-9 for m in ed.kpkp.values())
+    assert kpkp() == {}
 
 
-def test_retune_changes_settings_and_the_projector_follows(tiny):
+def test_retune_changes_settings_and_the_principal_directions_follow(tiny):
     model, tok = tiny
     ed = make_editor(model, tok)
-    assert ed.proj == {}                       # nullspace 0: no projector
+    assert ed.principal == {}                       # nullspace 0: nothing held
     ed.retune(nullspace=0.5, lam="20")
-    assert ed.hp.lam == 20.0 and set(ed.proj) == set(ed.hp.layers)
+    assert ed.hp.lam == 20.0 and set(ed.principal) == set(ed.hp.layers)
     with pytest.raises(ValueError, match="unknown editor setting"):
         ed.retune(no_such=1)
 
