@@ -26,7 +26,7 @@ k of the fact's anchor token (the subject's last token) to a new *value*.
 3. Update, one layer at a time (MEMIT), spreading the residual over the remaining layers:
 
        R  = (v* − h_L(current)) / (n − i)
-       ΔW = R K₁ᵀ M⁻¹,   M = λC + K_pᵀK_p + K₁ᵀK₁
+       ΔW = Rᵀ K₁ M⁻¹,   M = λC + K_pᵀK_p + K₁ᵀK₁       (R: n × d_out, K: n × d_k, one row a key)
 
    C = E[k kᵀ] over ordinary text (uncentred, per token); K_p = keys of earlier edits — at
    their anchors and (`protect_objects`) at their objects' own tokens (rows). M⁻¹ is never
@@ -42,9 +42,9 @@ k of the fact's anchor token (the subject's last token) to a new *value*.
    principal directions (eigenvalue ≥ threshold · max: what ordinary text uses most) — are held
    exactly: the least-squares update subject to ΔW Qᵀ = 0 is
 
-       ΔW = R (B − M⁻¹Qᵀ (Q M⁻¹Qᵀ)⁺ Q B)ᵀ,   B = M⁻¹K₁ᵀ          (Lagrange multipliers)
+       ΔW = Rᵀ (B − M⁻¹Qᵀ (Q M⁻¹Qᵀ)⁺ Q B)ᵀ,   B = M⁻¹K₁ᵀ          (Lagrange multipliers)
 
-ΔW has rank ≤ #keys and is returned as factors A Bᵀ (A = R, B = the solved right factor).
+ΔW has rank ≤ #keys and is returned as factors A Bᵀ (A = Rᵀ, B = the solved right factor).
 All solves run in float64 (NumPy); forward passes on the CPU stream in float32.
 """
 from contextlib import contextmanager
@@ -479,10 +479,11 @@ def inverse_of(Cinv, lam, U=None, W=None):
     return apply
 
 
-def solve(R, K, Cinv, lam, Kp=None, Wp=None, Q=None, Kc=None, contrast=0.0):
-    """Right factor B (d_k × n) such that ΔW = R Bᵀ (R: n × d_out rows, K: n × d_k rows).
+def solve(K, Cinv, lam, Kp=None, Wp=None, Q=None, Kc=None, contrast=0.0):
+    """Right factor B (d_k × n) such that ΔW = RᵀBᵀ for residuals R (n × d_out) at keys K
+    (n × d_k rows).
 
-    MEMIT:  ΔW = R K M⁻¹,  M = λC + K_pᵀK_p + w K_cᵀK_c + KᵀK      → B = M⁻¹Kᵀ
+    MEMIT:  ΔW = RᵀK M⁻¹,  M = λC + K_pᵀK_p + w K_cᵀK_c + KᵀK      → B = M⁻¹Kᵀ
     then, with Q (rows held exactly): B ← B − M⁻¹Qᵀ (Q M⁻¹Qᵀ)⁺ Q B, so that ΔW Qᵀ = 0.
 
     `Cinv` = C⁻¹; `Wp` = C⁻¹K_pᵀ if known. K_c are *contrast* keys (the same words said of
@@ -537,7 +538,7 @@ class Target:
 def consolidate(model, targets, hp, cinv, set_delta, kp=None, hold=None, chunk=48):
     """MEMIT's batch form: every target written in one solve per layer,
 
-        ΔW_l = R_l K_l (λC + K_lᵀK_l + w K_cᵀK_c + K_pᵀK_p)⁻¹,   R_l = (Z − H_L) / (n − i)
+        ΔW_l = R_lᵀ K_l (λC + K_lᵀK_l + w K_cᵀK_c + K_pᵀK_p)⁻¹,   R_l = (Z − H_L) / (n − i)
 
     (`solve`; `cinv` {layer: C⁻¹}, `kp` {layer: (K_p rows, C⁻¹K_pᵀ)} of the memories left
     out), under the null-space constraint ΔW_l Qᵀ = 0 when `hold` gives rows Q for a layer.
@@ -596,7 +597,7 @@ def consolidate(model, targets, hp, cinv, set_delta, kp=None, hold=None, chunk=4
         R = (Z - H) / (len(layers) - i)
         Kc = np.stack(Kc) if Kc else None
         Kp, Wp = kp.get(l, (None, None))
-        B = solve(R, K, cinv[l], hp.lam, Kp, Wp, hold.get(l), Kc, hp.contrast)
+        B = solve(K, cinv[l], hp.lam, Kp, Wp, hold.get(l), Kc, hp.contrast)
         set_delta(l, R.T, B)
         for ti in range(len(targets)):
             s_ = slice(int(offs[ti]), int(offs[ti + 1]))

@@ -44,17 +44,17 @@ def test_solve_is_memits_least_squares_and_holds_protected_keys_exactly():
     C = A @ A.T / 200
     Ci = memit.inverse(C)
     M = 2.0 * C + Kp.T @ Kp + K.T @ K
-    np.testing.assert_allclose(memit.solve(R, K, Ci, 2.0, Kp), np.linalg.solve(M, K.T),
+    np.testing.assert_allclose(memit.solve(K, Ci, 2.0, Kp), np.linalg.solve(M, K.T),
                                rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(memit.solve(R, K, Ci, 2.0, Kp, Ci @ Kp.T),
+    np.testing.assert_allclose(memit.solve(K, Ci, 2.0, Kp, Ci @ Kp.T),
                                np.linalg.solve(M, K.T), rtol=1e-9, atol=1e-12)
     # λ→0: MEMIT interpolates the targets exactly
-    B = memit.solve(R, K, Ci, lam=1e-9)
+    B = memit.solve(K, Ci, lam=1e-9)
     np.testing.assert_allclose((R.T @ B.T) @ K.T, R.T, atol=1e-5)
     # held keys (a repeated one included) do not move at all ...
     Q = rng.standard_normal((4, d_k))
     Q = np.concatenate([Q, Q[:1]])
-    B = memit.solve(R, K, Ci, 2.0, Kp, Q=Q)
+    B = memit.solve(K, Ci, 2.0, Kp, Q=Q)
     dW = R.T @ B.T
     np.testing.assert_allclose(dW @ Q.T, 0.0, atol=1e-9)
     # ... and ΔW is the least-squares update under that constraint: in the basis N of Q's
