@@ -165,8 +165,8 @@ def _float_linear(layer) -> nn.Linear:
 
 
 class Editor:
-    """`stats` is (cov, prefixes) or a function returning them: loading saved edits needs
-    neither, so they are computed (or read from the cache) on the first write only."""
+    """`stats` is (cov, prefixes[, C⁻¹]) or a function returning them: loading saved edits
+    needs none of them, so they are computed (or read from the cache) on the first write only."""
 
     def __init__(self, model, tokenizer, hp: memit.Hparams, stats, system_prompt=None):
         self.model, self.tokenizer, self.hp = model, tokenizer, hp
@@ -188,13 +188,14 @@ class Editor:
         self._kp_w: dict[tuple, dict] = {}
 
     def load_stats(self):
-        """(cov, prefixes), and C⁻¹ of each layer made from them (seconds for a 8192-wide
-        key; once per process, so that no write pays for it)."""
+        """(cov, prefixes), and C⁻¹ of each layer (given, or made from C here: once, so that
+        no write pays for it)."""
         if callable(self._stats):
             self._stats = self._stats()
         if not hasattr(self, "_cinv"):
-            self._cinv = {l: memit.inverse(self._stats[0][l]) for l in self.hp.layers}
-        return self._stats
+            self._cinv = self._stats[2] if len(self._stats) > 2 else \
+                {l: memit.inverse(self._stats[0][l]) for l in self.hp.layers}
+        return self._stats[:2]
 
     @property
     def cov(self) -> dict:

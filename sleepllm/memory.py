@@ -36,10 +36,11 @@ class Memory:
         hp = memit.Hparams.from_config(cfg["editor"])
 
         def load_stats():
+            per_dk = cfg["editor"]["cov_tokens_per_dk"]
             cov, prefixes = stats.load_or_compute(model, tokenizer, hp.layers, cache_dir(),
-                                                  self.fingerprint,
-                                                  cfg["editor"]["cov_tokens_per_dk"], console)
-            return cov, prefixes[: cfg["editor"]["prefixes"]]
+                                                  self.fingerprint, per_dk, console)
+            cinv = stats.inverse_or_compute(cov, cache_dir(), self.fingerprint, per_dk, console)
+            return cov, prefixes[: cfg["editor"]["prefixes"]], cinv
 
         self.editor = Editor(model, tokenizer, hp, load_stats, cfg["system_prompt"])
         self.records: dict[str, dict] = {}   # the ledger, in learning order

@@ -4,8 +4,8 @@ fingerprint of the model's weights:
 - random prefixes: short texts the model writes itself after "The", "Therefore", ... (MEMIT's
   context templates), sampled at temperature 0.7 with a fixed seed;
 - C_l = E[k kᵀ] at each edited layer, from text the model generates itself (plain text and
-  chat-formatted turns), ≥ 10 × d_k tokens. The perplexity text (data/heldout.txt) is never
-  used here.
+  chat-formatted turns), ≥ 10 × d_k tokens, and C_l⁻¹, which every solve starts from (memit).
+  The perplexity text (data/heldout.txt) is never used here.
 """
 import json
 from pathlib import Path
@@ -102,8 +102,28 @@ def load_or_compute(model, tokenizer, layers, cache_root: Path, fingerprint: str
             bar.update(task, total=len(batches) * 2, completed=len(batches))
             got, n = memit.covariance(model, batches, missing,
                                       progress=lambda i, m: bar.update(task, completed=m + i))
-        for l in missing:
-            cov[l] = got[l]
+        for l in missing:   # as a later start reads it back (float32 on disk)
+            cov[l] = got[l].astype(np.float32).astype(np.float64)
             atomic_save_arrays(folder / f"cov_l{l}_n{n_tokens}.safetensors",
                                {"C": got[l].astype(np.float32)})
     return cov, prefixes
+
+
+def inverse_or_compute(cov: dict, cache_root: Path, fingerprint: str, tokens_per_dk=10,
+                       console=None) -> dict:
+    """{layer: C⁻¹} (float64), cached beside C: five 8192-wide inversions take minutes on a
+    CPU, reading them back a second. Stored as the float64's own bytes (uint32 pairs: MLX's
+    safetensors has no float64), so what is read is exactly what was computed."""
+    folder = private_dir(cache_root / fingerprint)
+    out = {}
+    for l, C in cov.items():
+        f = folder / f"cinv_l{l}_n{tokens_per_dk * C.shape[0]}.safetensors"
+        if f.exists():
+            out[l] = load_arrays(f)["cinv_float64_bits"].view(np.float64)
+            continue
+        if console is not None and C.shape[0] >= 4096:
+            console.print(f"[dim]inverting the key statistics of layer {l} (once per model)[/dim]")
+        out[l] = memit.inverse(C)
+        atomic_save_arrays(f, {"cinv_float64_bits": np.ascontiguousarray(out[l]).view(np.uint32)})
+    return out
+

@@ -409,3 +409,20 @@ def test_pack_places_every_tail_without_overlap_in_fewer_slots():
         assert R * S <= len(lengths) * max(lengths)      # never worse than one row each
     S, _, R = memit._pack([7, 7, 7, 19, 17, 3])
     assert R * S <= 63                                   # vs 6 × 19 = 114 left-padded
+
+
+def test_the_inverse_statistics_are_cached_bit_for_bit(tiny):
+    """C⁻¹ is computed once per model and layer and read back exactly (float64 bytes)."""
+    from sleepllm import stats
+    from sleepllm.config import cache_dir
+    from sleepllm.model import fingerprint
+
+    model, tok = tiny
+    cov, _ = stats.load_or_compute(model, tok, [1, 2], cache_dir(), fingerprint(model), 4)
+    first = stats.inverse_or_compute(cov, cache_dir(), fingerprint(model), 4)
+    files = sorted(p.name for p in (cache_dir() / fingerprint(model)).glob("cinv_*"))
+    assert files == [f"cinv_l{l}_n{4 * cov[l].shape[0]}.safetensors" for l in (1, 2)]
+    again = stats.inverse_or_compute(cov, cache_dir(), fingerprint(model), 4)
+    for l in (1, 2):
+        assert again[l].dtype == np.float64 and np.array_equal(again[l], first[l])
+        assert np.array_equal(first[l], memit.inverse(cov[l]))
