@@ -189,17 +189,22 @@ class Editor:
 
     def load_stats(self):
         """(cov, prefixes), and C⁻¹ of each layer (given, or made from C here: once, so that
-        no write pays for it)."""
+        no write pays for it). Statistics read through a function keep only C⁻¹ and the
+        prefixes: C itself (2.7 GB for a 3B Llama's five layers) is needed again only for
+        C's principal directions (`nullspace` > 0) and is then read again."""
         if callable(self._stats):
-            self._stats = self._stats()
+            self._loader, self._stats = self._stats, self._stats()
         if not hasattr(self, "_cinv"):
             self._cinv = self._stats[2] if len(self._stats) > 2 else \
                 {l: memit.inverse(self._stats[0][l]) for l in self.hp.layers}
+            if hasattr(self, "_loader"):
+                self._stats = (None, self._stats[1])
         return self._stats[:2]
 
     @property
     def cov(self) -> dict:
-        return self.load_stats()[0]
+        cov = self.load_stats()[0]
+        return cov if cov is not None else self._loader()[0]
 
     @property
     def prefixes(self) -> list:

@@ -342,3 +342,16 @@ def test_a_4bit_model_learns_sleeps_restarts_and_exports(tiny_model_dir, tmp_pat
     assert isinstance(memit._layers(exported)[0].mlp.down_proj, nn.QuantizedLinear)
     for l in mem.editor.hp.layers:
         assert type(memit._layers(exported)[l].mlp.down_proj) is nn.Linear
+
+
+def test_a_memory_keeps_the_inverse_statistics_not_the_covariance(tiny_model_dir, tmp_path):
+    """After its statistics load, a memory's editor holds C⁻¹ and not C (half the memory of a
+    wide model's statistics); C is read again when asked for, equal to what C⁻¹ came from."""
+    mem = open_mem(tiny_model_dir, tmp_path / "m")
+    mem.learn(FACTS[0])
+    ed = mem.editor
+    assert ed._stats[0] is None and set(ed.cinv) == set(ed.hp.layers)
+    for l in ed.hp.layers:
+        np.testing.assert_allclose(ed.cinv[l] @ ed.cov[l], np.eye(len(ed.cinv[l])), atol=1e-6)
+    ed.retune(nullspace=0.5)                 # C's principal directions: C read again
+    assert set(ed.principal) == set(ed.hp.layers) and ed._stats[0] is None
