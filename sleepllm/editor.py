@@ -223,8 +223,11 @@ class Editor:
         """{layer: C's principal directions (rows)} held exactly by every update, when
         `nullspace` > 0 (AlphaEdit); {} otherwise."""
         if not hasattr(self, "_principal"):
-            rows = {l: memit.principal(self.cov[l], self.hp.nullspace) for l in self.hp.layers}
-            self._principal = {l: r for l, r in rows.items() if r is not None}
+            self._principal = {}
+            if self.hp.nullspace > 0:
+                cov = self.cov
+                self._principal = {l: memit.principal(cov[l], self.hp.nullspace)
+                                   for l in self.hp.layers}
         return self._principal
 
     @property
