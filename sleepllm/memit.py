@@ -465,12 +465,10 @@ def inverse(C):
     return (Ci + Ci.T) / 2
 
 
-def inverse_of(Cinv, lam, U=None, W=None):
-    """X ↦ M⁻¹X for M = λC + UᵀU (U: r × d_k rows; W = C⁻¹Uᵀ if the caller keeps it), by
-    Woodbury: M⁻¹X = A⁻¹X − A⁻¹Uᵀ (I + U A⁻¹Uᵀ)⁻¹ U A⁻¹X with A⁻¹ = C⁻¹/λ."""
-    if U is None or not len(U):
-        return lambda X: Cinv @ X / lam
-    W = (Cinv @ U.T if W is None else W) / lam
+def inverse_of(Cinv, lam, U, W):
+    """X ↦ M⁻¹X for M = λC + UᵀU (U: r × d_k rows, W = C⁻¹Uᵀ), by Woodbury:
+    M⁻¹X = A⁻¹X − A⁻¹Uᵀ (I + U A⁻¹Uᵀ)⁻¹ U A⁻¹X with A⁻¹ = C⁻¹/λ."""
+    W = W / lam
     G = np.eye(len(U)) + U @ W
 
     def apply(X):
