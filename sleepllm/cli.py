@@ -254,10 +254,8 @@ def cmd_setup(args) -> int:
     path = ensure_default_model(data_dir(), console)
     cfg = load_config()
     model, tok = load(str(path))
-    cov, _ = stats.load_or_compute(model, tok, cfg["editor"]["layers"], cache_dir(),
-                                   fingerprint(model), cfg["editor"]["cov_tokens_per_dk"], console)
-    stats.inverse_or_compute(cov, cache_dir(), fingerprint(model),
-                             cfg["editor"]["cov_tokens_per_dk"], console)
+    stats.load(model, tok, cfg["editor"]["layers"], cache_dir(), fingerprint(model),
+               cfg["editor"]["cov_tokens_per_dk"], console)
     print(path)
     return 0
 

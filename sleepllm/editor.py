@@ -170,7 +170,10 @@ class Editor:
 
     def __init__(self, model, tokenizer, hp: memit.Hparams, stats, system_prompt=None):
         self.model, self.tokenizer, self.hp = model, tokenizer, hp
-        self._stats, self.system_prompt = stats, system_prompt
+        # stats: {"prefixes", "cov" and/or "cinv"}, or a function of the parts wanted that
+        # returns them (stats.load), called when first needed
+        self._stats = dict(stats) if isinstance(stats, dict) else stats
+        self.system_prompt = system_prompt
         self.edits: dict[str, Edit] = {}
         layers = memit._layers(model)
         self.base = {}
@@ -187,28 +190,25 @@ class Editor:
         self._kp: dict[tuple, dict] = {}
         self._kp_w: dict[tuple, dict] = {}
 
-    def load_stats(self):
-        """(cov, prefixes), and C⁻¹ of each layer (given, or made from C here: once, so that
-        no write pays for it). Statistics read through a function keep only C⁻¹ and the
-        prefixes: C itself (2.7 GB for a 3B Llama's five layers) is needed again only for
-        C's principal directions (`nullspace` > 0) and is then read again."""
+    def load_stats(self) -> dict:
+        """{"prefixes", "cinv": {layer: C⁻¹}, ...}: read (or made) when first needed, once, so
+        that no write pays for it. Statistics given as a function (`stats.load`) are read
+        without C (2.7 GB for a 3B Llama's five layers): only C's principal directions
+        (`nullspace` > 0) need it, and then ask for it alone."""
         if callable(self._stats):
-            self._loader, self._stats = self._stats, self._stats()
-        if not hasattr(self, "_cinv"):
-            self._cinv = self._stats[2] if len(self._stats) > 2 else \
-                {l: memit.inverse(self._stats[0][l]) for l in self.hp.layers}
-            if hasattr(self, "_loader"):
-                self._stats = (None, self._stats[1])
-        return self._stats[:2]
+            self._loader, self._stats = self._stats, self._stats(("prefixes", "cinv"))
+        if "cinv" not in self._stats:
+            self._stats["cinv"] = {l: memit.inverse(self._stats["cov"][l]) for l in self.hp.layers}
+        return self._stats
 
     @property
     def cov(self) -> dict:
-        cov = self.load_stats()[0]
-        return cov if cov is not None else self._loader()[0]
+        s = self.load_stats()
+        return s["cov"] if "cov" in s else self._loader(("cov",))["cov"]
 
     @property
     def prefixes(self) -> list:
-        return self.load_stats()[1]
+        return self.load_stats()["prefixes"]
 
     def retune(self, **changes):
         """Change editor hyper-parameters in place (the cached principal directions follow them)."""
@@ -232,8 +232,7 @@ class Editor:
 
     @property
     def cinv(self) -> dict:
-        self.load_stats()
-        return self._cinv
+        return self.load_stats()["cinv"]
 
     def protected(self) -> dict:
         """{layer: (K_p rows (r, d_k), C⁻¹K_pᵀ (d_k, r))} over every tracked block, in order."""

@@ -35,12 +35,12 @@ class Memory:
         self.fingerprint = fingerprint(model)
         hp = memit.Hparams.from_config(cfg["editor"])
 
-        def load_stats():
-            per_dk = cfg["editor"]["cov_tokens_per_dk"]
-            cov, prefixes = stats.load_or_compute(model, tokenizer, hp.layers, cache_dir(),
-                                                  self.fingerprint, per_dk, console)
-            cinv = stats.inverse_or_compute(cov, cache_dir(), self.fingerprint, per_dk, console)
-            return cov, prefixes[: cfg["editor"]["prefixes"]], cinv
+        def load_stats(parts):
+            got = stats.load(model, tokenizer, hp.layers, cache_dir(), self.fingerprint,
+                             cfg["editor"]["cov_tokens_per_dk"], console, parts)
+            if "prefixes" in got:
+                got["prefixes"] = got["prefixes"][: cfg["editor"]["prefixes"]]
+            return got
 
         self.editor = Editor(model, tokenizer, hp, load_stats, cfg["system_prompt"])
         self.records: dict[str, dict] = {}   # the ledger, in learning order

@@ -74,25 +74,47 @@ def text_batches(model, tokenizer, n_tokens, seq_len=160, batch=48, seed=1):
     return out
 
 
-def load_or_compute(model, tokenizer, layers, cache_root: Path, fingerprint: str,
-                    tokens_per_dk=10, console=None):
-    """(cov {layer: C}, prefixes). Cached in <cache_root>/<fingerprint>/."""
+def load(model, tokenizer, layers, cache_root: Path, fingerprint: str, tokens_per_dk=10,
+         console=None, parts=("prefixes", "cinv")) -> dict:
+    """{part: ...} for the asked `parts` of "prefixes" (list of texts), "cinv" ({layer: C⁻¹})
+    and "cov" ({layer: C}), float64; cached in <cache_root>/<fingerprint>/. C (float32 on
+    disk) is computed, with a progress bar, on a model's first start, and read only when asked
+    for or when its C⁻¹ is not cached yet. C⁻¹ is stored as the float64's own bytes (uint32
+    pairs: MLX's safetensors has no float64), so what is read is exactly what was computed —
+    five 8192-wide inversions take minutes on a CPU, reading them back seconds."""
     folder = private_dir(cache_root / fingerprint)
     d_k = memit._layers(model)[layers[0]].mlp.down_proj.weight.shape[1]
     n_tokens = tokens_per_dk * d_k
-    pre_file = folder / "prefixes.json"
-    if pre_file.exists():
-        prefixes = json.loads(pre_file.read_text())
-    else:
-        prefixes = random_prefixes(model, tokenizer)
-        atomic_write_json(pre_file, prefixes)
-    cov, missing = {}, []
-    for l in layers:
-        f = folder / f"cov_l{l}_n{n_tokens}.safetensors"
-        if f.exists():
-            cov[l] = load_arrays(f)["C"].astype(np.float64)
-        else:
-            missing.append(l)
+    out = {}
+    if "prefixes" in parts:
+        pre_file = folder / "prefixes.json"
+        if not pre_file.exists():
+            atomic_write_json(pre_file, random_prefixes(model, tokenizer))
+        out["prefixes"] = json.loads(pre_file.read_text())
+    cinv_file = {l: folder / f"cinv_l{l}_n{n_tokens}.safetensors" for l in layers}
+    need_c = [l for l in layers if "cov" in parts or ("cinv" in parts and not cinv_file[l].exists())]
+    c_file = _covariance(model, tokenizer, need_c, folder, n_tokens, console)
+    # every start, the first included, computes with C as read back from float32
+    read_c = lambda l: load_arrays(c_file[l])["C"].astype(np.float64)
+    if "cinv" in parts:
+        out["cinv"] = {}
+        for l in layers:   # one layer at a time: at 8192 wide each C or C⁻¹ is 0.5 GB
+            if not cinv_file[l].exists():
+                if console is not None and d_k >= 4096:
+                    console.print(f"[dim]inverting the key statistics of layer {l} "
+                                  "(once per model)[/dim]")
+                atomic_save_arrays(cinv_file[l], {"cinv_float64_bits": np.ascontiguousarray(
+                    memit.inverse(read_c(l))).view(np.uint32)})
+            out["cinv"][l] = load_arrays(cinv_file[l])["cinv_float64_bits"].view(np.float64)
+    if "cov" in parts:
+        out["cov"] = {l: read_c(l) for l in layers}
+    return out
+
+
+def _covariance(model, tokenizer, layers, folder: Path, n_tokens: int, console) -> dict:
+    """{layer: the cache file of C}; the layers not cached yet computed (and cached) first."""
+    files = {l: folder / f"cov_l{l}_n{n_tokens}.safetensors" for l in layers}
+    missing = [l for l in layers if not files[l].exists()]
     if missing:
         from rich.progress import Progress
 
@@ -100,30 +122,8 @@ def load_or_compute(model, tokenizer, layers, cache_root: Path, fingerprint: str
             task = bar.add_task(f"Key statistics for layers {missing} (once per model)", total=None)
             batches = text_batches(model, tokenizer, n_tokens)
             bar.update(task, total=len(batches) * 2, completed=len(batches))
-            got, n = memit.covariance(model, batches, missing,
+            got, _ = memit.covariance(model, batches, missing,
                                       progress=lambda i, m: bar.update(task, completed=m + i))
-        for l in missing:   # as a later start reads it back (float32 on disk)
-            cov[l] = got[l].astype(np.float32).astype(np.float64)
-            atomic_save_arrays(folder / f"cov_l{l}_n{n_tokens}.safetensors",
-                               {"C": got[l].astype(np.float32)})
-    return cov, prefixes
-
-
-def inverse_or_compute(cov: dict, cache_root: Path, fingerprint: str, tokens_per_dk=10,
-                       console=None) -> dict:
-    """{layer: C⁻¹} (float64), cached beside C: five 8192-wide inversions take minutes on a
-    CPU, reading them back a second. Stored as the float64's own bytes (uint32 pairs: MLX's
-    safetensors has no float64), so what is read is exactly what was computed."""
-    folder = private_dir(cache_root / fingerprint)
-    out = {}
-    for l, C in cov.items():
-        f = folder / f"cinv_l{l}_n{tokens_per_dk * C.shape[0]}.safetensors"
-        if f.exists():
-            out[l] = load_arrays(f)["cinv_float64_bits"].view(np.float64)
-            continue
-        if console is not None and C.shape[0] >= 4096:
-            console.print(f"[dim]inverting the key statistics of layer {l} (once per model)[/dim]")
-        out[l] = memit.inverse(C)
-        atomic_save_arrays(f, {"cinv_float64_bits": np.ascontiguousarray(out[l]).view(np.uint32)})
-    return out
-
+        for l in missing:
+            atomic_save_arrays(files[l], {"C": got[l].astype(np.float32)})
+    return files

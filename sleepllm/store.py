@@ -13,7 +13,8 @@ Memory folder layout:
         ledger.json               facts: id, text, triple, status, history, audits
     manifest.json                 points at the current checkpoint (written last)
 
-Cache (per model, under <data dir>/cache/<fingerprint>/): prefixes.json, cov_l*.safetensors.
+Cache (per model, under <data dir>/cache/<fingerprint>/, stats.load): prefixes.json,
+cov_l*.safetensors (C, float32) and cinv_l*.safetensors (C⁻¹, float64 bytes).
 """
 import json
 import os

@@ -23,9 +23,9 @@ def make_editor(model, tok, **editor):
 
     cfg = tiny_cfg(**editor)
     hp = memit.Hparams.from_config(cfg["editor"])
-    cov, pre = stats.load_or_compute(model, tok, hp.layers, cache_dir(),
-                                     fingerprint(model), cfg["editor"]["cov_tokens_per_dk"])
-    return Editor(model, tok, hp, (cov, pre[:1]))
+    got = stats.load(model, tok, hp.layers, cache_dir(), fingerprint(model),
+                     cfg["editor"]["cov_tokens_per_dk"], parts=("prefixes", "cov"))
+    return Editor(model, tok, hp, {"prefixes": got["prefixes"][:1], "cov": got["cov"]})
 
 
 def weights(model, layers):
@@ -411,18 +411,28 @@ def test_pack_places_every_tail_without_overlap_in_fewer_slots():
     assert R * S <= 63                                   # vs 6 × 19 = 114 left-padded
 
 
-def test_the_inverse_statistics_are_cached_bit_for_bit(tiny):
-    """C⁻¹ is computed once per model and layer and read back exactly (float64 bytes)."""
+def test_the_inverse_statistics_are_cached_bit_for_bit(tiny, tmp_path):
+    """C and C⁻¹ are computed once per model and layer; C⁻¹ is read back exactly (float64
+    bytes), and once it is cached C is not read unless asked for."""
     from sleepllm import stats
-    from sleepllm.config import cache_dir
     from sleepllm.model import fingerprint
+    from sleepllm.store import load_arrays
 
     model, tok = tiny
-    cov, _ = stats.load_or_compute(model, tok, [1, 2], cache_dir(), fingerprint(model), 4)
-    first = stats.inverse_or_compute(cov, cache_dir(), fingerprint(model), 4)
-    files = sorted(p.name for p in (cache_dir() / fingerprint(model)).glob("cinv_*"))
-    assert files == [f"cinv_l{l}_n{4 * cov[l].shape[0]}.safetensors" for l in (1, 2)]
-    again = stats.inverse_or_compute(cov, cache_dir(), fingerprint(model), 4)
+    root = tmp_path / "cache"                  # not the session's cache: its C is damaged below
+    folder = root / fingerprint(model)
+    first = stats.load(model, tok, [1, 2], root, fingerprint(model), 4)
+    n = 4 * first["cinv"][1].shape[0]
+    assert sorted(p.name for p in folder.glob("c*")) == \
+        [f"{w}_l{l}_n{n}.safetensors" for w in ("cinv", "cov") for l in (1, 2)]
+    for l in (1, 2):   # C is float32 on disk; C⁻¹ is made from what is read back
+        C = load_arrays(folder / f"cov_l{l}_n{n}.safetensors")["C"]
+        assert C.dtype == np.float32 and first["cinv"][l].dtype == np.float64
+        assert np.array_equal(first["cinv"][l], memit.inverse(C.astype(np.float64)))
+        (folder / f"cov_l{l}_n{n}.safetensors").write_bytes(b"not read")
+    again = stats.load(model, tok, [1, 2], root, fingerprint(model), 4)
+    assert again["prefixes"] == first["prefixes"] and set(again) == {"prefixes", "cinv"}
     for l in (1, 2):
-        assert again[l].dtype == np.float64 and np.array_equal(again[l], first[l])
-        assert np.array_equal(first[l], memit.inverse(cov[l]))
+        assert np.array_equal(again["cinv"][l], first["cinv"][l])
+    with pytest.raises(Exception):             # asked for, C is read
+        stats.load(model, tok, [1, 2], root, fingerprint(model), 4, parts=("cov",))

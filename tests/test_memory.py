@@ -345,18 +345,19 @@ def test_a_4bit_model_learns_sleeps_restarts_and_exports(tiny_model_dir, tmp_pat
 
 
 def test_a_memory_keeps_the_inverse_statistics_not_the_covariance(tiny_model_dir, tmp_path):
-    """After its statistics load, a memory's editor holds C⁻¹ and not C (half the memory of a
-    wide model's statistics); C is read again when asked for, equal to what C⁻¹ came from."""
+    """A memory's editor reads C⁻¹ and not C (half the memory of a wide model's statistics),
+    once; C is read when asked for, alone, equal to what C⁻¹ came from."""
     mem = open_mem(tiny_model_dir, tmp_path / "m")
     reads = []
     loader = mem.editor._stats
-    mem.editor._stats = lambda: reads.append(1) or loader()
+    mem.editor._stats = lambda parts: reads.append(parts) or loader(parts)
     mem.learn(FACTS[0])
     mem.learn(FACTS[1])
     ed = mem.editor
-    assert ed._stats[0] is None and set(ed.cinv) == set(ed.hp.layers)
-    assert reads == [1]                      # writes never read the statistics again
+    assert "cov" not in ed._stats and set(ed.cinv) == set(ed.hp.layers)
+    assert reads == [("prefixes", "cinv")]   # writes never read the statistics again
     for l in ed.hp.layers:
         np.testing.assert_allclose(ed.cinv[l] @ ed.cov[l], np.eye(len(ed.cinv[l])), atol=1e-6)
     ed.retune(nullspace=0.5)                 # C's principal directions: C read again
-    assert set(ed.principal) == set(ed.hp.layers) and ed._stats[0] is None
+    assert set(ed.principal) == set(ed.hp.layers) and "cov" not in ed._stats
+    assert set(reads[1:]) == {("cov",)}
