@@ -329,30 +329,41 @@ class Editor:
         # make the weights exactly W₀ + Σ factors (the same sum a reload computes)
         for l in factors:
             self._refresh(l)
-        self._protect_object(edit, prompts)
+        self._protect_object([edit], prompts)
         return edit
 
-    def _protect_object(self, edit: Edit, prompts=None):
-        """Read the keys at the edit's object tokens from the current weights (`object_prompts`)
-        and add them to K_p: later edits keep off them, so the object stays spelt right.
-        Kept in memory only: a loaded edit's are read again, from the weights it loads into,
-        before the next write (`read_object_keys`)."""
-        edit.object_keys = {}
-        if self.hp.protect_objects:
-            if prompts is None:
-                prompts = render(edit.fact, self.tokenizer, self.prefixes, self.system_prompt,
-                                 self.hp.questions)[0]
-            at, n = object_prompts(edit.fact, prompts, self.tokenizer)
-            if at:
-                keys = memit.read(self.model, at, n, key_layers=self.hp.layers)[0]
-                edit.object_keys = {l: K.astype(np.float16) for l, K in keys.items()}
-        self._track_keys(edit, "object", +1)
+    def _protect_object(self, edits: list, prompts=None):
+        """Read the keys at the edits' object tokens from the current weights
+        (`object_prompts`; all edits' prompts in one `memit.read`) and add them to K_p: later
+        edits keep off them, so the object stays spelt right. Kept in memory only: a loaded
+        edit's are read again, from the weights it loads into, before the next write
+        (`read_object_keys`). `prompts`: the one edit's rendered prompts, if at hand."""
+        at, spans = [], []
+        for edit in edits if self.hp.protect_objects else []:
+            ps = prompts or render(edit.fact, self.tokenizer, self.prefixes, self.system_prompt,
+                                   self.hp.questions)[0]
+            mine, n = object_prompts(edit.fact, ps, self.tokenizer)
+            first = sum(k for _, k in spans)
+            at += [memit.Prompt(p.ids, p.target_start, [(first + j, t) for j, t in p.keys])
+                   for p in mine]
+            spans.append((edit, n if mine else 0))
+        keys = memit.read(self.model, at, sum(k for _, k in spans),
+                          key_layers=self.hp.layers)[0] if at else {}
+        first = 0
+        for edit, n in spans:
+            edit.object_keys = {l: K[first: first + n].astype(np.float16)
+                                for l, K in keys.items()} if n else {}
+            first += n
+        for edit in edits:
+            if edit.object_keys is None:
+                edit.object_keys = {}
+            self._track_keys(edit, "object", +1)
 
     def read_object_keys(self):
         """Read the object keys of every edit that has none yet (edits loaded from disk)."""
-        for edit in self.edits.values():
-            if edit.object_keys is None:
-                self._protect_object(edit)
+        todo = [e for e in self.edits.values() if e.object_keys is None]
+        if todo:
+            self._protect_object(todo)
 
     def probe_keys(self, facts) -> dict:
         """{layer: keys (n, d_k)} read from the current weights at every anchor position of the

@@ -47,6 +47,7 @@ k of the fact's anchor token (the subject's last token) to a new *value*.
 ΔW has rank ≤ #keys and is returned as factors A Bᵀ (A = Rᵀ, B = the solved right factor).
 All solves run in float64 (NumPy); forward passes on the CPU stream in float32.
 """
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -203,48 +204,99 @@ def batch(prompts, pad_id=0):
     return mx.array(ids), mx.array(key_mask), mx.array(tgt_mask)
 
 
-def _anchor_mean(x, prompts, n_anchors):
-    """(n_anchors, d) means of x[b, t] over each anchor's positions. x: (B, T, d) array."""
+def _anchor_sum(x, prompts, n_anchors, shift=0):
+    """(n_anchors, d) sums of x[b, t − shift] over each anchor's positions t. x: (B, T, d)."""
     xs = np.array(x.astype(mx.float32), dtype=np.float64)
     out = np.zeros((n_anchors, xs.shape[-1]))
-    count = np.zeros(n_anchors)
     for b, p in enumerate(prompts):
         for a, t in p.keys:
-            out[a] += xs[b, t]
-            count[a] += 1
-    if (count == 0).any():
-        raise ValueError("an anchor has no key position in any prompt")
-    return out / count[:, None]
+            out[a] += xs[b, t - shift]
+    return out
 
 
-def forward(model, x, start, stop, save=(), mask=None):
+def forward(model, x, start, stop, save=(), mask=None, cache=None):
     """The residual stream through layers start … stop (inclusive), nothing after: x is token
-    ids when start == 0, else the residual entering `start`. Returns (output of `stop`,
-    {l: residual entering l} for l in `save`). Llama-family models (h₀ = embed_tokens(ids))."""
-    from mlx_lm.models.base import create_attention_mask
+    ids when start == 0, else the residual entering `start`; `cache` (one per layer from
+    `start`) holds tokens before x. Returns (output of `stop`, {l: residual entering l} for l
+    in `save`). Llama-family models (h₀ = embed_tokens(ids))."""
+    from mlx_lm.models.base import create_attention_mask, create_causal_mask
 
     h = model.model.embed_tokens(x) if start == 0 else x
+    cache = cache or [None] * (stop + 1 - start)
     if mask is None:
-        mask = create_attention_mask(h, None)
+        offset = cache[0].offset if cache[0] is not None else 0
+        mask = create_causal_mask(h.shape[1], offset) if offset else create_attention_mask(h, None)
     saved = {}
-    for l in range(start, stop + 1):
+    for l, c in zip(range(start, stop + 1), cache):
         if l in save:
             saved[l] = h
-        h = _layers(model)[l](h, mask, None)
+        h = _layers(model)[l](h, mask, c)
     return h, saved
 
 
-def read(model, prompts, n_anchors, key_layers=(), resid_layer=None):
+def read(model, prompts, n_anchors, key_layers=(), resid_layer=None, batch_size=32):
     """Keys and h_L of prompts, running the model only as far as it needs to (layers after
     max(key layers, resid_layer) do not matter). Returns ({layer: keys (n_anchors, d_k)},
-    h_L (n_anchors, d) or None)."""
-    ids, _, _ = batch(prompts)
+    h_L (n_anchors, d) or None), each the mean over an anchor's positions.
+
+    Prompts run sorted, in groups of `batch_size`, right-padded (causal: exact); the tokens a
+    group begins with (the chat template's system turn) run once, up to the group's first
+    key position, and every prompt of the group continues from their keys and values."""
     stop = max(list(key_layers) + ([resid_layer] if resid_layer is not None else []))
-    with taps(model, key_layers=key_layers) as t:
-        h, _ = forward(model, ids, 0, stop)
-        keys = {l: _anchor_mean(tap.seen, prompts, n_anchors) for l, tap in t["keys"].items()}
-    resid = _anchor_mean(h, prompts, n_anchors) if resid_layer is not None else None
-    return keys, resid
+    keys, resid = {l: 0.0 for l in key_layers}, 0.0
+    count = np.zeros(n_anchors)
+    for p in prompts:
+        for a, _ in p.keys:
+            count[a] += 1
+    if (count == 0).any():
+        raise ValueError("an anchor has no key position in any prompt")
+    for group in _by_prefix(prompts, batch_size):
+        n = min([len(os.path.commonprefix([p.ids for p in group]))]
+                + [t for p in group for _, t in p.keys])
+        n, cache = (n, _shared_prefix(model, group[0].ids[:n], len(group), stop)) \
+            if n >= SHARED_MIN else (0, None)
+        ids, _, _ = batch([Prompt(p.ids[n:], 0, []) for p in group])
+        with taps(model, key_layers=key_layers) as t:
+            h, _ = forward(model, ids, 0, stop, cache=cache)
+            for l, tap in t["keys"].items():
+                keys[l] = keys[l] + _anchor_sum(tap.seen, group, n_anchors, n)
+        if resid_layer is not None:
+            resid = resid + _anchor_sum(h, group, n_anchors, n)
+    keys = {l: k / count[:, None] for l, k in keys.items()}
+    return keys, resid / count[:, None] if resid_layer is not None else None
+
+
+SHARED_MIN = 8   # tokens a group of prompts must begin with to run them once
+
+
+def _by_prefix(prompts, batch_size):
+    """Batches of at most `batch_size` prompts, in sorted order: each run of prompts that
+    begin with the same SHARED_MIN tokens (a chat template's system turn) batched together,
+    the prompts that share their beginning with no other batched together."""
+    order = sorted(range(len(prompts)), key=lambda i: prompts[i].ids)
+    runs = []
+    for i in order:
+        if runs and prompts[runs[-1][0]].ids[:SHARED_MIN] == prompts[i].ids[:SHARED_MIN] \
+                and len(prompts[i].ids) > SHARED_MIN:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    batches = [r for r in runs if len(r) > 1] + [sum((r for r in runs if len(r) == 1), [])]
+    for r in batches:
+        for s in range(0, len(r), batch_size):
+            if r[s: s + batch_size]:
+                yield [prompts[i] for i in r[s: s + batch_size]]
+
+
+def _shared_prefix(model, ids, copies, stop):
+    """Read-only caches (layers 0 … stop) of the tokens `ids`, for `copies` prompts."""
+    from mlx_lm.models.cache import KVCache
+
+    made = [KVCache() for _ in range(stop + 1)]
+    forward(model, mx.array([ids]), 0, stop, cache=made)
+    n = len(ids)
+    return [_Prefix(mx.repeat(c.keys[..., :n, :], copies, 0),
+                    mx.repeat(c.values[..., :n, :], copies, 0), n) for c in made]
 
 
 # ------------------------------------------------------------------ 1. target value v*

@@ -245,6 +245,36 @@ def test_forward_matches_the_full_model(tiny):
     np.testing.assert_allclose(np.array(h2), full, atol=1e-5)
 
 
+
+def test_read_with_a_shared_prefix_equals_each_prompt_alone(tiny, monkeypatch):
+    """read() runs a group's common beginning (a chat template's system turn) once and the
+    rest from its keys and values: each anchor's mean key and h_L equal those of every prompt
+    run alone through the model."""
+    model, tok = tiny
+    fact = Fact("user", "name", "Biscuit", "dog")
+    prompts, anchors = render(fact, tok, ["The weather was calm."], "You are a helpful bot.")
+    prompts += render(Fact("user", "lives_in", "Tromsø"), tok, ["The weather was calm."],
+                      "You are a helpful bot.")[0]
+    shared = [p for p in prompts if p.ids[:8] == prompts[-1].ids[:8]]
+    assert len(shared) >= 3                                  # the chat questions share it
+    prompts = [memit.Prompt(p.ids, p.target_start, [(i, t) for _, t in p.keys])
+               for i, p in enumerate(prompts)]
+    made, shared_prefix = [], memit._shared_prefix
+    monkeypatch.setattr(memit, "_shared_prefix", lambda m, ids, *a: made.append(len(ids))
+                        or shared_prefix(m, ids, *a))
+    keys, h = memit.read(model, prompts, len(prompts), key_layers=[1, 2], resid_layer=2,
+                         batch_size=4)
+    assert made and min(made) >= 8
+    for i, p in enumerate(prompts):
+        with memit.taps(model, key_layers=[1, 2], resid_layer=2) as t:
+            model.model(mx.array([p.ids]))
+            ts = [k for _, k in p.keys]
+            for l in (1, 2):
+                want = np.array(t["keys"][l].seen[0].astype(mx.float32))[ts].mean(0)
+                np.testing.assert_allclose(keys[l][i], want, rtol=1e-4, atol=1e-5)
+            want = np.array(t["resid"].seen[0].astype(mx.float32))[ts].mean(0)
+            np.testing.assert_allclose(h[i], want, rtol=1e-4, atol=1e-5)
+
 def full_model_nll(model, prompts, layer, delta=None, weights=None):
     """The δ search's loss computed the plain way: each whole prompt through the full model,
     weights[i]·δ added at prompt i's key positions of `layer`, the NLL of the target tokens
