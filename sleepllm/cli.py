@@ -1,5 +1,6 @@
 """Command line: each sub-command maps to one function."""
 import argparse
+import atexit
 import sys
 from pathlib import Path
 
@@ -306,6 +307,9 @@ def build_parser():
     return p
 
 
+_AT_EXIT = []
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.version:
@@ -313,6 +317,11 @@ def main(argv=None) -> int:
         return 0
     if not args.command:
         args = build_parser().parse_args(["chat", *(argv if argv is not None else sys.argv[1:])])
+    import mlx.core as mx
+
+    if mx.clear_streams not in _AT_EXIT:    # MLX asks every thread that used it, the main
+        _AT_EXIT.append(mx.clear_streams)   # one too, to destroy its streams before exit
+        atexit.register(mx.clear_streams)
     try:
         return args.func(args)
     except KeyboardInterrupt:

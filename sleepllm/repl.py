@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 
+import mlx.core as mx
 from rich.markdown import Markdown
 from rich.markup import escape
 from rich.table import Table
@@ -169,20 +170,26 @@ class Learner:
             return ", ".join(r["id"] for r in self._done if "error" not in r)
 
     def _run(self):
-        while self.memory.queue and not self.stop:
-            e = self.current = self.memory.queue[0]
-            r = {"id": e["id"], "text": e["text"]}
-            t0 = time.perf_counter()
-            try:
-                fid, sup = self.memory.learn_next()
-                r.update(id=fid, superseded=sup, seconds=time.perf_counter() - t0)
-            except Exception as err:       # reported by settle; the note stays in the journal
-                r["error"] = err
-            with self._lock:
-                self._done.append(r)
-            if "error" in r:
-                break
-        self.current = None
+        try:
+            while self.memory.queue and not self.stop:
+                e = self.current = self.memory.queue[0]
+                r = {"id": e["id"], "text": e["text"]}
+                t0 = time.perf_counter()
+                try:
+                    fid, sup = self.memory.learn_next()
+                    r.update(id=fid, superseded=sup, seconds=time.perf_counter() - t0)
+                except Exception as err:   # reported by settle; the note stays in the journal
+                    r["error"] = err
+                with self._lock:
+                    self._done.append(r)
+                if "error" in r:
+                    break
+        finally:
+            self.current = None
+            # MLX's streams of this thread, destroyed by the thread that made them: left to
+            # process exit, their teardown can abort it ("terminate called without an active
+            # exception"). Everything this thread computed was evaluated (Editor._refresh).
+            mx.clear_streams()
 
 
 def drowsy_label(d: float) -> str:
