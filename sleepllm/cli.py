@@ -307,7 +307,14 @@ def build_parser():
     return p
 
 
-_AT_EXIT = []
+def _clear_streams():
+    """MLX asks every thread that used it, the main one too, to destroy its streams itself
+    before exit: left to the process's teardown they can abort it."""
+    if "mlx.core" in sys.modules:
+        sys.modules["mlx.core"].clear_streams()
+
+
+atexit.register(_clear_streams)
 
 
 def main(argv=None) -> int:
@@ -317,11 +324,6 @@ def main(argv=None) -> int:
         return 0
     if not args.command:
         args = build_parser().parse_args(["chat", *(argv if argv is not None else sys.argv[1:])])
-    import mlx.core as mx
-
-    if mx.clear_streams not in _AT_EXIT:    # MLX asks every thread that used it, the main
-        _AT_EXIT.append(mx.clear_streams)   # one too, to destroy its streams before exit
-        atexit.register(mx.clear_streams)
     try:
         return args.func(args)
     except KeyboardInterrupt:

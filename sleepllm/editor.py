@@ -338,6 +338,7 @@ class Editor:
         edits keep off them, so the object stays spelt right. Kept in memory only: a loaded
         edit's are read again, from the weights it loads into, before the next write
         (`read_object_keys`). `prompts`: the one edit's rendered prompts, if at hand."""
+        assert prompts is None or len(edits) == 1
         at, spans = [], []
         for edit in edits if self.hp.protect_objects else []:
             ps = prompts or render(edit.fact, self.tokenizer, self.prefixes, self.system_prompt,
