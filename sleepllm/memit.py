@@ -102,6 +102,13 @@ def _layers(model):
     return model.model.layers if hasattr(model, "model") else model.layers
 
 
+def key_width(model, layer) -> int:
+    """d_k, the input width of the layer's down_proj (quantized: 32 / bits values a column)."""
+    lin = _layers(model)[layer].mlp["down_proj"]
+    w = lin.weight.shape[1]
+    return w * 32 // lin.bits if isinstance(lin, nn.QuantizedLinear) else w
+
+
 @contextmanager
 def taps(model, key_layers=(), delta_layer=None, resid_layer=None):
     """Temporarily wrap: down_proj of `key_layers` (record keys), down_proj of `delta_layer`

@@ -83,32 +83,72 @@ def load(model, tokenizer, layers, cache_root: Path, fingerprint: str, tokens_pe
     pairs: MLX's safetensors has no float64), so what is read is exactly what was computed —
     five 8192-wide inversions take minutes on a CPU, reading them back seconds."""
     folder = private_dir(cache_root / fingerprint)
-    d_k = memit._layers(model)[layers[0]].mlp.down_proj.weight.shape[1]
+    d_k = memit.key_width(model, layers[0])
     n_tokens = tokens_per_dk * d_k
     out = {}
     if "prefixes" in parts:
         pre_file = folder / "prefixes.json"
+        try:
+            out["prefixes"] = json.loads(pre_file.read_text())
+            assert isinstance(out["prefixes"], list) and all(isinstance(p, str)
+                                                            for p in out["prefixes"])
+        except FileNotFoundError:
+            pass
+        except (ValueError, UnicodeDecodeError, AssertionError):
+            _damaged(pre_file, "not a list of texts", console)
         if not pre_file.exists():
             atomic_write_json(pre_file, random_prefixes(model, tokenizer))
-        out["prefixes"] = json.loads(pre_file.read_text())
+            out["prefixes"] = json.loads(pre_file.read_text())
     cinv_file = {l: folder / f"cinv_l{l}_n{n_tokens}.safetensors" for l in layers}
     need_c = [l for l in layers if "cov" in parts or ("cinv" in parts and not cinv_file[l].exists())]
-    c_file = _covariance(model, tokenizer, need_c, folder, n_tokens, console)
-    # every start, the first included, computes with C as read back from float32
-    read_c = lambda l: load_arrays(c_file[l])["C"].astype(np.float64)
+    _covariance(model, tokenizer, need_c, folder, n_tokens, console)   # all missing at once
+
+    def read_c(l):   # every start, the first included, computes with C as read back (float32)
+        for _ in range(2):   # a damaged file is removed by _read, then made again
+            C = _read(_covariance(model, tokenizer, [l], folder, n_tokens, console)[l], "C",
+                      (d_k, d_k), console)
+            if C is not None:
+                return C.astype(np.float64)
+        raise RuntimeError(f"the key statistics of layer {l} cannot be written to {folder}")
+
     if "cinv" in parts:
         out["cinv"] = {}
         for l in layers:   # one layer at a time: at 8192 wide each C or C⁻¹ is 0.5 GB
-            if not cinv_file[l].exists():
+            bits = _read(cinv_file[l], "cinv_float64_bits", (d_k, 2 * d_k), console)
+            if bits is None:
                 if console is not None and d_k >= 4096:
                     console.print(f"[dim]inverting the key statistics of layer {l} "
                                   "(once per model)[/dim]")
-                atomic_save_arrays(cinv_file[l], {"cinv_float64_bits": np.ascontiguousarray(
-                    memit.inverse(read_c(l))).view(np.uint32)})
-            out["cinv"][l] = load_arrays(cinv_file[l])["cinv_float64_bits"].view(np.float64)
+                bits = np.ascontiguousarray(memit.inverse(read_c(l))).view(np.uint32)
+                atomic_save_arrays(cinv_file[l], {"cinv_float64_bits": bits})
+            out["cinv"][l] = bits.view(np.float64)
     if "cov" in parts:
         out["cov"] = {l: read_c(l) for l in layers}
     return out
+
+
+def _read(path: Path, name: str, shape: tuple, console):
+    """The array `name` of a cache file, or None when the file is missing, unreadable or of
+    the wrong shape — a damaged file is removed (said on the console) and made again by the
+    caller, never used."""
+    if not path.exists():
+        return None
+    try:
+        a = load_arrays(path)[name]
+        if a.shape == shape:
+            return a
+        why = f"shape {a.shape}, not {shape}"
+    except Exception as e:   # MLX's loader raises RuntimeError/ValueError on damaged files
+        why = (str(e).splitlines() or [type(e).__name__])[0][:100]
+    _damaged(path, why, console)
+    return None
+
+
+def _damaged(path: Path, why: str, console):
+    path.unlink(missing_ok=True)
+    if console is not None:
+        console.print(f"[yellow]the cached key statistics file {path} was damaged ({why}); "
+                      "making it again[/yellow]")
 
 
 def _covariance(model, tokenizer, layers, folder: Path, n_tokens: int, console) -> dict:

@@ -179,9 +179,15 @@ def test_edited_layers_are_float32(tiny):
     model, tok = tiny
     import mlx.nn as nn
 
+    d_k = memit.key_width(model, 1)
     memit._layers(model)[1].mlp.down_proj = nn.QuantizedLinear.from_linear(
         memit._layers(model)[1].mlp.down_proj, group_size=32, bits=8)
+    memit._layers(model)[2].mlp.down_proj = nn.QuantizedLinear.from_linear(
+        memit._layers(model)[2].mlp.down_proj, group_size=32, bits=4)
+    # the statistics of a quantized model are sized by d_k, not by its packed columns
+    assert memit.key_width(model, 1) == memit.key_width(model, 2) == d_k
     ed = make_editor(model, tok)
+    assert all(C.shape == (d_k, d_k) for C in ed.cov.values())
     for l in ed.hp.layers:
         lin = memit._layers(model)[l].mlp.down_proj
         assert type(lin) is nn.Linear and lin.weight.dtype == mx.float32
@@ -443,26 +449,44 @@ def test_pack_places_every_tail_without_overlap_in_fewer_slots():
 
 def test_the_inverse_statistics_are_cached_bit_for_bit(tiny, tmp_path):
     """C and C⁻¹ are computed once per model and layer; C⁻¹ is read back exactly (float64
-    bytes), and once it is cached C is not read unless asked for."""
+    bytes), and once it is cached C is not read unless asked for. A damaged cache file is
+    said, removed and made again — never used, never a crash."""
+    from io import StringIO
+
+    from rich.console import Console
+
     from sleepllm import stats
     from sleepllm.model import fingerprint
     from sleepllm.store import load_arrays
 
     model, tok = tiny
-    root = tmp_path / "cache"                  # not the session's cache: its C is damaged below
+    root = tmp_path / "cache"                  # not the session's cache: it is damaged below
     folder = root / fingerprint(model)
-    first = stats.load(model, tok, [1, 2], root, fingerprint(model), 4)
+    load = lambda **kw: stats.load(model, tok, [1, 2], root, fingerprint(model), 4, **kw)
+    first = load()
     n = 4 * first["cinv"][1].shape[0]
     assert sorted(p.name for p in folder.glob("c*")) == \
         [f"{w}_l{l}_n{n}.safetensors" for w in ("cinv", "cov") for l in (1, 2)]
+    cov = {l: load_arrays(folder / f"cov_l{l}_n{n}.safetensors")["C"] for l in (1, 2)}
     for l in (1, 2):   # C is float32 on disk; C⁻¹ is made from what is read back
-        C = load_arrays(folder / f"cov_l{l}_n{n}.safetensors")["C"]
-        assert C.dtype == np.float32 and first["cinv"][l].dtype == np.float64
-        assert np.array_equal(first["cinv"][l], memit.inverse(C.astype(np.float64)))
-        (folder / f"cov_l{l}_n{n}.safetensors").write_bytes(b"not read")
-    again = stats.load(model, tok, [1, 2], root, fingerprint(model), 4)
+        assert cov[l].dtype == np.float32 and first["cinv"][l].dtype == np.float64
+        assert np.array_equal(first["cinv"][l], memit.inverse(cov[l].astype(np.float64)))
+        (folder / f"cov_l{l}_n{n}.safetensors").write_bytes(b"damaged")
+    again = load()
     assert again["prefixes"] == first["prefixes"] and set(again) == {"prefixes", "cinv"}
     for l in (1, 2):
         assert np.array_equal(again["cinv"][l], first["cinv"][l])
-    with pytest.raises(Exception):             # asked for, C is read
-        stats.load(model, tok, [1, 2], root, fingerprint(model), 4, parts=("cov",))
+        assert (folder / f"cov_l{l}_n{n}.safetensors").read_bytes() == b"damaged"   # not read
+    # damaged files: C asked for, a C⁻¹, the prefixes
+    out = StringIO()
+    (folder / f"cinv_l2_n{n}.safetensors").write_bytes(b"\x00" * 64)
+    (folder / "prefixes.json").write_text('{"not": "a list"')
+    mended = load(console=Console(file=out, width=200), parts=("prefixes", "cinv", "cov"))
+    said = out.getvalue()
+    assert said.count("was damaged") == 4 and "making it again" in said, said
+    assert mended["prefixes"] == first["prefixes"]
+    for l in (1, 2):
+        np.testing.assert_allclose(mended["cov"][l], cov[l], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(mended["cinv"][l], first["cinv"][l], rtol=1e-4, atol=1e-6)
+    assert stats.load(model, tok, [1, 2], root, fingerprint(model), 4)["prefixes"] == \
+        first["prefixes"]
