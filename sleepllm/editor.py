@@ -165,13 +165,12 @@ def _float_linear(layer) -> nn.Linear:
 
 
 class Editor:
-    """`stats` is (cov, prefixes[, C⁻¹]) or a function returning them: loading saved edits
-    needs none of them, so they are computed (or read from the cache) on the first write only."""
+    """`stats` is {"prefixes", "cov" and/or "cinv"} or a function of the parts wanted that
+    returns them (`stats.load`): loading saved edits needs none of them, so they are read (or
+    computed) when first needed."""
 
     def __init__(self, model, tokenizer, hp: memit.Hparams, stats, system_prompt=None):
         self.model, self.tokenizer, self.hp = model, tokenizer, hp
-        # stats: {"prefixes", "cov" and/or "cinv"}, or a function of the parts wanted that
-        # returns them (stats.load), called when first needed
         self._stats = dict(stats) if isinstance(stats, dict) else stats
         self.system_prompt = system_prompt
         self.edits: dict[str, Edit] = {}
@@ -339,25 +338,25 @@ class Editor:
         edit's are read again, from the weights it loads into, before the next write
         (`read_object_keys`). `prompts`: the one edit's rendered prompts, if at hand."""
         assert prompts is None or len(edits) == 1
-        at, spans = [], []
-        for edit in edits if self.hp.protect_objects else []:
+        at, spans, total = [], [], 0      # spans: (edit, its first anchor, its anchor count)
+        for edit in edits:
+            edit.object_keys = {}
+            if not self.hp.protect_objects:
+                continue
             ps = prompts or render(edit.fact, self.tokenizer, self.prefixes, self.system_prompt,
                                    self.hp.questions)[0]
             mine, n = object_prompts(edit.fact, ps, self.tokenizer)
-            first = sum(k for _, k in spans)
-            at += [memit.Prompt(p.ids, p.target_start, [(first + j, t) for j, t in p.keys])
-                   for p in mine]
-            spans.append((edit, n if mine else 0))
-        keys = memit.read(self.model, at, sum(k for _, k in spans),
-                          key_layers=self.hp.layers)[0] if at else {}
-        first = 0
-        for edit, n in spans:
-            edit.object_keys = {l: K[first: first + n].astype(np.float16)
-                                for l, K in keys.items()} if n else {}
-            first += n
+            if mine:
+                at += [memit.Prompt(p.ids, p.target_start, [(total + j, t) for j, t in p.keys])
+                       for p in mine]
+                spans.append((edit, total, n))
+                total += n
+        if at:
+            keys = memit.read(self.model, at, total, key_layers=self.hp.layers)[0]
+            for edit, first, n in spans:
+                edit.object_keys = {l: K[first: first + n].astype(np.float16)
+                                    for l, K in keys.items()}
         for edit in edits:
-            if edit.object_keys is None:
-                edit.object_keys = {}
             self._track_keys(edit, "object", +1)
 
     def read_object_keys(self):

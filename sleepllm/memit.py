@@ -288,11 +288,10 @@ def _by_prefix(prompts, batch_size):
             runs[-1].append(i)
         else:
             runs.append([i])
-    batches = [r for r in runs if len(r) > 1] + [sum((r for r in runs if len(r) == 1), [])]
-    for r in batches:
+    alone = [i for r in runs if len(r) == 1 for i in r]
+    for r in [r for r in runs if len(r) > 1] + ([alone] if alone else []):
         for s in range(0, len(r), batch_size):
-            if r[s: s + batch_size]:
-                yield [prompts[i] for i in r[s: s + batch_size]]
+            yield [prompts[i] for i in r[s: s + batch_size]]
 
 
 def _shared_prefix(model, ids, copies, stop):

@@ -90,11 +90,12 @@ def load(model, tokenizer, layers, cache_root: Path, fingerprint: str, tokens_pe
         pre_file = folder / "prefixes.json"
         try:
             out["prefixes"] = json.loads(pre_file.read_text())
-            assert isinstance(out["prefixes"], list) and all(isinstance(p, str)
-                                                            for p in out["prefixes"])
+            if not (isinstance(out["prefixes"], list)
+                    and all(isinstance(p, str) for p in out["prefixes"])):
+                raise ValueError
         except FileNotFoundError:
             pass
-        except (ValueError, UnicodeDecodeError, AssertionError):
+        except (ValueError, UnicodeDecodeError):   # JSONDecodeError is a ValueError
             _damaged(pre_file, "not a list of texts", console)
         if not pre_file.exists():
             atomic_write_json(pre_file, random_prefixes(model, tokenizer))
