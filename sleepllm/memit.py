@@ -257,9 +257,9 @@ def read(model, prompts, n_anchors, key_layers=(), resid_layer=None, batch_size=
             count[a] += 1
     if (count == 0).any():
         raise ValueError("an anchor has no key position in any prompt")
-    for group in _by_prefix(prompts, batch_size):
-        n = min([len(os.path.commonprefix([p.ids for p in group]))]
-                + [t for p in group for _, t in p.keys])
+    for idx in by_prefix([p.ids for p in prompts], batch_size):
+        group = [prompts[i] for i in idx]
+        n = min([shared(p.ids for p in group)] + [t for p in group for _, t in p.keys])
         n, cache = (n, _shared_prefix(model, group[0].ids[:n], len(group), stop)) \
             if n >= SHARED_MIN else (0, None)
         ids, _, _ = batch([Prompt(p.ids[n:], 0, []) for p in group])
@@ -273,25 +273,33 @@ def read(model, prompts, n_anchors, key_layers=(), resid_layer=None, batch_size=
     return keys, resid / count[:, None] if resid_layer is not None else None
 
 
-SHARED_MIN = 8   # tokens a group of prompts must begin with to run them once
+SHARED_MIN = 8   # tokens a batch of prompts must begin with to run them once
 
 
-def _by_prefix(prompts, batch_size):
-    """Batches of at most `batch_size` prompts, in sorted order: each run of prompts that
+def by_prefix(seqs, batch_size):
+    """Index batches (at most `batch_size` each) of token sequences, for every batched pass
+    over prompts (keys read here, probes' generation and draft checks): the sequences that
     begin with the same SHARED_MIN tokens (a chat template's system turn) batched together,
-    the prompts that share their beginning with no other batched together."""
-    order = sorted(range(len(prompts)), key=lambda i: prompts[i].ids)
+    in sorted order so a batch shares as long a beginning as it can; the sequences that share
+    their beginning with no other batched together, after them. A batch of chat questions
+    thus never holds a bare cue, whose beginning it does not share."""
+    seqs = [list(s) for s in seqs]
     runs = []
-    for i in order:
-        if runs and prompts[runs[-1][0]].ids[:SHARED_MIN] == prompts[i].ids[:SHARED_MIN] \
-                and len(prompts[i].ids) > SHARED_MIN:
+    for i in sorted(range(len(seqs)), key=lambda i: seqs[i]):
+        if runs and len(seqs[i]) > SHARED_MIN \
+                and seqs[runs[-1][0]][:SHARED_MIN] == seqs[i][:SHARED_MIN]:
             runs[-1].append(i)
         else:
             runs.append([i])
     alone = [i for r in runs if len(r) == 1 for i in r]
     for r in [r for r in runs if len(r) > 1] + ([alone] if alone else []):
         for s in range(0, len(r), batch_size):
-            yield [prompts[i] for i in r[s: s + batch_size]]
+            yield r[s: s + batch_size]
+
+
+def shared(seqs) -> int:
+    """How many tokens the sequences all begin with."""
+    return len(os.path.commonprefix([list(s) for s in seqs]))
 
 
 def _shared_prefix(model, ids, copies, stop):

@@ -7,7 +7,6 @@ is returned is still exactly the greedy output.)
 - hit:  the object appears in the output, case-insensitive, at word boundaries.
 """
 import math
-import os
 import re
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import mlx.nn as nn
 import numpy as np
 
 from sleepllm import relations
+from sleepllm.memit import SHARED_MIN, by_prefix, hidden_logits, shared
 from sleepllm.relations import Fact
 
 HELDOUT = Path(__file__).parent / "data" / "heldout.txt"
@@ -43,22 +43,21 @@ def chat_ids(tokenizer, question: str, system_prompt=None):
 
 
 def _groups(prompts, batch_size):
-    """Prompts in sorted order, cut into batches: (their indices, the prompts as lists, the
-    length of the prefix they share — at most the shortest prompt's length − 1, so every prompt
-    keeps a last token)."""
-    order = sorted(range(len(prompts)), key=lambda i: list(prompts[i]))
-    for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
+    """memit.by_prefix's batches of prompts: (their indices, the prompts as lists, how many
+    tokens they all begin with — 0 below memit.SHARED_MIN, and at most the shortest prompt's
+    length − 1, so every prompt keeps a last token)."""
+    for idx in by_prefix(prompts, batch_size):
         group = [list(prompts[i]) for i in idx]
-        yield idx, group, min(len(os.path.commonprefix(group)), min(len(p) for p in group) - 1)
+        n = min(shared(group), min(len(p) for p in group) - 1)
+        yield idx, group, n if n >= SHARED_MIN else 0
 
 
 def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32, until=None, drafts=None):
     """Greedy continuations of many token prompts, continuously batched (mlx-lm's
     BatchGenerator: a finished row leaves the batch and the next prompt takes its place).
 
-    Prompts run in sorted order, so neighbours share a long prefix (the chat template's system
-    turn): each group of `batch_size` computes that prefix's KV cache once and every prompt of
+    Prompts run in batches that share their beginning (the chat template's system turn;
+    memit.by_prefix): each batch computes that beginning's KV cache once and every prompt of
     the group starts from it (the batch merges caches by copying them into its own arrays, so
     one read-only cache serves the group: same outputs, less prefill and memory). `until`: one
     predicate per prompt on the text so far; a prompt stops as soon as it holds (an audit
@@ -95,7 +94,7 @@ def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32, until=None
     for idx, group, n in _groups(prompts, batch_size):
         order += idx
         cache = None
-        if n >= 4:
+        if n:
             cache = make_prompt_cache(model)
             model(mx.array([group[0][:n]]), cache=cache)
             mx.eval([c.state for c in cache])
@@ -145,11 +144,9 @@ def greedy_prefix(model, prompts, drafts, batch_size=32):
     the longest prefix of the draft that is the argmax at every step, plus the argmax after it
     (speculative decoding's verification, with the draft given rather than guessed by a small
     model). One forward pass per batch of prompt + draft, right-padded (causal attention: the
-    padding is never seen by the real tokens); prompts sorted so a batch shares its prefix
-    (the chat template's system turn), computed once per batch."""
+    padding is never seen by the real tokens); a batch's shared beginning (the chat template's
+    system turn; memit.by_prefix) computed once."""
     from mlx_lm.models.cache import KVCache, make_prompt_cache
-
-    from sleepllm.memit import hidden_logits
 
     out = [None] * len(prompts)
     for group, plist, n in _groups(prompts, batch_size):

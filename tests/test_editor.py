@@ -281,6 +281,24 @@ def test_read_with_a_shared_prefix_equals_each_prompt_alone(tiny, monkeypatch):
             want = np.array(t["resid"].seen[0].astype(mx.float32))[ts].mean(0)
             np.testing.assert_allclose(h[i], want, rtol=1e-4, atol=1e-5)
 
+def test_batches_by_prefix_keep_chat_questions_apart_from_bare_cues():
+    """Every pass over prompts batches them with memit.by_prefix: each index once, no batch
+    over its size, and a chat question (system turn first) never batched with a bare cue."""
+    system = list(range(100, 124))
+    chats = [system + [200 + i, 7, 8] for i in range(11)]
+    cues = [[5, 6 + i, 9] for i in range(5)] + [[5, 6, 9, 10, 11, 12, 13, 14, 15, 16]]
+    seqs = [s for pair in zip(chats, cues) for s in pair] + chats[len(cues):]
+    batches = list(memit.by_prefix(seqs, 4))
+    assert sorted(i for b in batches for i in b) == list(range(len(seqs)))
+    assert all(0 < len(b) <= 4 for b in batches)
+    for b in batches:
+        kinds = {seqs[i][:24] == system for i in b}
+        assert len(kinds) == 1
+        if kinds == {True}:
+            assert memit.shared(seqs[i] for i in b) >= memit.SHARED_MIN
+    assert memit.shared([[1, 2, 3], [1, 2, 4], [1]]) == 1
+
+
 def full_model_nll(model, prompts, layer, delta=None, weights=None):
     """The δ search's loss computed the plain way: each whole prompt through the full model,
     weights[i]·δ added at prompt i's key positions of `layer`, the NLL of the target tokens
