@@ -280,10 +280,6 @@ def _obj(o: str) -> str:
     return re.sub(r"^(?:[a-z\-]+ ){1,3}(?:called|named)\s+(?=[A-ZÀ-Þ0-9])", "", o)
 
 
-def _first(s: str) -> str:
-    return s[:1].lower() + s[1:]
-
-
 # (pattern, builder). Patterns see the sentence with leading filler removed and favourite/
 # colour spelt the US way; `who` matches a named person ("my friend Aria", "Aria").
 def _rules():
@@ -382,7 +378,7 @@ def _rules():
         lambda m: (m["P"], "lives_in", ""))
     add(rf"^{who} (?:has|rents|owns) (?:a|an) (?:flat|apartment|house|place|home) in {OBJ}$",
         lambda m: (m["P"], "lives_in", ""))
-    add(rf"^(?:i was|i'm|i am) (?:born|from) in (?P<O>\d{{4}})$",
+    add(r"^(?:i was|i'm|i am) (?:born|from) in (?P<O>\d{4})$",
         lambda m: ("user", "attribute", "birth year"))
     add(rf"^(?:i was|i'm|i am) (?:born|from) in {OBJ}$", lambda m: (
         "user", "birth_month" if _is_month(m["O"]) else "born_in", ""))
@@ -505,7 +501,7 @@ def _rules():
         lambda m: (m["P"], "allergic_to", ""))
     add(rf"^{who} (?:has|'s got|has got) (?:an|a) (?P<O>[a-z]+) allergy$",
         lambda m: (m["P"], "allergic_to", "") if m["O"].lower() not in NOT_ALLERGENS else None)
-    add(rf"^(?:i|we) (?:have|'ve got|have got) (?:an|a) (?P<O>[a-z]+) allergy$",
+    add(r"^(?:i|we) (?:have|'ve got|have got) (?:an|a) (?P<O>[a-z]+) allergy$",
         lambda m: ("user", "allergic_to", "") if m["O"].lower() not in NOT_ALLERGENS else None)
     add(rf"^(?:i'm|i am|we're|we are) fluent in {OBJ}$", lambda m: ("user", "speaks", ""))
     add(rf"^{who} is fluent in {OBJ}$", lambda m: (m["P"], "speaks", ""))
