@@ -1,9 +1,9 @@
 """How much an eval's figures move with float round-off alone: run `sleepllm eval` with every
-key and h_L the editor reads (memit.read, float64) multiplied by 1 + 1e-7·N(0, 1), seeded — the size of
-float32 round-off, as another batch shape or CPU gives it. Sequential edits are deterministic
-but not stable (each v* search stops at a loss threshold, each answer is an argmax), so such a
-change at one write changes later ones; runs with different seeds sample the spread of a
-figure, the bar a difference between two settings has to clear.
+key and h_L the editor reads (memit.read, float64) multiplied by 1 + 1e-7·N(0, 1), seeded —
+the size of float32 round-off, as another batch shape or CPU gives it. Sequential edits are
+deterministic but not stable (each v* search stops at a loss threshold, each answer is an
+argmax), so such a change at one write changes later ones; runs with different seeds sample
+the spread of a figure, the bar a difference between two settings has to clear.
 
     .venv/bin/python scripts/spread.py SEED eval --facts FILE --via direct --n 50 --json OUT
 """

@@ -281,6 +281,7 @@ def test_read_with_a_shared_prefix_equals_each_prompt_alone(tiny, monkeypatch):
             want = np.array(t["resid"].seen[0].astype(mx.float32))[ts].mean(0)
             np.testing.assert_allclose(h[i], want, rtol=1e-4, atol=1e-5)
 
+
 def test_batches_by_prefix_keep_chat_questions_apart_from_bare_cues():
     """Every pass over prompts batches them with memit.by_prefix: each index once, no batch
     over its size, and a chat question (system turn first) never batched with a bare cue."""
