@@ -59,23 +59,24 @@ import numpy as np
 
 @dataclass
 class Hparams:
-    layers: list = field(default_factory=lambda: [4, 5, 6, 7, 8])
-    v_steps: int = 25            # Adam steps for δ
-    v_lr: float = 0.5
-    v_loss_stop: float = 0.05    # early stop when every prompt's NLL is below this
-    kl_factor: float = 0.0625
-    clamp_norm: float = 4.0      # ‖δ‖ ≤ clamp_norm · ‖h_L‖
-    weight_decay: float = 0.5
-    lam: float = 15000.0         # weight of the covariance C (per-token normalised)
-    nullspace: float = 0.0       # C's directions held exactly: eigenvalue ≥ this · max (0 = none)
-    contrast: float = 10.0       # weight of contrast keys (same words, someone else's)
-    questions: int = 2           # chat questions per fact trained (the family's first N)
-    raw_share: float = 1.0       # share of δ the bare cue of a fact about the user is trained with
-    protect_objects: bool = True # keep the keys of each object's own tokens in K_p
+    """The `editor:` settings of configs/default.yaml (their values and reasons are there)."""
+    layers: list                 # down_proj layers edited; δ is found at the last one, L
+    v_steps: int                 # Adam steps for δ
+    v_lr: float
+    v_loss_stop: float           # early stop when every prompt's NLL is below this
+    kl_factor: float
+    clamp_norm: float            # ‖δ‖ ≤ clamp_norm · ‖h_L‖
+    weight_decay: float
+    lam: float                   # weight of the covariance C (per-token normalised)
+    nullspace: float             # C's directions held exactly: eigenvalue ≥ this · max (0 = none)
+    contrast: float              # weight of contrast keys (same words, someone else's)
+    questions: int               # chat questions per fact trained (the family's first N)
+    raw_share: float             # share of δ the bare cue of a fact about the user is trained with
+    protect_objects: bool        # keep the keys of each object's own tokens in K_p
 
     @classmethod
     def from_config(cls, d: dict) -> "Hparams":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
 
 
 # ------------------------------------------------------------------ taps on the model
