@@ -26,14 +26,14 @@ _SYNONYMS = {"dad": "father", "daddy": "father", "mom": "mother", "mum": "mother
              "mommy": "mother", "mummy": "mother", "grandma": "grandmother",
              "granny": "grandmother", "grandpa": "grandfather", "hubby": "husband",
              "puppy": "dog", "doggy": "dog", "kitten": "cat", "kitty": "cat",
-             "neighbour": "neighbor", "manager": "boss", "colour": "color", "favourite": "favorite",
+             "neighbour": "neighbor", "colour": "color", "favourite": "favorite",
              "bff": "best friend", "gf": "girlfriend", "bf": "boyfriend"}
 # nouns whose "my N is X" names someone or something (otherwise it is an attribute)
 NAMED = {"dog", "cat", "horse", "parrot", "bird", "rabbit", "hamster", "fish", "turtle", "snake",
          "pony", "goat", "pig", "wife", "husband", "partner", "girlfriend", "boyfriend", "son",
          "daughter", "mother", "father", "sister", "brother", "grandmother", "grandfather",
-         "aunt", "uncle", "cousin", "niece", "nephew", "friend", "best friend", "boss",
-         "doctor", "dentist", "neighbor", "landlord", "teacher", "therapist", "coach", "baby",
+         "aunt", "uncle", "cousin", "niece", "nephew", "friend", "best friend", "boss", "manager",
+         "doctor", "dentist", "neighbor", "landlord", "landlady", "teacher", "therapist", "coach", "baby",
          "boat", "ship", "car's name", "fiancé", "fiancée", "colleague", "roommate", "lawyer",
          "mentor", "godfather", "godmother", "stepmother", "stepfather", "twin", "pet"}
 # "my <word> Aria ..." introduces Aria, the fact's subject
