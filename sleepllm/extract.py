@@ -32,10 +32,11 @@ _SYNONYMS = {"dad": "father", "daddy": "father", "mom": "mother", "mum": "mother
 NAMED = {"dog", "cat", "horse", "parrot", "bird", "rabbit", "hamster", "fish", "turtle", "snake",
          "pony", "goat", "pig", "wife", "husband", "partner", "girlfriend", "boyfriend", "son",
          "daughter", "mother", "father", "sister", "brother", "grandmother", "grandfather",
-         "aunt", "uncle", "cousin", "niece", "nephew", "friend", "best friend", "boss", "manager",
-         "doctor", "dentist", "neighbor", "landlord", "landlady", "teacher", "therapist", "coach", "baby",
-         "boat", "ship", "car's name", "fiancé", "fiancée", "colleague", "roommate", "lawyer",
-         "mentor", "godfather", "godmother", "stepmother", "stepfather", "twin", "pet"}
+         "aunt", "uncle", "cousin", "niece", "nephew", "friend", "best friend", "boss",
+         "manager", "doctor", "dentist", "neighbor", "landlord", "landlady", "teacher",
+         "therapist", "coach", "baby", "boat", "ship", "car's name", "fiancé", "fiancée",
+         "colleague", "roommate", "lawyer", "mentor", "godfather", "godmother", "stepmother",
+         "stepfather", "twin", "pet"}
 # "my <word> Aria ..." introduces Aria, the fact's subject
 RELATION_WORDS = {"friend", "colleague", "coworker", "co-worker", "cousin", "neighbor",
                   "brother", "sister", "roommate", "classmate", "teammate", "buddy",
