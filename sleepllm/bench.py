@@ -1,6 +1,7 @@
 """`sleepllm bench`: numbers measured side by side in one run on this machine.
 
 - generation tokens/s: sleepllm's chat path vs `mlx_lm.generate` on the same model and prompt;
+- forward tokens/s with sleepllm's SwiGLU (cpu_ops) vs MLX's, toggled in this process;
 - fp32 matmul GFLOP/s and generation tokens/s with the fast BLAS vs MLX's bundled reference
   BLAS (the latter in a child process started with SLEEPLLM_REFERENCE_BLAS=1);
 - with --memory DIR (a folder filled by `sleepllm eval --via chat --memory DIR`): cold start
@@ -60,6 +61,40 @@ def gen_tps(model, tokenizer, tokens=100, reps=5, no_repeat_ngram=0) -> dict:
     return {"sleepllm_tps": statistics.median(a), "mlx_lm_tps": statistics.median(b),
             "ratio": statistics.median(a) / statistics.median(b), "tokens": tokens, "reps": reps,
             "no_repeat_ngram": no_repeat_ngram}
+
+
+def swiglu_ratio(model, tokenizer, reps=5) -> dict:
+    """Forward-pass tokens/s with sleepllm's SwiGLU (cpu_ops) against MLX's, interleaved in
+    this process: a batch of 32 prompts of 30 tokens (an audit's or a v* search's shape) and
+    one prompt of 300 tokens (a chat turn's prefill); also greedy generation tokens/s."""
+    import mlx.core as mx
+
+    from sleepllm import cpu_ops
+
+    def forward(b, t):
+        x = mx.array([[(7 * i + j) % 1000 + 100 for i in range(t)] for j in range(b)])
+        mx.eval(model.model(x))
+        t0 = time.perf_counter()
+        mx.eval(model.model(x))
+        return b * t / (time.perf_counter() - t0)
+
+    def measure():
+        return {"batch_32x30_tps": forward(32, 30), "prompt_300_tps": forward(1, 300),
+                "gen_tps": gen_tps(model, tokenizer, reps=1)["sleepllm_tps"]}
+
+    was = cpu_ops.active(model)
+    runs = {True: [], False: []}
+    try:
+        for k in range(reps):
+            for on in ((True, False) if k % 2 == 0 else (False, True)):
+                cpu_ops.install(model, on)
+                runs[on].append(measure())
+    finally:
+        cpu_ops.install(model, was)
+    med = {on: {key: statistics.median(r[key] for r in rs) for key in rs[0]}
+           for on, rs in runs.items()}
+    return {"sleepllm": med[True], "mlx": med[False], "used": cpu_ops.wanted(),
+            "ratio": {key: med[True][key] / med[False][key] for key in med[True]}, "reps": reps}
 
 
 def blas_probe(model_path: str) -> dict:
@@ -154,6 +189,7 @@ def run(model_path: str, model, tokenizer, model_spec: str = "default", memory=N
     report["generation"] = gen_tps(model, tokenizer, no_repeat_ngram=no_repeat_ngram)
     report["weights"] = {"as_loaded_tps": report["generation"]["sleepllm_tps"],
                          "q4_tps": quantized_tps(model_path, tokenizer)}
+    report["swiglu"] = swiglu_ratio(model, tokenizer)
     fast, slow = _child(model_path, False), _child(model_path, True)
     report["blas"] = {"fast": fast, "reference": slow,
                       "matmul_ratio": fast["matmul_gflops"] / slow["matmul_gflops"],

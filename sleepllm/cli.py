@@ -11,10 +11,13 @@ def _versions() -> str:
     import mlx.core as mx
     import mlx_lm
 
+    from sleepllm import cpu_ops
     from sleepllm.blas import blas_in_use
 
+    act = ("sleepllm's vectorised exp (MLX's CPU exp is scalar here)" if cpu_ops.wanted()
+           else "MLX's")
     return (f"sleepllm {__version__}\nmlx {mx.__version__}\nmlx-lm {mlx_lm.__version__}\n"
-            f"device {mx.default_device()}\nBLAS {blas_in_use()}")
+            f"device {mx.default_device()}\nBLAS {blas_in_use()}\nSwiGLU {act}")
 
 
 def _common(p):
@@ -243,18 +246,15 @@ def cmd_bench(args) -> int:
 
 def cmd_setup(args) -> int:
     """Fetch and convert the default model and compute its key statistics (scripts/setup)."""
-    from mlx_lm import load
     from rich.console import Console
 
     from sleepllm import stats
-    from sleepllm.config import cache_dir, data_dir, load_config
-    from sleepllm.gguf import ensure_default_model
-    from sleepllm.model import fingerprint
+    from sleepllm.config import cache_dir, load_config
+    from sleepllm.model import fingerprint, load
 
     console = Console(stderr=True)
-    path = ensure_default_model(data_dir(), console)
     cfg = load_config()
-    model, tok = load(str(path))
+    model, tok, path = load("default", console)
     stats.load(model, tok, cfg["editor"]["layers"], cache_dir(), fingerprint(model),
                cfg["editor"]["cov_tokens_per_dk"], console)
     print(path)
@@ -263,7 +263,7 @@ def cmd_setup(args) -> int:
 
 def build_parser():
     p = argparse.ArgumentParser(prog="sleepllm", description=__doc__)
-    p.add_argument("--version", action="store_true", help="versions, device and BLAS in use")
+    p.add_argument("--version", action="store_true", help="versions, device, BLAS and SwiGLU kernel in use")
     sub = p.add_subparsers(dest="command")
     c = sub.add_parser("chat", help="chat (reads a pipe line by line in script mode)")
     _common(c)

@@ -18,11 +18,15 @@ def resolve(spec: str, console=None) -> str:
 
 
 def load(spec: str, console=None):
-    """(model, tokenizer, path) via mlx_lm.load."""
+    """(model, tokenizer, path) via mlx_lm.load; on an x86 CPU with sleepllm's vectorised exp
+    in its SwiGLU and attention (cpu_ops)."""
     from mlx_lm import load as mlx_load
+
+    from sleepllm import cpu_ops
 
     path = resolve(spec, console)
     model, tokenizer = mlx_load(path)
+    cpu_ops.install(model)
     return model, tokenizer, path
 
 

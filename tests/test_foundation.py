@@ -86,6 +86,49 @@ def test_fit_drops_oldest_turns(tiny):
         chat.fit(tok, conv, 50)
 
 
+def test_vectorised_exp_and_swiglu_match_mlx_values_and_gradients():
+    import mlx.nn as nn
+
+    from sleepllm import cpu_ops
+
+    x = np.linspace(-87, 88, 200001, dtype=np.float32)
+    ref = np.exp(x.astype(np.float64))
+    got = np.array(cpu_ops.exp(mx.array(x))).astype(np.float64)
+    assert np.max(np.abs(got - ref) / ref) < 2e-7      # MLX's own CPU exp: ~4e-6
+    assert np.array(cpu_ops.exp(mx.array([-200.0, -88.0])))[0] == 0.0
+
+    mx.random.seed(3)
+    g, u = 6 * mx.random.normal((3, 50, 64)), mx.random.normal((3, 50, 64))   # > cpu_ops.SMALL
+    want = nn.silu(g) * u
+    np.testing.assert_allclose(np.array(cpu_ops.swiglu(g, u)), np.array(want), rtol=1e-5, atol=1e-6)
+    loss = lambda f: (lambda a, b: (f(a, b) * mx.cos(a)).sum())
+    d_ref = mx.grad(loss(lambda a, b: nn.silu(a) * b), argnums=(0, 1))(g, u)
+    d_new = mx.grad(loss(cpu_ops.swiglu), argnums=(0, 1))(g, u)
+    for a, b in zip(d_new, d_ref):
+        np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-5, atol=1e-5)
+    half = cpu_ops.swiglu(g.astype(mx.bfloat16), u.astype(mx.bfloat16))
+    assert half.dtype == mx.bfloat16
+
+
+def test_vectorised_swiglu_in_a_model_gives_the_same_greedy_outputs(tiny):
+    import mlx_lm.models.llama as llama
+
+    from sleepllm import cpu_ops
+
+    model, tok = tiny
+    original = llama.swiglu if not cpu_ops.active(model) else llama._mlx_swiglu
+    ids = mx.array([tok.encode("the quick brown fox jumps over the lazy dog " * 3)])
+    try:
+        assert not cpu_ops.install(model, False) and llama.swiglu is original
+        base = model(ids)
+        assert cpu_ops.install(model, True) and llama.swiglu is cpu_ops.swiglu
+        fast = model(ids)
+        np.testing.assert_allclose(np.array(fast), np.array(base), rtol=1e-4, atol=1e-4)
+        assert (np.array(fast.argmax(-1)) == np.array(base.argmax(-1))).all()
+    finally:
+        cpu_ops.install(model)
+
+
 def test_greedy_is_argmax(tiny):
     model, tok = tiny
     prompt = chat.render(tok, [{"role": "user", "content": "hello"}])
@@ -145,6 +188,8 @@ def test_script_mode_chat_and_version(default_model_path):
     assert v.returncode == 0 and "BLAS" in v.stdout and "mlx-lm" in v.stdout
     if sys.platform == "linux":
         assert "reference" not in v.stdout
+    if os.uname().machine == "x86_64":
+        assert "SwiGLU sleepllm's vectorised exp" in v.stdout
 
 
 def test_batched_probes_are_greedy_and_stop_when_told(tiny):
