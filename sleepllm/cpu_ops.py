@@ -23,6 +23,7 @@ import platform
 import sys
 
 import mlx.core as mx
+from mlx_lm.models.activations import swiglu as mlx_swiglu
 
 LOG2E = 1.4426950408889634
 LN2_HI, LN2_LO = 0.693359375, -2.12194440e-4     # ln 2 split so n·LN2_HI is exact
@@ -65,8 +66,6 @@ def swiglu(g, u):
     """silu(g) ⊙ u, as mlx-lm's `activations.swiglu`: vectorised for a batch of tokens; for
     one token's few thousand values the call overhead would outweigh it, so MLX's."""
     if g.size < SMALL:
-        from mlx_lm.models.activations import swiglu as mlx_swiglu
-
         return mlx_swiglu(g, u)
     return _swiglu_vec(g, u)
 
