@@ -263,7 +263,8 @@ def cmd_setup(args) -> int:
 
 def build_parser():
     p = argparse.ArgumentParser(prog="sleepllm", description=__doc__)
-    p.add_argument("--version", action="store_true", help="versions, device, BLAS and SwiGLU kernel in use")
+    p.add_argument("--version", action="store_true",
+                   help="versions, device, BLAS and SwiGLU kernel in use")
     sub = p.add_subparsers(dest="command")
     c = sub.add_parser("chat", help="chat (reads a pipe line by line in script mode)")
     _common(c)
