@@ -116,7 +116,8 @@ def test_vectorised_swiglu_in_a_model_gives_the_same_greedy_outputs(tiny):
     from sleepllm import cpu_ops
 
     model, tok = tiny
-    original = llama.swiglu if not cpu_ops.active(model) else llama._mlx_swiglu
+    was = cpu_ops.active(model)
+    original = llama._mlx_swiglu if was else llama.swiglu
     ids = mx.array([tok.encode("the quick brown fox jumps over the lazy dog " * 3)])
     try:
         assert not cpu_ops.install(model, False) and llama.swiglu is original
@@ -126,7 +127,7 @@ def test_vectorised_swiglu_in_a_model_gives_the_same_greedy_outputs(tiny):
         np.testing.assert_allclose(np.array(fast), np.array(base), rtol=1e-4, atol=1e-4)
         assert (np.array(fast.argmax(-1)) == np.array(base.argmax(-1))).all()
     finally:
-        cpu_ops.install(model)
+        cpu_ops.install(model, was)
 
 
 def test_greedy_is_argmax(tiny):
