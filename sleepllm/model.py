@@ -18,8 +18,8 @@ def resolve(spec: str, console=None) -> str:
 
 
 def load(spec: str, console=None):
-    """(model, tokenizer, path) via mlx_lm.load; on an x86 CPU with sleepllm's vectorised exp
-    in its SwiGLU and attention (cpu_ops)."""
+    """(model, tokenizer, path) via mlx_lm.load; on an x86 CPU its SwiGLU uses sleepllm's
+    vectorised exp (cpu_ops)."""
     from mlx_lm import load as mlx_load
 
     from sleepllm import cpu_ops
