@@ -8,13 +8,14 @@ is returned is still exactly the greedy output.)
 """
 import math
 import re
+import time
 from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from sleepllm import relations
+from sleepllm import memit, relations
 from sleepllm.memit import SHARED_MIN, by_prefix, hidden_logits, shared
 from sleepllm.relations import Fact
 
@@ -52,7 +53,8 @@ def _groups(prompts, batch_size):
         yield idx, group, n if n >= SHARED_MIN else 0
 
 
-def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32, until=None, drafts=None):
+def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32, until=None, drafts=None,
+             stats=None):
     """Greedy continuations of many token prompts, continuously batched (mlx-lm's
     BatchGenerator: a finished row leaves the batch and the next prompt takes its place).
 
@@ -68,8 +70,12 @@ def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32, until=None
     pass checks them all, as speculative decoding does (`greedy_prefix`); a prompt whose
     verified tokens already settle its output (`until` holds, the end-of-sequence token
     comes, or max_tokens are reached) takes that output — the very text greedy decoding
-    returns — and only the others are generated token by token."""
+    returns — and only the others are generated token by token.
+
+    `stats`: a dict that receives the seconds of the draft check ("verify_seconds") and how
+    many prompts were then generated token by token ("generated")."""
     out = [None] * len(prompts)
+    t = time.perf_counter()
     if drafts is not None:
         eos = set(tokenizer.eos_token_ids)
         guessed = [i for i, d in enumerate(drafts) if d]
@@ -78,6 +84,8 @@ def generate(model, tokenizer, prompts, max_tokens=24, batch_size=32, until=None
         for i, g in zip(guessed, verified):
             out[i] = _settled(tokenizer, g, until[i] if until else None, eos, max_tokens)
     todo = [i for i in range(len(prompts)) if out[i] is None]
+    if stats is not None:
+        stats.update(verify_seconds=time.perf_counter() - t, generated=len(todo))
     if not todo:
         return out
     if len(todo) < len(prompts):
@@ -144,25 +152,27 @@ def greedy_prefix(model, prompts, drafts, batch_size=32):
     the longest prefix of the draft that is the argmax at every step, plus the argmax after it
     (speculative decoding's verification, with the draft given rather than guessed by a small
     model). One forward pass per batch of prompt + draft, right-padded (causal attention: the
-    padding is never seen by the real tokens); a batch's shared beginning (the chat template's
-    system turn; memit.by_prefix) computed once."""
+    padding is never seen by the real tokens). Batches hold prompts that begin alike (the chat
+    template's system turn), by length so that little is padding; that beginning runs once
+    and every row reads its keys and values from one read-only copy (memit._Prefix: no
+    growing cache to fill, 20 % less time per batch than mlx-lm's KVCache here)."""
     from mlx_lm.models.cache import KVCache, make_prompt_cache
 
     out = [None] * len(prompts)
-    for group, plist, n in _groups(prompts, batch_size):
-        seqs = [p + list(drafts[i]) for i, p in zip(group, plist)]
-        cache = make_prompt_cache(model)
-        if not all(isinstance(c, KVCache) for c in cache):
-            n = 0                                      # no shared prefix for other caches
-        if n > 0:
-            model.model(mx.array([seqs[0][:n]]), cache=cache)
-            for c in cache:
-                k, v, off = c.state
-                c.state = (mx.repeat(k[..., :off, :], len(group), 0),
-                           mx.repeat(v[..., :off, :], len(group), 0), off)
-        T = max(len(x) for x in seqs) - n
-        x = mx.array([x[n:] + [0] * (T + n - len(x)) for x in seqs])
-        h = model.model(x, cache=cache)
+    seqs = [list(p) + list(d) for p, d in zip(prompts, drafts)]
+    plain = not all(isinstance(c, KVCache) for c in make_prompt_cache(model))
+    last = len(memit._layers(model)) - 1
+    for group in _by_length(prompts, seqs, batch_size):
+        n = 0 if plain else min(shared([prompts[i] for i in group]),
+                                min(len(prompts[i]) for i in group) - 1)
+        n = n if n >= SHARED_MIN else 0
+        T = max(len(seqs[i]) for i in group) - n
+        x = mx.array([seqs[i][n:] + [0] * (T + n - len(seqs[i])) for i in group])
+        if n:
+            cache = memit._shared_prefix(model, seqs[group[0]][:n], len(group), last)
+            h = model.model.norm(memit.forward(model, x, 0, last, cache=cache)[0])
+        else:
+            h = model.model(x)
         # position p predicts token p + 1: from the prompt's last token to the draft's last
         pos = [[len(prompts[i]) - 1 - n + j for j in range(len(drafts[i]) + 1)] for i in group]
         flat = mx.array([b * T + p for b, ps in enumerate(pos) for p in ps], dtype=mx.int32)
@@ -175,6 +185,15 @@ def greedy_prefix(model, prompts, drafts, batch_size=32):
                 m += 1
             out[i] = d[:m] + [am[m]]
     return out
+
+
+def _by_length(prompts, seqs, batch_size):
+    """Batches of indices for greedy_prefix: prompts that share their first SHARED_MIN tokens
+    together (memit.by_prefix's runs), each run cut into batches by sequence length."""
+    for idx in by_prefix(prompts, len(prompts) or 1):
+        idx = sorted(idx, key=lambda i: len(seqs[i]))
+        for s in range(0, len(idx), batch_size):
+            yield idx[s: s + batch_size]
 
 
 AUDIT_QUESTIONS = 2   # chat questions of a memory's family its audit asks (the first ones)
@@ -191,18 +210,27 @@ def fact_probes(fact: Fact, tokenizer, system_prompt=None):
     return probes
 
 
-def audit(model, tokenizer, facts: dict, system_prompt=None):
-    """{fact id: {"raw": bool, "chat": float share of chat questions answered}}."""
+def audit(model, tokenizer, facts: dict, system_prompt=None, previous=None, stats=None):
+    """{fact id: {"raw": bool, "chat": float share of chat questions answered, "texts": the
+    probes' outputs}}. Each probe's draft is the answer its edit was trained to give, or, for
+    a memory in `previous` (an earlier audit's result), what the probe answered then: after
+    a small change to the weights nearly every output is the same, so one teacher-forced pass
+    settles nearly every probe, the misses included. `stats`: see generate()."""
+    enc = lambda s: tokenizer.encode(s, add_special_tokens=False)
     items = []
     for fid, fact in facts.items():
-        for kind, ids, draft in fact_probes(fact, tokenizer, system_prompt):
+        before = (previous or {}).get(fid, {}).get("texts")
+        for n, (kind, ids, draft) in enumerate(fact_probes(fact, tokenizer, system_prompt)):
+            if before and n < len(before) and before[n]:
+                draft = enc(before[n])
             items.append((fid, kind, ids, draft))
     texts = generate(model, tokenizer, [ids for _, _, ids, _ in items], max_tokens=24,
                      until=[named(facts[fid].object) for fid, _, _, _ in items],
-                     drafts=[draft for *_, draft in items])
-    res = {fid: {"raw": False, "chat_hits": 0, "chat_n": 0} for fid in facts}
+                     drafts=[draft for *_, draft in items], stats=stats)
+    res = {fid: {"raw": False, "chat_hits": 0, "chat_n": 0, "texts": []} for fid in facts}
     for (fid, kind, _, _), text in zip(items, texts):
         ok = hit(facts[fid].object, text)
+        res[fid]["texts"].append(text)
         if kind == "raw":
             res[fid]["raw"] = ok
         else:

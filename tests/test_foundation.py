@@ -9,6 +9,7 @@ import pytest
 
 from sleepllm import chat, config
 from sleepllm.blas import blas_in_use, is_reference
+from sleepllm.relations import Fact
 from sleepllm.config import data_dir, load_config, memory_dir
 from sleepllm.gguf import _unpermute
 
@@ -265,6 +266,26 @@ def test_eval_probes_with_guesses_give_the_plain_outputs(tiny):
     for guesses in (evaluate.first_guesses(items, facts, plain), texts,
                     [t[: len(t) // 2] + " zebra" for t in texts], [None] * len(items)):
         assert evaluate.run_probes(model, tok, items, facts, guesses) == plain
+
+
+def test_an_audit_checks_its_earlier_outputs_and_gives_the_plain_verdicts(tiny):
+    """Sleep's later audits pass each probe's earlier output as its draft: the outputs and
+    verdicts are the plain audit's whether those drafts are right or wrong, and right ones
+    spare the token-by-token steps (the tiny model answers nothing it was trained to, so
+    the first audit generates every probe)."""
+    from sleepllm import probes
+
+    model, tok = tiny
+    facts = {"a": Fact("user", "name", "Rex", "dog"), "b": Fact("Aria", "lives_in", "Ghent")}
+    first, again, wrong = {}, {}, {}
+    plain = probes.audit(model, tok, facts, stats=first)
+    assert first["generated"] == 3 * len(facts)
+    assert probes.audit(model, tok, facts, previous=plain, stats=again) == plain
+    assert again["generated"] < first["generated"]
+    off = {i: {**r, "texts": [t[: len(t) // 2] + " zebra" for t in r["texts"]]}
+           for i, r in plain.items()}
+    assert probes.audit(model, tok, facts, previous=off, stats=wrong) == plain
+    assert wrong["generated"] == first["generated"]
 
 
 def test_key_value_overrides_keep_types_and_refuse_unknown_keys():

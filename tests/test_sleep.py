@@ -73,7 +73,7 @@ def test_consolidation_that_recalls_less_is_undone(tiny_model_dir, tmp_path, mon
     w = down(mem)
     calls = []
 
-    def audit(model, tok, facts, system=None):
+    def audit(model, tok, facts, system=None, **_):
         calls.append(1)
         ok = len(calls) == 1      # first call: the wake edits
         return {i: {"raw": ok, "chat": float(ok)} for i in facts}
@@ -99,7 +99,7 @@ def test_refresh_round_that_lowers_total_recall_is_undone(tiny_model_dir, tmp_pa
     b = mem.learn(Fact("Aria", "lives_in", "Ghent"))[0]
     calls, before_refresh = [], []
 
-    def audit(model, tok, facts, system=None):
+    def audit(model, tok, facts, system=None, **_):
         if len(facts) == 1:                        # the rewrite's own check: b recalls more
             return {b: {"raw": False, "chat": 0.5}}
         calls.append(1)
@@ -132,7 +132,7 @@ def test_a_rewrite_that_does_not_recall_more_of_its_memory_is_put_back(tiny_mode
     full = {a: {"raw": True, "chat": 1.0}, b: {"raw": True, "chat": 0.5}}
     calls = []
 
-    def audit(model, tok, facts, system=None):
+    def audit(model, tok, facts, system=None, **_):
         calls.append(sorted(facts))
         return {i: full[i] for i in facts}         # the rewrite recalls b as before: no gain
 
@@ -191,7 +191,7 @@ def test_what_does_not_fit_in_the_time_budget_is_skipped_and_reported(tiny_model
                    max_general_changed=1.0)
     a = mem.learn(Fact("user", "name", "Rex", "dog"))[0]
     b = mem.learn(Fact("Aria", "lives_in", "Ghent"))[0]
-    monkeypatch.setattr(probes, "audit", lambda model, tok, facts, system=None: {
+    monkeypatch.setattr(probes, "audit", lambda model, tok, facts, system=None, **_: {
         a: {"raw": True, "chat": 1.0}, b: {"raw": False, "chat": 0.0}})
     w = down(mem)
     report = sleep.run(mem)
