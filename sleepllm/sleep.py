@@ -113,7 +113,7 @@ def run(memory, progress=None) -> dict:
     gen_base = _general_base(ed, system, memory.fingerprint)   # cached after the first sleep
     t_guard = time.perf_counter()
     ppl0 = probes.perplexity(model, tok)
-    gen0 = _general(model, tok, system, gen_base)
+    gen0 = _general(model, tok, system)   # (the base answers as drafts: 13 of 20 differ, slower)
     guard_cost = time.perf_counter() - t_guard      # what the guard after will cost
     before = {fid: e for fid, e in ed.edits.items()}
     report["phases"]["guard_before"] = time.perf_counter() - t
@@ -123,9 +123,13 @@ def run(memory, progress=None) -> dict:
     facts = memory.active()
     say("audit", 0, len(facts))
     first = {}
-    audit = probes.audit(model, tok, facts, system, stats=first)
+    # what each memory's probes answered at the last sleep: the drafts of the ones it missed
+    last = {i: memory.records[i]["last_audit"] for i in facts
+            if (memory.records[i].get("last_audit") or {}).get("texts")}
+    audit = probes.audit(model, tok, facts, system, previous=last, stats=first)
     report["audit_before"] = {i: probes.status(r) for i, r in audit.items()}
     report["phases"]["audit"] = audit_cost = time.perf_counter() - t
+    report["audit_generated"] = first.get("generated")   # probes the draft check left open
     # every later audit passes each probe's last output as its draft: after a small change
     # nearly all are settled by one teacher-forced pass, which the first audit timed
     reaudit_cost = min(audit_cost, 1.25 * first.get("verify_seconds", audit_cost))
@@ -254,7 +258,8 @@ def run(memory, progress=None) -> dict:
     for fid, r in audit.items():
         rec = memory.records[fid]
         st = probes.status(r)
-        rec["last_audit"] = {"time": now, "status": st, "raw": r["raw"], "chat": r["chat"]}
+        rec["last_audit"] = {"time": now, "status": st, "raw": r["raw"], "chat": r["chat"],
+                             "texts": r["texts"]}
         rec["history"].append({"time": now, "event": "audit", "status": st})
         if fid in report["refreshed"] and not report["rolled_back"]:
             rec["history"].append({"time": now, "event": "refreshed"})

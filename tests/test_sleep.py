@@ -9,6 +9,11 @@ from test_editor import tiny_cfg
 from test_memory import down, same
 
 
+
+def R(raw, chat):
+    """A scripted audit result (the tiny model recalls nothing by itself)."""
+    return {"raw": raw, "chat": chat, "texts": []}
+
 def open_mem(model_dir, folder, **sleep_cfg):
     model, tok = load(str(model_dir))
     cfg = tiny_cfg()
@@ -76,7 +81,7 @@ def test_consolidation_that_recalls_less_is_undone(tiny_model_dir, tmp_path, mon
     def audit(model, tok, facts, system=None, **_):
         calls.append(1)
         ok = len(calls) == 1      # first call: the wake edits
-        return {i: {"raw": ok, "chat": float(ok)} for i in facts}
+        return {i: R(ok, float(ok)) for i in facts}
 
     monkeypatch.setattr(probes, "audit", audit)
     report = sleep.run(mem)
@@ -101,13 +106,13 @@ def test_refresh_round_that_lowers_total_recall_is_undone(tiny_model_dir, tmp_pa
 
     def audit(model, tok, facts, system=None, **_):
         if len(facts) == 1:                        # the rewrite's own check: b recalls more
-            return {b: {"raw": False, "chat": 0.5}}
+            return {b: R(False, 0.5)}
         calls.append(1)
         if len(calls) == 2:                        # right after the joint solve
             before_refresh.append(down(mem))
         if len(calls) <= 2:                        # wake edits, joint solve: a healthy, b lost
-            return {a: {"raw": True, "chat": 1.0}, b: {"raw": False, "chat": 0.0}}
-        return {a: {"raw": False, "chat": 0.0}, b: {"raw": False, "chat": 0.5}}   # worse
+            return {a: R(True, 1.0), b: R(False, 0.0)}
+        return {a: R(False, 0.0), b: R(False, 0.5)}   # worse
 
     monkeypatch.setattr(probes, "audit", audit)
     report = sleep.run(mem)
@@ -129,7 +134,7 @@ def test_a_rewrite_that_does_not_recall_more_of_its_memory_is_put_back(tiny_mode
                    max_ppl_drift=10.0, max_general_changed=1.0, joint_max_memories=0)
     a = mem.learn(Fact("user", "name", "Rex", "dog"))[0]
     b = mem.learn(Fact("Aria", "lives_in", "Ghent"))[0]
-    full = {a: {"raw": True, "chat": 1.0}, b: {"raw": True, "chat": 0.5}}
+    full = {a: R(True, 1.0), b: R(True, 0.5)}
     calls = []
 
     def audit(model, tok, facts, system=None, **_):
@@ -192,7 +197,7 @@ def test_what_does_not_fit_in_the_time_budget_is_skipped_and_reported(tiny_model
     a = mem.learn(Fact("user", "name", "Rex", "dog"))[0]
     b = mem.learn(Fact("Aria", "lives_in", "Ghent"))[0]
     monkeypatch.setattr(probes, "audit", lambda model, tok, facts, system=None, **_: {
-        a: {"raw": True, "chat": 1.0}, b: {"raw": False, "chat": 0.0}})
+        a: R(True, 1.0), b: R(False, 0.0)})
     w = down(mem)
     report = sleep.run(mem)
     assert report["consolidated"] == [] and "budget" in report["consolidation"]["skipped"]
@@ -200,3 +205,24 @@ def test_what_does_not_fit_in_the_time_budget_is_skipped_and_reported(tiny_model
     assert report["refreshed"] == [] and report["unrestored"] == [b]
     assert same(down(mem), w)
     assert mem.checkpoint_name == "ckpt-1"
+
+
+def test_the_ledger_keeps_what_the_probes_answered_and_the_next_audit_checks_it(tiny_model_dir,
+                                                                               tmp_path):
+    """Each memory's audited outputs are kept in the ledger; the next sleep's first audit
+    passes them as drafts, so the probes the trained answers missed (all of them, on the
+    tiny model) are settled by the one teacher-forced pass instead of being generated."""
+    mem = open_mem(tiny_model_dir, tmp_path / "m", rounds=0, max_ppl_drift=10.0,
+                   max_general_changed=1.0, joint_max_memories=0)
+    a = mem.learn(Fact("user", "name", "Rex", "dog"))[0]
+    b = mem.learn(Fact("Aria", "lives_in", "Ghent"))[0]
+    first = sleep.run(mem)
+    assert first["audit_generated"] == 6
+    again = open_mem(tiny_model_dir, tmp_path / "m", rounds=0, max_ppl_drift=10.0,
+                     max_general_changed=1.0, joint_max_memories=0)
+    texts = {i: again.records[i]["last_audit"]["texts"] for i in (a, b)}
+    assert all(len(t) == 3 and all(isinstance(x, str) for x in t) for t in texts.values())
+    second = sleep.run(again)
+    assert second["audit_generated"] < first["audit_generated"]
+    assert second["audit_before"] == first["audit_after"]
+
