@@ -10,7 +10,9 @@ Memory folder layout:
     edits/<id>.safetensors        the edit of each fact learned since the last checkpoint
     checkpoints/ckpt-<n>/         one consolidated state
         edits.safetensors         per edit and layer: A (d_out×r), B (d_k×r), K (r×d_k), fp16
-        ledger.json               facts: id, text, triple, status, history, audits
+        ledger.json               facts: id, text, triple, status, history, the last audit
+                                  (verdicts and what each probe answered: the next audit's
+                                  drafts)
     manifest.json                 points at the current checkpoint (written last)
 
 Cache (per model, under <data dir>/cache/<fingerprint>/, stats.load): prefixes.json,
