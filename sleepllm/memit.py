@@ -146,7 +146,7 @@ def taps(model, key_layers=(), delta_layer=None, resid_layer=None):
             object.__delattr__(owner, name)
 
 
-class _Prefix:
+class PrefixCache:
     """A read-only KV cache holding a fixed prefix: attention of the tokens that follow sees
     the prefix's keys/values without recomputing them (they do not depend on δ). `offset` is
     the position (RoPE) of the first token that follows; the prefix's keys were rotated at
@@ -159,6 +159,13 @@ class _Prefix:
         return (mx.concatenate([self.keys, keys], axis=2),
                 mx.concatenate([self.values, values], axis=2))
 
+    def make_mask(self, N, return_array=False, window_size=None):
+        """The causal mask of N tokens after the prefix (what an mlx-lm model asks its cache
+        for when it builds its own mask)."""
+        from mlx_lm.models.base import create_causal_mask
+
+        return create_causal_mask(N, self.offset, window_size=window_size)
+
 
 def run_from(model, h, start, mask=None, prefix=None, offset=0):
     """Final normed hidden states from the residual stream h entering layer `start`;
@@ -169,7 +176,8 @@ def run_from(model, h, start, mask=None, prefix=None, offset=0):
 
     if prefix and mask is None:
         raise ValueError("run_from: a prefix needs its attention mask")
-    caches = [_Prefix(k, v, offset) for k, v in prefix] if prefix else [None] * len(_layers(model))
+    caches = [PrefixCache(k, v, offset) for k, v in prefix] if prefix \
+        else [None] * len(_layers(model))
     if mask is None:
         mask = create_attention_mask(h, None)
     for layer, c in zip(_layers(model)[start:], caches):
@@ -310,7 +318,7 @@ def _shared_prefix(model, ids, copies, stop):
     made = [KVCache() for _ in range(stop + 1)]
     forward(model, mx.array([ids]), 0, stop, cache=made)
     n = len(ids)
-    return [_Prefix(mx.repeat(c.keys[..., :n, :], copies, 0),
+    return [PrefixCache(mx.repeat(c.keys[..., :n, :], copies, 0),
                     mx.repeat(c.values[..., :n, :], copies, 0), n) for c in made]
 
 
