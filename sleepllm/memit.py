@@ -159,6 +159,13 @@ class PrefixCache:
         return (mx.concatenate([self.keys, keys], axis=2),
                 mx.concatenate([self.values, values], axis=2))
 
+    @classmethod
+    def copies(cls, caches, n, rows):
+        """Read-only caches for `rows` prompts from KVCaches that hold one row's first n
+        tokens."""
+        return [cls(mx.repeat(c.keys[..., :n, :], rows, 0),
+                    mx.repeat(c.values[..., :n, :], rows, 0), n) for c in caches]
+
     def make_mask(self, N, return_array=False, window_size=None):
         """The causal mask of N tokens after the prefix (what an mlx-lm model asks its cache
         for when it builds its own mask)."""
@@ -317,9 +324,7 @@ def _shared_prefix(model, ids, copies, stop):
 
     made = [KVCache() for _ in range(stop + 1)]
     forward(model, mx.array([ids]), 0, stop, cache=made)
-    n = len(ids)
-    return [PrefixCache(mx.repeat(c.keys[..., :n, :], copies, 0),
-                    mx.repeat(c.values[..., :n, :], copies, 0), n) for c in made]
+    return PrefixCache.copies(made, len(ids), copies)
 
 
 # ------------------------------------------------------------------ 1. target value v*

@@ -43,11 +43,18 @@ def chat_ids(tokenizer, question: str, system_prompt=None):
     return tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
 
 
-def _groups(prompts, batch_size):
+def _groups(prompts, batch_size, lengths=None):
     """memit.by_prefix's batches of prompts: (their indices, the prompts as lists, how many
     tokens they all begin with — 0 below memit.SHARED_MIN, and at most the shortest prompt's
-    length − 1, so every prompt keeps a last token)."""
-    for idx in by_prefix(prompts, batch_size):
+    length − 1, so every prompt keeps a last token). With `lengths` (one per prompt), each run
+    of prompts that begin alike is cut into batches by length, so that little is padding."""
+    if lengths is None:
+        batches = by_prefix(prompts, batch_size)
+    else:
+        runs = (sorted(run, key=lambda i: lengths[i])
+                for run in by_prefix(prompts, len(prompts) or 1))
+        batches = (run[s: s + batch_size] for run in runs for s in range(0, len(run), batch_size))
+    for idx in batches:
         group = [list(prompts[i]) for i in idx]
         n = min(shared(group), min(len(p) for p in group) - 1)
         yield idx, group, n if n >= SHARED_MIN else 0
@@ -161,19 +168,15 @@ def greedy_prefix(model, prompts, drafts, batch_size=32):
     out = [None] * len(prompts)
     seqs = [list(p) + list(d) for p, d in zip(prompts, drafts)]
     plain = not all(isinstance(c, KVCache) for c in make_prompt_cache(model))
-    for group in _by_length(prompts, seqs, batch_size):
-        n = 0 if plain else min(shared([prompts[i] for i in group]),
-                                min(len(prompts[i]) for i in group) - 1)
-        n = n if n >= SHARED_MIN else 0
+    for group, _, n in _groups(prompts, batch_size, [len(x) for x in seqs]):
+        n = 0 if plain else n                       # no shared prefix for other caches
         T = max(len(seqs[i]) for i in group) - n
         x = mx.array([seqs[i][n:] + [0] * (T + n - len(seqs[i])) for i in group])
         cache = None
         if n:
             made = make_prompt_cache(model)
             model.model(mx.array([seqs[group[0]][:n]]), cache=made)
-            cache = [PrefixCache(mx.repeat(c.keys[..., :n, :], len(group), 0),
-                                   mx.repeat(c.values[..., :n, :], len(group), 0), n)
-                     for c in made]
+            cache = PrefixCache.copies(made, n, len(group))
         h = model.model(x, cache=cache)
         # position p predicts token p + 1: from the prompt's last token to the draft's last
         pos = [[len(prompts[i]) - 1 - n + j for j in range(len(drafts[i]) + 1)] for i in group]
@@ -187,15 +190,6 @@ def greedy_prefix(model, prompts, drafts, batch_size=32):
                 m += 1
             out[i] = d[:m] + [am[m]]
     return out
-
-
-def _by_length(prompts, seqs, batch_size):
-    """Batches of indices for greedy_prefix: prompts that share their first SHARED_MIN tokens
-    together (memit.by_prefix's runs), each run cut into batches by sequence length."""
-    for idx in by_prefix(prompts, len(prompts) or 1):
-        idx = sorted(idx, key=lambda i: len(seqs[i]))
-        for s in range(0, len(idx), batch_size):
-            yield idx[s: s + batch_size]
 
 
 AUDIT_QUESTIONS = 2   # chat questions of a memory's family its audit asks (the first ones)

@@ -9,9 +9,9 @@ import pytest
 
 from sleepllm import chat, config
 from sleepllm.blas import blas_in_use, is_reference
-from sleepllm.relations import Fact
 from sleepllm.config import data_dir, load_config, memory_dir
 from sleepllm.gguf import _unpermute
+from sleepllm.relations import Fact
 
 VENV_BIN = os.path.dirname(sys.executable)
 

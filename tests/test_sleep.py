@@ -9,10 +9,10 @@ from test_editor import tiny_cfg
 from test_memory import down, same
 
 
-
 def R(raw, chat):
     """A scripted audit result (the tiny model recalls nothing by itself)."""
     return {"raw": raw, "chat": chat, "texts": []}
+
 
 def open_mem(model_dir, folder, **sleep_cfg):
     model, tok = load(str(model_dir))
@@ -225,4 +225,3 @@ def test_the_ledger_keeps_what_the_probes_answered_and_the_next_audit_checks_it(
     second = sleep.run(again)
     assert second["audit_generated"] < first["audit_generated"]
     assert second["audit_before"] == first["audit_after"]
-
