@@ -195,10 +195,54 @@ def cmd_export(args) -> int:
         if f.suffix != ".safetensors" and f.name != "model.safetensors.index.json" and f.is_file():
             shutil.copy(f, out / f.name)
     weights = dict(tree_flatten(model.parameters()))
+    _uniform_mlps(weights, out / "config.json")
     mx.save_safetensors(str(out / "model.safetensors"), weights, metadata={"format": "mlx"})
     _unquantized_in_config(out / "config.json", weights)
     console.print(f"exported {len(mem.records)} memories into {out}")
     return 0
+
+
+def _uniform_mlps(weights: dict, config_path: Path, multiple: int = 128) -> None:
+    """Memory neurons widen one layer's MLP; mlx-lm builds every layer with the config's
+    intermediate_size. Every MLP is padded with zero units to one width (the widest, rounded up
+    so a quantized layer's groups stay whole) and the config says it: a zero unit's output is
+    silu(0)·0 = 0 exactly, quantized or not (zero codes, zero scales and biases)."""
+    import json
+
+    import mlx.core as mx
+
+    from sleepllm import store
+
+    gates = {n[: -len(".gate_proj.weight")] for n in weights if n.endswith(".gate_proj.weight")}
+    widths = {m: weights[f"{m}.gate_proj.weight"].shape[0] for m in gates}
+    if len(set(widths.values())) < 2:
+        return
+    base = min(widths.values())
+    width = base + -(-(max(widths.values()) - base) // multiple) * multiple
+    for m, w in widths.items():
+        extra = width - w
+        if extra == 0:
+            continue
+        for name in ("gate_proj", "up_proj"):            # rows
+            for part in ("weight", "scales", "biases"):
+                k = f"{m}.{name}.{part}"
+                if k in weights:
+                    a = weights[k]
+                    weights[k] = mx.concatenate([a, mx.zeros((extra, a.shape[1]), a.dtype)])
+        k = f"{m}.down_proj"                             # columns
+        a = weights[f"{k}.weight"]
+        per = a.shape[1] / w                             # packed columns per unit
+        pad = {f"{k}.weight": round(extra * per)}
+        if f"{k}.scales" in weights:
+            group = w // weights[f"{k}.scales"].shape[1]
+            pad[f"{k}.scales"] = pad[f"{k}.biases"] = extra // group
+        for name, cols in pad.items():
+            if name in weights:
+                a = weights[name]
+                weights[name] = mx.concatenate([a, mx.zeros((a.shape[0], cols), a.dtype)], axis=1)
+    config = json.loads(config_path.read_text())
+    config["intermediate_size"] = width
+    store.atomic_write_json(config_path, config)
 
 
 def _unquantized_in_config(path: Path, weights: dict) -> None:

@@ -1,12 +1,15 @@
 """The editor: facts rendered into edit requests, written into (and reverted from) the weights.
 
-    Editor.write(fact)  -> Edit      (v* optimisation + MEMIT/AlphaEdit solve, see memit.py)
-    Editor.revert(edit)              (exact: W = W₀ + Σ of the remaining factors)
+    Editor.write(fact)  -> Edit      (v* optimisation, then a memory neuron (neurons.py) or a
+                                      MEMIT/AlphaEdit solve (memit.py): `editor.method`)
+    Editor.revert(edit)              (exact: the weights are W₀ and the remaining edits)
 
-Edited `down_proj` layers become float32 `nn.Linear`s (dequantized if the model is quantized)
-and stay float for life. Each edit is kept as per-layer factors ΔW_l = A_l B_lᵀ, stored in
-float16 and applied from those very float16 values, so what is on disk is exactly what is in
-the weights and a revert restores them to float32 round-off (≤1e-6).
+Edited layers become float32 `nn.Linear`s (dequantized if the model is quantized) and stay
+float for life. A MEMIT edit is kept as per-layer factors ΔW_l = A_l B_lᵀ of `down_proj`; a
+memory neuron as one row of `gate_proj` and `up_proj` and one column of `down_proj` at the
+last edited layer (the MLP grows by one unit). Both are stored in float16 and applied from
+those very float16 values, so what is on disk is exactly what is in the weights and a revert
+restores them to float32 round-off (≤1e-6).
 """
 import re
 import time
@@ -16,7 +19,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from sleepllm import memit, probes, relations
+from sleepllm import memit, neurons, probes, relations
 from sleepllm.relations import Fact
 
 # ------------------------------------------------------------------ facts -> prompts
@@ -119,6 +122,23 @@ def training_set(fact: Fact, prompts, companions, tokenizer, prefixes, system_pr
     return train, weights
 
 
+def others_prompts(fact: Fact, tokenizer, system_prompt=None):
+    """Key positions of the fact's anchor word in its cues and questions said of someone else
+    (relations.others_wordings, the questions through the chat template) and in "Her dog"-style
+    texts (contrast_prompts): where a memory neuron must stay closed."""
+    cues, questions = relations.others_wordings(fact)
+    core = [" ".join(w for w in a.split() if w.lower() not in ("my", "your"))
+            for a in relations.anchors(fact)]
+    out = []
+    for text, chat in [(c, False) for c in cues] + [(q, True) for q in questions]:
+        full = chat_text(tokenizer, text, system_prompt) if chat else text
+        ids, keys = _find_keys(full, full.rfind(text), [c for c in core if c], tokenizer,
+                               not chat)
+        if keys:
+            out.append(memit.Prompt(ids, len(ids), [(0, t) for _, t in keys]))
+    return out + contrast_prompts(fact, tokenizer)
+
+
 def kl_prompts(fact: Fact, tokenizer, anchors):
     """'<anchor> is a' style prompts: the subject's general meaning should not change."""
     out = []
@@ -144,6 +164,8 @@ class Edit:
     created: float = field(default_factory=time.time)
     object_keys: dict | None = None  # layer -> keys at the object's own tokens, in K_p too;
                                      # read from the weights (None until then: not on disk)
+    kind: str = "memit"        # or "neuron": factors {L: (g, u, d)} float16, keys {L: X} the
+                               # anchor inputs its gate opens on (neurons.py)
 
 
 def _float_linear(layer) -> nn.Linear:
@@ -188,6 +210,8 @@ class Editor:
         # {layer: rows (n, d_k) float64}, and C⁻¹ rowsᵀ for the solve, made when first needed
         self._kp: dict[tuple, dict] = {}
         self._kp_w: dict[tuple, dict] = {}
+        self.neuron_layer = hp.layers[-1]
+        self._unit_base = None   # (W_gate, W_up) of the neuron layer, float32, made when needed
 
     def load_stats(self) -> dict:
         """{"prefixes", "cinv": {layer: C⁻¹}, ...}: read (or made) when first needed, once, so
@@ -195,10 +219,26 @@ class Editor:
         without C (2.7 GB for a 3B Llama's five layers): only C's principal directions
         (`nullspace` > 0) need it, and then ask for it alone."""
         if callable(self._stats):
-            self._loader, self._stats = self._stats, self._stats(("prefixes", "cinv"))
-        if "cinv" not in self._stats:
+            self._loader = self._stats
+            self._stats = self._stats(("prefixes", "negatives") if self.neurons else
+                                      ("prefixes", "cinv"))
+        if "cinv" not in self._stats and "cov" in self._stats:
             self._stats["cinv"] = {l: memit.inverse(self._stats["cov"][l]) for l in self.hp.layers}
         return self._stats
+
+    @property
+    def neurons(self) -> bool:
+        return self.hp.method == "neurons"
+
+    @property
+    def negatives(self) -> np.ndarray:
+        """Ordinary text's inputs of the neuron layer (stats "negatives")."""
+        s = self.load_stats()
+        if "negatives" not in s:
+            if not hasattr(self, "_loader"):
+                raise ValueError("the editor's statistics have no ordinary-text inputs")
+            s.update(self._loader(("negatives",)))
+        return s["negatives"][self.neuron_layer]
 
     @property
     def cov(self) -> dict:
@@ -231,7 +271,10 @@ class Editor:
 
     @property
     def cinv(self) -> dict:
-        return self.load_stats()["cinv"]
+        s = self.load_stats()
+        if "cinv" not in s:
+            s.update(self._loader(("cinv",)))
+        return s["cinv"]
 
     def protected(self) -> dict:
         """{layer: (K_p rows (r, d_k), C⁻¹K_pᵀ (d_k, r))} over every tracked block, in order."""
@@ -257,21 +300,55 @@ class Editor:
 
     # -- weights
     def _refresh(self, l):
-        """W_l = W₀ + [A₁ … A_n][B₁ … B_n]ᵀ over the active edits (float32, one product, in
-        creation order): every path — write, add, revert, reload — computes this same sum."""
-        parts = [e.factors[l] for e in self.edits.values() if l in e.factors]
+        """W_l = W₀ + [A₁ … A_n][B₁ … B_n]ᵀ over the active MEMIT edits (float32, one product,
+        in creation order), then one unit per memory neuron appended (W_gate and W_up rows,
+        W_down columns, in creation order): every path — write, add, revert, reload — computes
+        these same weights."""
+        parts = [e.factors[l] for e in self.edits.values() if l in e.factors and e.kind == "memit"]
+        units = [e.factors[l] for e in self.edits.values() if l in e.factors and e.kind == "neuron"]
+        mlp = memit._layers(self.model)[l].mlp
         w = self.base[l]
         if parts:
             A = mx.array(np.concatenate([a for a, _ in parts], axis=1)).astype(mx.float32)
             B = mx.array(np.concatenate([b for _, b in parts], axis=1)).astype(mx.float32)
             w = w + A @ B.T
-        memit._layers(self.model)[l].mlp.down_proj.weight = w
+        if units or (l == self.neuron_layer and self._unit_base is not None):
+            g0, u0 = self._units_base()
+            stack = lambda j: mx.array(np.stack([v[j] for v in units])).astype(mx.float32) \
+                if units else None
+            G, U, D = stack(0), stack(1), stack(2)
+            mlp.gate_proj.weight = g0 if G is None else mx.concatenate([g0, G])
+            mlp.up_proj.weight = u0 if U is None else mx.concatenate([u0, U])
+            w = w if D is None else mx.concatenate([w, D.T], axis=1)
+            mx.eval(mlp.gate_proj.weight, mlp.up_proj.weight)
+        mlp.down_proj.weight = w
         mx.eval(w)
+
+    def _units_base(self):
+        """(W_gate, W_up) of the neuron layer as float32 copies, made float on first use."""
+        if self._unit_base is None:
+            mlp = memit._layers(self.model)[self.neuron_layer].mlp
+            for name in ("gate_proj", "up_proj"):
+                lin = mlp[name]
+                if not isinstance(lin, nn.Linear) or lin.weight.dtype != mx.float32 \
+                        or "bias" in lin:
+                    if "bias" in lin:
+                        raise TypeError("memory neurons need an MLP without biases")
+                    setattr(mlp, name, _float_linear(lin))
+            self._unit_base = (mx.array(mlp.gate_proj.weight), mx.array(mlp.up_proj.weight))
+            mx.eval(self._unit_base)
+        return self._unit_base
 
     def add(self, *edits: Edit):
         """Put existing edits (e.g. loaded from disk) into the weights. A factor whose shape
         does not fit the layer is an error, never skipped."""
         for edit in edits:
+            if edit.kind == "neuron":
+                if not self.neurons:
+                    raise ValueError(f"edit {edit.id} is a memory neuron: it needs "
+                                     "editor.method: neurons")
+                self._check_unit(edit)
+                continue
             for l, (A, B) in edit.factors.items():
                 if l not in self.base:
                     raise ValueError(f"edit {edit.id} touches layer {l}, not an edited layer")
@@ -286,6 +363,19 @@ class Editor:
             self._track_keys(edit, "object", +1)
         for l in sorted({l for e in edits for l in e.factors}):
             self._refresh(l)
+
+    def _check_unit(self, edit: Edit):
+        d_out = self.base[self.neuron_layer].shape[0]
+        d = memit.mlp_width(self.model, self.neuron_layer)
+        for l, vectors in edit.factors.items():
+            if l != self.neuron_layer:
+                raise ValueError(f"memory neuron {edit.id} is at layer {l}, the neuron layer "
+                                 f"is {self.neuron_layer} (editor.layers[-1])")
+            shapes = [np.shape(v) for v in vectors] + [np.shape(edit.keys[l])]
+            if len(vectors) != 3 or shapes[:3] != [(d,), (d,), (d_out,)] \
+                    or len(shapes[3]) != 2 or shapes[3][1] != d:
+                raise ValueError(f"memory neuron {edit.id}: shapes {shapes} do not fit layer "
+                                 f"{l} (input {d}, output {d_out})")
 
     def revert(self, edit_id: str) -> Edit:
         return self.revert_all([edit_id])[0]
@@ -307,6 +397,8 @@ class Editor:
         {layer: keys (n, d_k)} whose outputs must not move at all — the update is solved under
         ΔW Qᵀ = 0 for them (and for C's principal directions when `nullspace` > 0): a hard
         constraint, used by sleep's refresh."""
+        if self.neurons:
+            return self._write_unit(fact, edit_id, companions)
         t0 = time.perf_counter()
         self.read_object_keys()
         prompts, anchors = render(fact, self.tokenizer, self.prefixes, self.system_prompt,
@@ -329,6 +421,38 @@ class Editor:
         for l in factors:
             self._refresh(l)
         self._protect_object([edit], prompts)
+        return edit
+
+    def _write_unit(self, fact: Fact, edit_id: str, companions=()) -> Edit:
+        """Write one fact as a memory neuron (neurons.py) at the neuron layer L: δ from the v*
+        search (every prompt receives the whole δ: the unit is levelled), the gate trained
+        open on the fact's anchor inputs and closed on ordinary text, on the same words said
+        of someone else and on every other memory's anchors — except the companions' (same
+        anchor, same inputs), whose units stay and whose prompts the v* search trains too.
+        Nothing else in the weights changes, so no other memory needs protecting."""
+        t0 = time.perf_counter()
+        L = self.neuron_layer
+        prompts, anchors = render(fact, self.tokenizer, self.prefixes, self.system_prompt,
+                                  self.hp.questions)
+        train, _ = training_set(fact, prompts, companions, self.tokenizer, self.prefixes,
+                                self.system_prompt, self.hp)
+        kl = kl_prompts(fact, self.tokenizer, anchors) if self.hp.kl_factor > 0 else []
+        delta, nll = memit.compute_delta(self.model, train, kl, self.hp)
+        pos = memit.mlp_inputs(self.model, [prompts], L)
+        hard = others_prompts(fact, self.tokenizer, self.system_prompt) + kl
+        hard = memit.mlp_inputs(self.model, [hard], L) if hard else None
+        others = [e.keys[L] for e in self.edits.values()
+                  if e.kind == "neuron" and e.fact not in companions and L in e.keys]
+        others = np.concatenate(others).astype(np.float32) if others else None
+        g, u, level = neurons.fit(pos, self.negatives, hard, others)
+        vectors = tuple(v.astype(np.float16) for v in (g, u, delta / level))
+        if not all(np.isfinite(v).all() for v in vectors):
+            raise FloatingPointError(f"memory neuron for {fact} overflowed float16")
+        edit = Edit(edit_id, fact, {L: vectors}, {L: pos.astype(np.float16)}, None, nll,
+                    time.perf_counter() - t0, object_keys={}, kind="neuron")
+        self._check_unit(edit)
+        self.edits[edit_id] = edit
+        self._refresh(L)
         return edit
 
     def _protect_object(self, edits: list, prompts=None):
@@ -361,7 +485,7 @@ class Editor:
 
     def read_object_keys(self):
         """Read the object keys of every edit that has none yet (edits loaded from disk)."""
-        todo = [e for e in self.edits.values() if e.object_keys is None]
+        todo = [e for e in self.edits.values() if e.object_keys is None and e.kind == "memit"]
         if todo:
             self._protect_object(todo)
 
@@ -395,7 +519,7 @@ class Editor:
         self._kp.pop(tag, None)
         self._kp_w.pop(tag, None)
         keys = edit.keys if which == "anchor" else edit.object_keys
-        if sign > 0 and keys:
+        if sign > 0 and keys and edit.kind == "memit":
             self._kp[tag] = {l: K.astype(np.float64) for l, K in keys.items()}
 
     def _setter(self, factors: dict, what):
@@ -421,6 +545,8 @@ class Editor:
         one's z, which was trained to carry the earlier ones (the companions in `write`). An
         edit whose fact now renders to a different number of anchors than its stored z
         (learned by an older version) is left in place. Returns the ids rewritten."""
+        if any(e.kind == "neuron" for e in self.edits.values()):
+            return []   # memory neurons have no joint solve; MEMIT keys would see their units
         newest = {}
         for i, e in self.edits.items():
             if e.z is not None and e.fact.owner():

@@ -73,6 +73,7 @@ class Hparams:
     questions: int               # chat questions per fact trained (the family's first N)
     raw_share: float             # share of δ the bare cue of a fact about the user is trained with
     protect_objects: bool        # keep the keys of each object's own tokens in K_p
+    method: str = "memit"        # "memit" (steps 2–4 here) or "neurons" (neurons.py)
 
     @classmethod
     def from_config(cls, d: dict) -> "Hparams":
@@ -287,6 +288,43 @@ def read(model, prompts, n_anchors, key_layers=(), resid_layer=None, batch_size=
             resid = resid + _anchor_sum(h, group, n_anchors, n)
     keys = {l: k / count[:, None] for l, k in keys.items()}
     return keys, resid / count[:, None] if resid_layer is not None else None
+
+
+def mlp_inputs(model, batches, layer):
+    """The inputs of layer `layer`'s MLP (after its norm) — what a memory neuron's gate reads
+    (neurons.py). `batches`: token id arrays (B, T) or lists of Prompts (right-padded; the rows
+    at each prompt's key positions are returned). Returns (n, d) float32."""
+    block = _layers(model)[layer]
+    mlp = block.mlp
+    seen = []
+
+    def record(x):
+        seen.append(x)
+        return mlp(x)
+
+    out = []
+    object.__setattr__(block, "mlp", record)
+    try:
+        for b in batches:
+            rows = None
+            if isinstance(b, list):
+                rows = [(i, t) for i, p in enumerate(b) for _, t in p.keys]
+                b = batch(b)[0]
+            forward(model, mx.array(b), 0, layer)
+            x = seen.pop().astype(mx.float32)
+            x = x.reshape(-1, x.shape[-1]) if rows is None else \
+                x[mx.array([i for i, _ in rows]), mx.array([t for _, t in rows])]
+            out.append(np.array(x))
+    finally:
+        object.__delattr__(block, "mlp")
+    return np.concatenate(out) if out else np.zeros((0, mlp_width(model, layer)), np.float32)
+
+
+def mlp_width(model, layer) -> int:
+    """d, the width of the residual stream entering layer `layer`'s MLP."""
+    lin = _layers(model)[layer].mlp["gate_proj"]
+    w = lin.weight.shape[1]
+    return w * 32 // lin.bits if isinstance(lin, nn.QuantizedLinear) else w
 
 
 SHARED_MIN = 8   # tokens a batch of prompts must begin with to run them once

@@ -195,7 +195,7 @@ class Memory:
 
     def _edit_from(self, rec: dict, parts: dict) -> Edit:
         return Edit(rec["id"], Fact.from_dict(rec["fact"]), parts["factors"], parts["keys"],
-                    parts["z"])
+                    parts["z"], kind=parts["kind"])
 
     def _load(self):
         manifest = {}

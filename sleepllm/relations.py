@@ -302,6 +302,30 @@ def contrasts(fact: Fact) -> list[tuple[str, str]]:
     return out
 
 
+# How the same words are said of someone else: first-person words swapped for others'.
+OTHER_PEOPLE = [("My ", ["Her ", "His ", "Their ", "The "]),
+                (" my ", [" her ", " his ", " their ", " the "]),
+                ("I ", ["She ", "He "]), (" I ", [" she ", " he "]), ("I'm ", ["She's ", "He's "])]
+
+
+def others_wordings(fact: Fact) -> tuple[list[str], list[str]]:
+    """(statement cues, questions) of a fact about the user reworded about someone else ("Her
+    dog's name is", "What is his dog's name?"): a memory neuron must stay closed on them
+    (neurons.py). A fact about a named person has none: the name is its own key."""
+    if not fact.is_self:
+        return [], []
+
+    def swap(texts):
+        out = []
+        for t in texts:
+            for mine, theirs in OTHER_PEOPLE:
+                if (t.startswith(mine) if mine[0] != " " else mine in t):
+                    out += [(o + t[len(mine):]) if mine[0] != " " else t.replace(mine, o)
+                            for o in theirs]
+        return out
+    return swap(cues(fact)), swap([q for q, _ in questions(fact)])
+
+
 def cues(fact: Fact) -> list[str]:
     return [_fill(c, fact) for c in _t(fact)["cue"]]
 

@@ -138,7 +138,10 @@ def run(memory, progress=None) -> dict:
     say("consolidate", 0, 1)
     report["consolidated"] = []
     joint_fits = 0.5 * audit_cost + reaudit_cost + guard_cost <= left()
-    if len(facts) <= cfg["sleep"]["joint_max_memories"] and joint_fits:
+    if ed.neurons:
+        report["consolidation"] = {"skipped": "memory neurons: each memory is its own unit, "
+                                              "there is no joint solve"}
+    elif len(facts) <= cfg["sleep"]["joint_max_memories"] and joint_fits:
         report["consolidated"] = ed.consolidate()
     elif len(facts) <= cfg["sleep"]["joint_max_memories"]:
         report["consolidation"] = {"skipped": f"joint solve and its audit "
@@ -185,8 +188,8 @@ def run(memory, progress=None) -> dict:
                 break
             say("refresh", k, len(weak))
             t_rewrite = time.perf_counter()
-            if protect is None:
-                protect = ed.probe_keys([facts[h] for h in healthy])
+            if protect is None and not ed.neurons:   # a unit's gate is trained closed on
+                protect = ed.probe_keys([facts[h] for h in healthy])   # the other memories
             fact = facts[fid]
             old = prior[fid] = ed.revert(fid)
             companions = relations.companions(fact, [f for i, f in facts.items() if i != fid])

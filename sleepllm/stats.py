@@ -4,7 +4,10 @@ fingerprint of the model's weights:
 - random prefixes: short texts the model writes itself after "The", "Therefore", ... (MEMIT's
   context templates), sampled at temperature 0.7 with a fixed seed;
 - C_l = E[k kᵀ] at each edited layer, from text the model generates itself (plain text and
-  chat-formatted turns), ≥ 10 × d_k tokens, and C_l⁻¹, which every solve starts from (memit).
+  chat-formatted turns), ≥ 10 × d_k tokens, and C_l⁻¹, which every solve starts from (memit);
+- "negatives": the MLP inputs at the memory-neuron layer over min(NEGATIVE_TOKENS, 28 × d)
+  tokens of such text (another sample), which every neuron's gate is trained closed on
+  (neurons.py).
   The perplexity text (data/heldout.txt) is never used here.
 """
 import json
@@ -20,6 +23,7 @@ from sleepllm.store import atomic_save_arrays, atomic_write_json, load_arrays
 SEED_WORDS = ["The", "In", "My", "When", "A", "Yesterday", "She", "We", "It", "There", "After",
               "Most", "He", "Today", "One", "This"]
 PREFIX_STARTS = ["The", "Therefore", "Because", "I", "You"]
+NEGATIVE_TOKENS = 16000        # at most; 28 × the model's width below that
 CHAT_SEEDS = ["Tell me about", "How do I", "What is", "Can you explain", "Write a short",
               "Why do", "Give me", "Describe"]
 
@@ -77,15 +81,16 @@ def text_batches(model, tokenizer, n_tokens, seq_len=160, batch=48, seed=1):
 def load(model, tokenizer, layers, cache_root: Path, fingerprint: str, tokens_per_dk=10,
          console=None, parts=("prefixes", "cinv")) -> dict:
     """{part: ...} for the asked `parts` of "prefixes" (list of texts), "cinv" ({layer: C⁻¹})
-    and "cov" ({layer: C}), float64; cached in <cache_root>/<fingerprint>/. C (float32 on
-    disk) is computed, with a progress bar, on a model's first start, and read only when asked
-    for or when its C⁻¹ is not cached yet. C⁻¹ is stored as the float64's own bytes (uint32
-    pairs: MLX's safetensors has no float64), so what is read is exactly what was computed —
-    five 8192-wide inversions take minutes on a CPU, reading them back seconds."""
+    and "cov" ({layer: C}), float64, and "negatives" ({layers[-1]: (n, d) float32}); cached
+    in <cache_root>/<fingerprint>/. C (float32 on disk) is computed, with a progress bar, on
+    a model's first start, and read only when asked for or when its C⁻¹ is not cached yet.
+    C⁻¹ is stored as the float64's own bytes (uint32 pairs: MLX's safetensors has no
+    float64), so what is read is exactly what was computed — five 8192-wide inversions take
+    minutes on a CPU, reading them back seconds."""
     folder = private_dir(cache_root / fingerprint)
-    d_k = memit.key_width(model, layers[0])
-    n_tokens = tokens_per_dk * d_k
     out = {}
+    if "negatives" in parts:
+        out["negatives"] = {layers[-1]: _negatives(model, tokenizer, layers[-1], folder, console)}
     if "prefixes" in parts:
         pre_file = folder / "prefixes.json"
         try:
@@ -100,6 +105,10 @@ def load(model, tokenizer, layers, cache_root: Path, fingerprint: str, tokens_pe
         if not pre_file.exists():
             atomic_write_json(pre_file, random_prefixes(model, tokenizer))
             out["prefixes"] = json.loads(pre_file.read_text())
+    if not {"cinv", "cov"} & set(parts):
+        return out
+    d_k = memit.key_width(model, layers[0])
+    n_tokens = tokens_per_dk * d_k
     cinv_file = {l: folder / f"cinv_l{l}_n{n_tokens}.safetensors" for l in layers}
     need_c = [l for l in layers if "cov" in parts or ("cinv" in parts and not cinv_file[l].exists())]
     _covariance(model, tokenizer, need_c, folder, n_tokens, console)   # all missing at once
@@ -150,6 +159,28 @@ def _damaged(path: Path, why: str, console):
     if console is not None:
         console.print(f"[yellow]the cached key statistics file {path} was damaged ({why}); "
                       "making it again[/yellow]")
+
+
+def _negatives(model, tokenizer, layer, folder: Path, console) -> np.ndarray:
+    """The MLP inputs at `layer` over self-generated text (cached)."""
+    d = memit.mlp_width(model, layer)
+    n_tokens = min(NEGATIVE_TOKENS, 28 * d)
+    path = folder / f"negatives_l{layer}_n{n_tokens}.safetensors"
+    per = 160 * 48                       # text_batches' batch: whole ones
+    rows = -(-n_tokens // per) * per
+    for _ in range(2):
+        X = _read(path, "X", (rows, d), console)
+        if X is not None:
+            return X.astype(np.float32)
+        from rich.progress import Progress
+
+        with Progress(transient=True, console=console) as bar:
+            bar.add_task(f"Ordinary-text inputs of layer {layer} (once per model)", total=None)
+            batches = text_batches(model, tokenizer, n_tokens, seed=7)
+            X = memit.mlp_inputs(model, [b[s: s + 16] for b in batches
+                                         for s in range(0, len(b), 16)], layer)
+        atomic_save_arrays(path, {"X": X.astype(np.float16)})
+    raise RuntimeError(f"the ordinary-text inputs of layer {layer} cannot be written to {folder}")
 
 
 def _covariance(model, tokenizer, layers, folder: Path, n_tokens: int, console) -> dict:

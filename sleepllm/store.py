@@ -76,18 +76,24 @@ def load_arrays(path: Path) -> dict:
 # ------------------------------------------------------------------ edits <-> arrays
 
 def edit_arrays(edit) -> dict:
+    """A MEMIT edit's factors and keys (<id>.<layer>.A/B/K), or a memory neuron's vectors and
+    anchor inputs (<id>.<layer>.G/U/D/X, sleepllm/neurons.py)."""
+    names = NEURON_PARTS if edit.kind == "neuron" else MEMIT_PARTS
     out = {}
-    for l, (A, B) in edit.factors.items():
-        out[f"{edit.id}.{l}.A"], out[f"{edit.id}.{l}.B"] = A, B
-        out[f"{edit.id}.{l}.K"] = edit.keys[l]
+    for l, vectors in edit.factors.items():
+        for part, a in zip(names, tuple(vectors) + (edit.keys[l],)):
+            out[f"{edit.id}.{l}.{part}"] = a
     if edit.z is not None:
         out[f"{edit.id}.target.z"] = edit.z
     return out
 
 
+MEMIT_PARTS, NEURON_PARTS = ("A", "B", "K"), ("G", "U", "D", "X")
+
+
 def split_edit_arrays(arrays: dict) -> dict:
-    """{edit id: {"factors": {l: (A, B)}, "keys": {l: K}, "z": z or None}} from edit_arrays'
-    naming."""
+    """{edit id: {"kind", "factors": {l: (A, B) or (g, u, d)}, "keys": {l: K or X}, "z"}} from
+    edit_arrays' naming."""
     out = {}
     for name, a in arrays.items():
         eid, l, part = name.rsplit(".", 2)
@@ -97,11 +103,17 @@ def split_edit_arrays(arrays: dict) -> dict:
             continue
         d["parts"].setdefault(int(l), {})[part] = a
     for d in out.values():
+        kinds = set()
         for l, p in d.pop("parts").items():
-            if set(p) != {"A", "B", "K"}:
+            names = next((n for n in (MEMIT_PARTS, NEURON_PARTS) if set(p) == set(n)), None)
+            if names is None:
                 raise ValueError(f"incomplete edit factors at layer {l}")
-            d["factors"][l] = (p["A"], p["B"])
-            d["keys"][l] = p["K"]
+            kinds.add("neuron" if names == NEURON_PARTS else "memit")
+            d["factors"][l] = tuple(p[n] for n in names[:-1])
+            d["keys"][l] = p[names[-1]]
+        if len(kinds) > 1:
+            raise ValueError("an edit mixes MEMIT factors and a memory neuron")
+        d["kind"] = kinds.pop() if kinds else "memit"
     return out
 
 

@@ -1,6 +1,7 @@
 """The MEMIT math and the editor on a tiny random Llama built in-process."""
 import numpy as np
 import mlx.core as mx
+import mlx.nn as nn
 import pytest
 
 from sleepllm import memit
@@ -8,7 +9,7 @@ from sleepllm.config import load_config
 from sleepllm.editor import Editor, render, training_set
 from sleepllm.relations import Fact
 
-TINY_EDITOR = {"layers": [1, 2], "v_steps": 12, "v_lr": 0.5, "prefixes": 1,
+TINY_EDITOR = {"method": "memit", "layers": [1, 2], "v_steps": 12, "v_lr": 0.5, "prefixes": 1,
                "cov_tokens_per_dk": 4, "kl_factor": 0.0625}
 
 
@@ -23,9 +24,10 @@ def make_editor(model, tok, **editor):
 
     cfg = tiny_cfg(**editor)
     hp = memit.Hparams.from_config(cfg["editor"])
+    parts = ("prefixes", "negatives") if hp.method == "neurons" else ("prefixes", "cov")
     got = stats.load(model, tok, hp.layers, cache_dir(), fingerprint(model),
-                     cfg["editor"]["cov_tokens_per_dk"], parts=("prefixes", "cov"))
-    return Editor(model, tok, hp, {"prefixes": got["prefixes"][:1], "cov": got["cov"]})
+                     cfg["editor"]["cov_tokens_per_dk"], parts=parts)
+    return Editor(model, tok, hp, {**got, "prefixes": got["prefixes"][:1]})
 
 
 def weights(model, layers):
@@ -509,3 +511,83 @@ def test_the_inverse_statistics_are_cached_bit_for_bit(tiny, tmp_path):
         np.testing.assert_allclose(mended["cinv"][l], first["cinv"][l], rtol=1e-4, atol=1e-6)
     assert stats.load(model, tok, [1, 2], root, fingerprint(model), 4)["prefixes"] == \
         first["prefixes"]
+
+
+# ------------------------------------------------------------------ memory neurons
+
+def test_a_neuron_gate_opens_on_its_anchors_and_stays_closed_elsewhere():
+    """neurons.fit: the unit gives 1 at every positive (levelled), ~0 on held-out ordinary
+    inputs and on the contrast rows, though all share a large common direction (no bias)."""
+    from sleepllm import neurons
+
+    rng = np.random.default_rng(0)
+    d = 32
+    common = rng.standard_normal(d) * 3
+    ordinary = common + rng.standard_normal((4000, d))
+    anchor = common + 2.0 * rng.standard_normal(d)
+    pos = anchor + 0.3 * rng.standard_normal((6, d))
+    hard = anchor + 0.3 * rng.standard_normal((4, d)) + 1.5 * rng.standard_normal(d)
+    g, u, level = neurons.fit(pos, ordinary[:2000], hard[:2])
+    out = neurons.output(pos, g, u) / level
+    np.testing.assert_allclose(out, 1.0, atol=0.05)
+    assert np.abs(neurons.output(ordinary[2000:], g, u) / level).max() < 0.05
+    assert np.abs(neurons.output(hard, g, u) / level).max() < 0.2
+    with pytest.raises(ValueError):
+        neurons.fit(np.zeros((0, d)), ordinary)
+
+
+def _mlp_weights(model, l):
+    mlp = memit._layers(model)[l].mlp
+    return [np.array(mlp[n].weight) for n in ("gate_proj", "up_proj", "down_proj")]
+
+
+def test_a_memory_neuron_adds_delta_at_its_anchors_and_its_revert_is_exact(tiny):
+    """A fact written as a memory neuron: the layer's MLP gains exactly one unit per memory
+    (float16 vectors, applied as stored); at the fact's anchors the layer's output moves by the
+    v* search's δ, on most ordinary text the unit is silent; removing a unit restores the
+    weights bit for bit."""
+    from sleepllm import neurons
+
+    model, tok = tiny
+    ed = make_editor(model, tok, method="neurons", v_steps=10)
+    L = ed.neuron_layer
+    fact = Fact("user", "name", "Rex", "dog")
+    prompts, anchors = render(fact, tok, ed.prefixes)
+    w0 = _mlp_weights(model, L)
+    _, h0 = memit.read(model, prompts, len(anchors), resid_layer=L)
+    a = ed.write(fact, "a")
+    assert a.kind == "neuron" and set(a.factors) == {L}
+    assert all(v.dtype == np.float16 for v in a.factors[L])
+    w1 = _mlp_weights(model, L)
+    assert w1[0].shape[0] == w0[0].shape[0] + 1 and w1[2].shape[1] == w0[2].shape[1] + 1
+    np.testing.assert_array_equal(w1[0][-1], a.factors[L][0].astype(np.float32))
+    _, h1 = memit.read(model, prompts, len(anchors), resid_layer=L)
+    g, u, d = (v.astype(np.float64) for v in a.factors[L])
+    shift = (h1 - h0)[0]
+    assert shift @ d / np.linalg.norm(shift) / np.linalg.norm(d) > 0.999
+    assert 0.95 < np.linalg.norm(shift) / np.linalg.norm(d) < 1.05
+    silent = np.abs(neurons.output(ed.negatives, g, u))
+    assert np.median(silent) < 1e-3 and np.quantile(silent, 0.9) < 0.05
+    ed.write(Fact("Aria", "lives_in", "Ghent"), "b")
+    assert _mlp_weights(model, L)[0].shape[0] == w0[0].shape[0] + 2
+    ed.revert("b")
+    for x, y in zip(_mlp_weights(model, L), w1):
+        np.testing.assert_array_equal(x, y)
+    ed.revert("a")
+    for x, y in zip(_mlp_weights(model, L), w0):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_a_memory_neuron_of_the_wrong_shape_is_an_error(tiny):
+    model, tok = tiny
+    ed = make_editor(model, tok, method="neurons", v_steps=4)
+    e = ed.revert(ed.write(Fact("user", "name", "Rex", "dog"), "a").id)
+    L = ed.neuron_layer
+    g, u, d = e.factors[L]
+    e.factors[L] = (g[:-1], u, d)
+    with pytest.raises(ValueError, match="do not fit"):
+        ed.add(e)
+    e.factors[L] = (g, u, d)
+    memit_ed = make_editor(model, tok, method="memit")
+    with pytest.raises(ValueError, match="method: neurons"):
+        memit_ed.add(e)

@@ -3,6 +3,7 @@ import os
 import stat
 
 import numpy as np
+import pytest
 from mlx_lm import load
 
 from sleepllm import memit, sleep, store
@@ -262,9 +263,12 @@ def test_an_edit_that_fails_is_reported_and_its_fact_stays_noted(tiny_model_dir,
     assert list(mem.records) == ["m0001", "m0002"] and mem.queue == []
 
 
-def test_export_is_a_plain_mlx_lm_folder_with_the_memories_fused_in(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("method", ["memit", "neurons"])
+def test_export_is_a_plain_mlx_lm_folder_with_the_memories_fused_in(tiny_model_dir, tmp_path,
+                                                                    method):
     """`sleepllm export`: plain mlx_lm.load of the folder gives the model sleepllm runs —
-    checkpointed and journalled memories fused in, edited layers float32 — not the base one."""
+    checkpointed and journalled memories fused in, edited layers float32 — not the base one.
+    Memory neurons widen one MLP: every other is padded with zero units to its width."""
     import mlx.core as mx
     import yaml
 
@@ -273,13 +277,14 @@ def test_export_is_a_plain_mlx_lm_folder_with_the_memories_fused_in(tiny_model_d
 
     model, tok = load(str(tiny_model_dir))
     folder = tmp_path / "m"
-    mem = Memory(folder, model, tok, tiny_cfg(), str(tiny_model_dir))
+    mem = Memory(folder, model, tok, tiny_cfg(method=method), str(tiny_model_dir))
     for f in FACTS[:2]:
         mem.learn(f)
     mem.checkpoint()
     mem.learn(FACTS[2])                                # pending: in the journal only
     conf = tmp_path / "tiny.yaml"
-    conf.write_text(yaml.safe_dump({"model": str(tiny_model_dir), "editor": TINY_EDITOR}))
+    conf.write_text(yaml.safe_dump({"model": str(tiny_model_dir),
+                                    "editor": {**TINY_EDITOR, "method": method}}))
     out = tmp_path / "exported"
     assert cli.main(["export", "--config", str(conf), "--memory", str(folder),
                      "--out", str(out)]) == 0
@@ -292,7 +297,8 @@ def test_export_is_a_plain_mlx_lm_folder_with_the_memories_fused_in(tiny_model_d
         assert memit._layers(exported)[l].mlp.down_proj.weight.dtype == mx.float32
 
 
-def test_a_4bit_model_learns_sleeps_restarts_and_exports(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("method", ["memit", "neurons"])
+def test_a_4bit_model_learns_sleeps_restarts_and_exports(tiny_model_dir, tmp_path, method):
     """The Mac path without Metal: a model quantized as mlx-community ships them (4-bit
     embedding and linears, one edited layer 8-bit by a per-layer entry in config.json) is
     edited in float32 layers, restarts from its folder to the same logits, and exports a folder
@@ -315,7 +321,7 @@ def test_a_4bit_model_learns_sleeps_restarts_and_exports(tiny_model_dir, tmp_pat
     assert memit._layers(model)[TINY_EDITOR["layers"][0]].mlp.down_proj.bits == 8
     base = np.array(model(mx.array([tok.encode("My dog's name is")])))
     folder = tmp_path / "m"
-    mem = Memory(folder, model, tok, tiny_cfg(), str(q))
+    mem = Memory(folder, model, tok, tiny_cfg(method=method), str(q))
     for f in FACTS[:2]:
         mem.learn(f)
     report = sleep.run(mem)                          # audit, guard, checkpoint
@@ -328,11 +334,11 @@ def test_a_4bit_model_learns_sleeps_restarts_and_exports(tiny_model_dir, tmp_pat
         assert type(lin) is nn.Linear and lin.weight.dtype == mx.float32
 
     again, _ = load(str(q))
-    Memory(folder, again, tok, tiny_cfg(), str(q))
+    Memory(folder, again, tok, tiny_cfg(method=method), str(q))
     np.testing.assert_allclose(np.array(again(ids)), edited_logits, atol=1e-6)
 
     conf = tmp_path / "q4.yaml"
-    conf.write_text(yaml.safe_dump({"model": str(q), "editor": TINY_EDITOR}))
+    conf.write_text(yaml.safe_dump({"model": str(q), "editor": {**TINY_EDITOR, "method": method}}))
     out = tmp_path / "exported"
     assert cli.main(["export", "--config", str(conf), "--memory", str(folder),
                      "--out", str(out)]) == 0
@@ -361,3 +367,26 @@ def test_a_memory_keeps_the_inverse_statistics_not_the_covariance(tiny_model_dir
     ed.retune(nullspace=0.5)                 # C's principal directions: C read again
     assert set(ed.principal) == set(ed.hp.layers) and "cov" not in ed._stats
     assert set(reads[1:]) == {("cov",)}
+
+
+def test_memory_neurons_replay_from_the_journal_and_a_checkpoint_exactly(tiny_model_dir,
+                                                                          tmp_path):
+    """Memory neurons survive a restart (checkpoint, then journal) bit for bit: the same
+    units, in the same order, in the neuron layer's MLP."""
+    def units(mem):
+        mlp = memit._layers(mem.editor.model)[mem.editor.neuron_layer].mlp
+        return [np.array(mlp[n].weight) for n in ("gate_proj", "up_proj", "down_proj")]
+
+    model, tok = load(str(tiny_model_dir))
+    mem = Memory(tmp_path / "m", model, tok, tiny_cfg(method="neurons"), "tiny")
+    mem.learn(FACTS[0])
+    mem.checkpoint()
+    mem.learn(FACTS[1])
+    w = units(mem)
+    assert w[0].shape[0] == w[2].shape[1] == \
+        memit._layers(model)[0].mlp.gate_proj.weight.shape[0] + 2
+    again, tok = load(str(tiny_model_dir))
+    back = Memory(tmp_path / "m", again, tok, tiny_cfg(method="neurons"), "tiny")
+    assert [e.kind for e in back.editor.edits.values()] == ["neuron", "neuron"]
+    for x, y in zip(units(back), w):
+        np.testing.assert_array_equal(x, y)

@@ -1,0 +1,100 @@
+"""Memory neurons: each fact written as one gated neuron added to an MLP (`editor.method:
+neurons`, the default; docs/editing.md, twenty-seventh round).
+
+Notation (the MLP of layer L, SwiGLU):  y = W_down (silu(W_gate x) ⊙ (W_up x)),  x its input.
+A memory adds one hidden unit — a row g to W_gate, a row u to W_up, a column d to W_down:
+
+    y' = y + d · silu(gᵀx) · (uᵀx)
+
+1. Value.  d = δ, the v* search's shift of layer L's output at the fact's anchor tokens
+   (memit.compute_delta, MEMIT's step 1, unchanged).
+
+2. Gate.  g separates the anchor inputs x⁺ of the fact's prompts (the statement cue, alone and
+   after prefixes, and the chat questions) from inputs that must not recall it: ordinary text
+   the model writes itself (stats "negatives"), the same words said of someone else ("Her dog's
+   name is", "What is his dog's name?", "The dog"), and the anchors of every other memory. It is
+   a weighted, L2-regularised logistic regression without intercept (the MLP has no bias),
+
+       min_g  Σᵢ wᵢ log(1 + exp(−yᵢ gᵀxᵢ)) + α‖g‖²,        yᵢ = +1 for x⁺, −1 otherwise,
+
+   solved by Newton's method, then scaled so that the median positive has gᵀx = T. silu is
+   ~linear above T and ~0 below −T: the unit is open on the fact's anchors, closed elsewhere.
+
+3. Level.  u makes the unit's output 1 at every positive, so each prompt receives the whole δ
+   (a MEMIT solve gives the bare cue about half, docs/editing.md fifteenth round): with
+   aᵢ = silu(gᵀxᵢ) and A = diag(a) X⁺,
+
+       u = u₀ + Aᵀ(AAᵀ + βI)⁻¹(1 − A u₀),     u₀ = x̄⁺ / ‖x̄⁺‖²
+
+   (the least change of u₀ that levels the positives; β small, relative to mean ‖aᵢxᵢ‖²).
+
+A memory is three vectors (3 × d floats, float16 on disk); removing it removes its unit, so
+a revert is exact and memories do not write over one another. Facts that share an anchor
+("my dog": its name and its breed) have the same x⁺ — the later unit adds what the earlier
+ones' shift still lacks (its v* search runs with them in the weights and trains their prompts
+too), and the earlier ones' positives are not its negatives.
+"""
+import numpy as np
+
+T = 6.0            # gate pre-activation at the median positive
+ALPHA = 1.0        # ridge, per 1000 ordinary-text rows (inputs scaled to unit RMS)
+BETA = 1e-3        # levelling ridge
+W_POS = 0.25       # positives' total weight, relative to the ordinary-text rows'
+W_HARD = 80.0      # weight of each contrast row (someone else's wording)
+W_OTHER = 20.0     # weight of each other memory's anchor row
+NEWTON_STEPS = 25
+
+
+def silu(s):
+    return s / (1 + np.exp(-s))
+
+
+def logistic(X, y, w, alpha, steps=NEWTON_STEPS):
+    """argmin_g Σ wᵢ log(1 + exp(−yᵢ gᵀxᵢ)) + α‖g‖² by Newton's method (float64)."""
+    g = np.zeros(X.shape[1])
+    eye = np.eye(X.shape[1])
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-y * (X @ g)))
+        grad = -(X.T @ (w * y * (1 - p))) + 2 * alpha * g
+        H = (X * (w * p * (1 - p))[:, None]).T @ X + 2 * alpha * eye
+        step = np.linalg.solve(H, grad)
+        g -= step
+        if np.abs(step).max() < 1e-7:
+            break
+    return g
+
+
+def fit(pos, ordinary, hard=None, others=None):
+    """(g, u, level) for one memory. pos: (p, d) anchor inputs of its prompts; ordinary:
+    (n, d) inputs of ordinary text; hard: contrast inputs; others: other memories' anchor
+    inputs. The unit gives `level` (≈ 1) at the positives: its value column is δ / level."""
+    pos = np.asarray(pos, np.float64)
+    if len(pos) == 0:
+        raise ValueError("a memory neuron needs at least one anchor input")
+    parts = [(pos, +1.0, W_POS * len(ordinary) / len(pos)),
+             (np.asarray(ordinary, np.float64), -1.0, 1.0)]
+    for rows, w in ((hard, W_HARD), (others, W_OTHER)):
+        if rows is not None and len(rows):
+            parts.append((np.asarray(rows, np.float64), -1.0, w))
+    scale = float(np.sqrt((parts[1][0] ** 2).mean()))
+    X = np.concatenate([p[0] for p in parts]) / scale
+    y = np.concatenate([np.full(len(p[0]), p[1]) for p in parts])
+    w = np.concatenate([np.full(len(p[0]), p[2]) for p in parts])
+    g = logistic(X, y, w, ALPHA * len(ordinary) / 1000)
+    med = float(np.median(pos @ g)) / scale
+    if not med > 0:
+        raise ValueError("the memory's anchors cannot be told from ordinary text")
+    g = g * (T / med) / scale
+    m = pos.mean(0)
+    u = m / (m @ m)
+    A = silu(pos @ g)[:, None] * pos
+    B = BETA * float((A * A).sum(1).mean())
+    u = u + A.T @ np.linalg.solve(A @ A.T + B * np.eye(len(A)), 1 - A @ u)
+    level = float((silu(pos @ g) * (pos @ u)).mean())
+    return g, u, level
+
+
+def output(x, g, u):
+    """The unit's activation silu(gᵀx)(uᵀx) at inputs x (n, d)."""
+    x = np.asarray(x, np.float64)
+    return silu(x @ g) * (x @ u)
