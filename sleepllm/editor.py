@@ -186,6 +186,17 @@ def _float_linear(layer) -> nn.Linear:
     return lin
 
 
+SHARED_OPEN = 0.5   # a unit this open (of its level) on a new fact's anchors shares them
+
+
+def _opens(edit: Edit, L, X) -> float:
+    """How far a memory neuron opens on inputs X: its largest output there, as a share of its
+    output at its own anchors."""
+    g, u, _ = (v.astype(np.float64) for v in edit.factors[L])
+    level = float(np.mean(neurons.output(edit.keys[L], g, u)))
+    return float(np.max(neurons.output(X, g, u))) / level if len(X) else 0.0
+
+
 class Editor:
     """`stats` is {"prefixes", "cov" and/or "cinv"} or a function of the parts wanted that
     returns them (`stats.load`): loading saved edits needs none of them, so they are read (or
@@ -434,15 +445,19 @@ class Editor:
         L = self.neuron_layer
         prompts, anchors = render(fact, self.tokenizer, self.prefixes, self.system_prompt,
                                   self.hp.questions)
+        pos = memit.mlp_inputs(self.model, [prompts], L)
+        units = [e for e in self.edits.values() if e.kind == "neuron" and L in e.factors]
+        # a unit already open on this fact's anchors ("I live" of "I live in Oslo" and of "I
+        # live on Elm Street": the same inputs) is a companion, whatever its owner
+        companions = list(companions) + [e.fact for e in units if e.fact not in companions
+                                         and _opens(e, L, pos) > SHARED_OPEN]
         train, _ = training_set(fact, prompts, companions, self.tokenizer, self.prefixes,
                                 self.system_prompt, self.hp)
         kl = kl_prompts(fact, self.tokenizer, anchors) if self.hp.kl_factor > 0 else []
         delta, nll = memit.compute_delta(self.model, train, kl, self.hp)
-        pos = memit.mlp_inputs(self.model, [prompts], L)
         hard = others_prompts(fact, self.tokenizer, self.system_prompt) + kl
         hard = memit.mlp_inputs(self.model, [hard], L) if hard else None
-        others = [e.keys[L] for e in self.edits.values()
-                  if e.kind == "neuron" and e.fact not in companions and L in e.keys]
+        others = [e.keys[L] for e in units if e.fact not in companions]
         others = np.concatenate(others).astype(np.float32) if others else None
         g, u, level = neurons.fit(pos, self.negatives, hard, others)
         vectors = tuple(v.astype(np.float16) for v in (g, u, delta / level))

@@ -591,3 +591,27 @@ def test_a_memory_neuron_of_the_wrong_shape_is_an_error(tiny):
     memit_ed = make_editor(model, tok, method="memit")
     with pytest.raises(ValueError, match="method: neurons"):
         memit_ed.add(e)
+
+
+def test_a_unit_open_on_a_new_facts_anchors_is_its_companion(tiny, monkeypatch):
+    """"My dog's name is Rex" and "My dog is a beagle" read the same inputs at "dog": the
+    second unit is trained with the first fact's prompts (it adds what is still missing) and
+    not against the first unit's anchors, which it could not be told from."""
+    from sleepllm import editor as editor_mod
+
+    model, tok = tiny
+    ed = make_editor(model, tok, method="neurons", v_steps=4)
+    name = Fact("user", "name", "Rex", "dog")
+    ed.write(name, "a")
+    seen = {}
+    real = editor_mod.training_set
+
+    def spy(fact, prompts, companions, *a, **k):
+        seen["companions"] = list(companions)
+        return real(fact, prompts, companions, *a, **k)
+
+    monkeypatch.setattr(editor_mod, "training_set", spy)
+    ed.write(Fact("user", "attribute", "Beagle", "dog"), "b")
+    assert seen["companions"] == [name]
+    ed.write(Fact("Aria", "lives_in", "Ghent"), "c")
+    assert seen["companions"] == []
