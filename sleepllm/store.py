@@ -9,14 +9,18 @@ Memory folder layout:
                                   other file)
     edits/<id>.safetensors        the edit of each fact learned since the last checkpoint
     checkpoints/ckpt-<n>/         one consolidated state
-        edits.safetensors         per edit and layer: A (d_out×r), B (d_k×r), K (r×d_k), fp16
+        edits.safetensors         per edit and layer, fp16: a memory neuron's <id>.<l>.G, .U
+                                  (gate and up rows, d), .D (down column, d_out) and .X (its
+                                  anchor inputs, p×d: later gates are trained closed on them);
+                                  a MEMIT edit's .A (d_out×r), .B (d_k×r), .K (r×d_k)
         ledger.json               facts: id, text, triple, status, history, the last audit
                                   (verdicts and what each probe answered: the next audit's
                                   drafts)
     manifest.json                 points at the current checkpoint (written last)
 
 Cache (per model, under <data dir>/cache/<fingerprint>/, stats.load): prefixes.json,
-cov_l*.safetensors (C, float32) and cinv_l*.safetensors (C⁻¹, float64 bytes).
+negatives_l*.safetensors (ordinary text's MLP inputs, float16), cov_l*.safetensors (C,
+float32) and cinv_l*.safetensors (C⁻¹, float64 bytes).
 """
 import json
 import os
