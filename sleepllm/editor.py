@@ -13,6 +13,7 @@ restores them to float32 round-off (≤1e-6).
 """
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import mlx.core as mx
@@ -334,6 +335,22 @@ class Editor:
             mx.eval(mlp.gate_proj.weight, mlp.up_proj.weight)
         mlp.down_proj.weight = w
         mx.eval(w)
+
+    @contextmanager
+    def unedited(self):
+        """The unedited model for the duration: every edited layer at W₀ (no memory neuron,
+        no MEMIT factor), the edits put back after."""
+        layers = memit._layers(self.model)
+        try:
+            for l, w in self.base.items():
+                layers[l].mlp.down_proj.weight = w
+            if self._unit_base is not None:
+                mlp = layers[self.neuron_layer].mlp
+                mlp.gate_proj.weight, mlp.up_proj.weight = self._unit_base
+            yield self.model
+        finally:
+            for l in self.base:
+                self._refresh(l)
 
     def _units_base(self):
         """(W_gate, W_up) of the neuron layer as float32 copies, made float on first use."""

@@ -36,7 +36,7 @@
 """
 import time
 
-from sleepllm import memit, probes, relations
+from sleepllm import probes, relations
 from sleepllm.memory import _now
 from sleepllm.relations import Fact
 
@@ -69,14 +69,8 @@ def _general_base(editor, system, fingerprint):
 
 
 def _general_unedited(editor, system):
-    layers = memit._layers(editor.model)
-    for l, w in editor.base.items():
-        layers[l].mlp.down_proj.weight = w
-    try:
+    with editor.unedited():
         return _general(editor.model, editor.tokenizer, system)
-    finally:
-        for l in editor.base:
-            editor._refresh(l)
 
 
 def run(memory, progress=None) -> dict:

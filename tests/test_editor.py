@@ -615,3 +615,22 @@ def test_a_unit_open_on_a_new_facts_anchors_is_its_companion(tiny, monkeypatch):
     assert seen["companions"] == [name]
     ed.write(Fact("Aria", "lives_in", "Ghent"), "c")
     assert seen["companions"] == []
+
+
+@pytest.mark.parametrize("method", ["memit", "neurons"])
+def test_unedited_gives_the_base_model_and_puts_the_edits_back(tiny, method):
+    """Sleep's general-answer baseline runs the unedited model: inside `unedited()` the logits
+    are the base model's (memory neurons' units gone, MEMIT factors off), after it the edited
+    weights are back bit for bit."""
+    model, tok = tiny
+    ids = mx.array([tok.encode("My dog's name is")])
+    base = np.array(model(ids))
+    ed = make_editor(model, tok, method=method, v_steps=4)
+    ed.write(Fact("user", "name", "Rex", "dog"), "a")
+    edited = np.array(model(ids))
+    w = _mlp_weights(model, ed.hp.layers[-1])
+    with ed.unedited():
+        np.testing.assert_allclose(np.array(model(ids)), base, atol=1e-5)
+    np.testing.assert_array_equal(np.array(model(ids)), edited)
+    for x, y in zip(_mlp_weights(model, ed.hp.layers[-1]), w):
+        np.testing.assert_array_equal(x, y)
