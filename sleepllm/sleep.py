@@ -5,7 +5,8 @@
             already reverted at wake.
 1. audit    every memory probed by free generation (its cue and chat questions):
             healthy (all answered) / degraded (some) / lost (none).
-2. consolidate  the wake edits, written one at a time, interfere: every memory's edit is
+2. consolidate  (MEMIT edits; memory neurons do not write over one another and skip it)
+            the wake edits, written one at a time, interfere: every memory's edit is
             replaced by one batch MEMIT solve over all memories at once, from the target
             values found when each was learned (memit.consolidate; no v* optimisation).
             The memories are audited again and the joint solve is kept only when it recalls
@@ -14,8 +15,9 @@
             than the wake edits at 20 and 50 memories and less at 99, twice
             (docs/benchmarks.md), and solving and auditing it costs minutes there.
 3. refresh  each degraded or lost memory is rewritten: its edit reverted, v* recomputed on
-            the current weights, and the update solved so that the keys at every anchor
-            position of every healthy memory's audit probes (Editor.probe_keys; and, with
+            the current weights; a memory neuron's gate is trained closed on every other
+            memory's anchor inputs (neurons.py), a MEMIT update solved so that the keys at
+            every anchor position of every healthy memory's audit probes (Editor.probe_keys; and, with
             `nullspace` > 0, ordinary text's principal key directions) are *exactly* untouched
             (memit.solve's null-space constraint). A rewrite is kept only if its own memory's
             probes then recall more than with the edit it replaced; otherwise that edit is put
