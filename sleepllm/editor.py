@@ -128,8 +128,7 @@ def others_prompts(fact: Fact, tokenizer, system_prompt=None):
     (relations.others_wordings, the questions through the chat template) and in "Her dog"-style
     texts (contrast_prompts): where a memory neuron must stay closed."""
     cues, questions = relations.others_wordings(fact)
-    core = [" ".join(w for w in a.split() if w.lower() not in ("my", "your"))
-            for a in relations.anchors(fact)]
+    core = [relations.unowned(a) for a in relations.anchors(fact)]
     out = []
     for text, chat in [(c, False) for c in cues] + [(q, True) for q in questions]:
         full = chat_text(tokenizer, text, system_prompt) if chat else text
@@ -198,6 +197,14 @@ def _opens(edit: Edit, L, X) -> float:
     return float(np.max(neurons.output(X, g, u))) / level if len(X) else 0.0
 
 
+def _floated(mlp, name) -> nn.Linear:
+    """The MLP's `name` Linear as float32 (`_float_linear`, in place), unless it already is."""
+    lin = mlp[name]
+    if not isinstance(lin, nn.Linear) or lin.weight.dtype != mx.float32:
+        setattr(mlp, name, _float_linear(lin))
+    return mlp[name]
+
+
 class Editor:
     """`stats` is {"prefixes", "cov" and/or "cinv"} or a function of the parts wanted that
     returns them (`stats.load`): loading saved edits needs none of them, so they are read (or
@@ -211,10 +218,7 @@ class Editor:
         layers = memit._layers(model)
         self.base = {}
         for l in hp.layers:
-            mlp = layers[l].mlp
-            if not isinstance(mlp["down_proj"], nn.Linear) or mlp["down_proj"].weight.dtype != mx.float32:
-                mlp.down_proj = _float_linear(mlp["down_proj"])
-            self.base[l] = mx.array(mlp.down_proj.weight)
+            self.base[l] = mx.array(_floated(layers[l].mlp, "down_proj").weight)
         # evaluated now: a lazy array belongs to this thread's stream, and the REPL writes
         # edits on another thread (repl.Learner)
         mx.eval(list(self.base.values()))
@@ -356,14 +360,10 @@ class Editor:
         """(W_gate, W_up) of the neuron layer as float32 copies, made float on first use."""
         if self._unit_base is None:
             mlp = memit._layers(self.model)[self.neuron_layer].mlp
-            for name in ("gate_proj", "up_proj"):
-                lin = mlp[name]
-                if not isinstance(lin, nn.Linear) or lin.weight.dtype != mx.float32 \
-                        or "bias" in lin:
-                    if "bias" in lin:
-                        raise TypeError("memory neurons need an MLP without biases")
-                    setattr(mlp, name, _float_linear(lin))
-            self._unit_base = (mx.array(mlp.gate_proj.weight), mx.array(mlp.up_proj.weight))
+            if "bias" in mlp["gate_proj"] or "bias" in mlp["up_proj"]:
+                raise TypeError("memory neurons need an MLP without biases")
+            self._unit_base = tuple(mx.array(_floated(mlp, n).weight)
+                                    for n in ("gate_proj", "up_proj"))
             mx.eval(self._unit_base)
         return self._unit_base
 

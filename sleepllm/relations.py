@@ -294,12 +294,15 @@ def contrasts(fact: Fact) -> list[tuple[str, str]]:
         return []
     out = []
     for a in anchors(fact):
-        words = a.split()
-        if words[0].lower() in ("my", "your"):
-            words = words[1:]
-        core = " ".join(words)
+        core = unowned(a)
         out += [(f"{o} {core}", core) for o in CONTRAST_OWNERS]
     return out
+
+
+def unowned(anchor: str) -> str:
+    """An anchor without its owner word: "my dog" -> "dog"."""
+    words = anchor.split()
+    return " ".join(words[1:] if words[0].lower() in ("my", "your") else words)
 
 
 # How the same words are said of someone else: first-person words swapped for others'.

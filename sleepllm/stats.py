@@ -55,7 +55,10 @@ def random_prefixes(model, tokenizer, n_tokens=10, seed=0):
     return prefixes
 
 
-def text_batches(model, tokenizer, n_tokens, seq_len=160, batch=48, seed=1):
+TEXT_LEN, TEXT_BATCH = 160, 48   # text_batches: tokens per row, rows per batch
+
+
+def text_batches(model, tokenizer, n_tokens, seq_len=TEXT_LEN, batch=TEXT_BATCH, seed=1):
     """Token batches (each (batch, seq_len)) of model-generated text: half plain, half chat."""
     out, total, i = [], 0, 0
     while total < n_tokens:
@@ -166,7 +169,7 @@ def _negatives(model, tokenizer, layer, folder: Path, console) -> np.ndarray:
     d = memit.mlp_width(model, layer)
     n_tokens = min(NEGATIVE_TOKENS, 28 * d)
     path = folder / f"negatives_l{layer}_n{n_tokens}.safetensors"
-    per = 160 * 48                       # text_batches' batch: whole ones
+    per = TEXT_LEN * TEXT_BATCH          # text_batches gives whole batches
     rows = -(-n_tokens // per) * per
     for _ in range(2):
         X = _read(path, "X", (rows, d), console)
