@@ -124,18 +124,20 @@ def training_set(fact: Fact, prompts, companions, tokenizer, prefixes, system_pr
 
 
 def others_prompts(fact: Fact, tokenizer, system_prompt=None):
-    """Key positions of the fact's anchor word in its cues and questions said of someone else
-    (relations.others_wordings, the questions through the chat template) and in "Her dog"-style
-    texts (contrast_prompts): where a memory neuron must stay closed."""
+    """Where a memory neuron must stay closed: every token of the fact's cues and questions
+    said of someone else (relations.others_wordings; the questions through the chat template)
+    from the first one that differs from the user's own wording, and the anchor in "Her
+    dog"-style texts (contrast_prompts)."""
+    enc = lambda s, special: tokenizer._tokenizer(s, add_special_tokens=special)["input_ids"]
     cues, questions = relations.others_wordings(fact)
-    core = [relations.unowned(a) for a in relations.anchors(fact)]
+    own = [enc(c, True) for c in relations.cues(fact)] + \
+        [enc(chat_text(tokenizer, q, system_prompt), False) for q, _ in relations.questions(fact)]
     out = []
     for text, chat in [(c, False) for c in cues] + [(q, True) for q in questions]:
-        full = chat_text(tokenizer, text, system_prompt) if chat else text
-        ids, keys = _find_keys(full, full.rfind(text), [c for c in core if c], tokenizer,
-                               not chat)
-        if keys:
-            out.append(memit.Prompt(ids, len(ids), [(0, t) for _, t in keys]))
+        ids = enc(chat_text(tokenizer, text, system_prompt), False) if chat else enc(text, True)
+        start = max(memit.shared([ids, o]) for o in own)
+        if start < len(ids):
+            out.append(memit.Prompt(ids, len(ids), [(0, t) for t in range(start, len(ids))]))
     return out + contrast_prompts(fact, tokenizer)
 
 

@@ -305,28 +305,71 @@ def unowned(anchor: str) -> str:
     return " ".join(words[1:] if words[0].lower() in ("my", "your") else words)
 
 
-# How the same words are said of someone else: first-person words swapped for others'.
-OTHER_PEOPLE = [("My ", ["Her ", "His ", "Their ", "The "]),
-                (" my ", [" her ", " his ", " their ", " the "]),
-                ("I ", ["She ", "He "]), (" I ", [" she ", " he "]), ("I'm ", ["She's ", "He's "])]
+# Someone else in the user's place: (subject, object form, owner, plural). A memory about the
+# user must stay closed on the same words said of them: pronouns, a friend, a named person, a
+# group ("Many people are allergic to").
+OTHERS = [("she", "her", "her", False), ("he", "him", "his", False),
+          ("they", "them", "their", True), ("my friend", "my friend", "my friend's", False),
+          ("Anna", "Anna", "Anna's", False), ("many people", "many people", "the", True)]
+# Other names for a fact about a named person ("The car Anna drives is a").
+OTHER_NAMES = ["Anna", "Tom", "my friend"]
+_AUX = {"am", "do", "was", "were", "have", "did", "can", "will", "could", "would", "should"}
+_THIRD = {"am": "is", "are": "is", "have": "has", "do": "does", "go": "goes"}
+_PLURAL = {"am": "are", "was": "were"}
+
+
+def _agree(verb: str, plural: bool) -> str:
+    """The verb that follows "I" in the form another subject needs: am -> is / are."""
+    low = verb.lower()
+    if plural:
+        new = _PLURAL.get(low, low)
+    elif low in _THIRD:
+        new = _THIRD[low]
+    elif low in _AUX or low.endswith("ed") or not low.isalpha():
+        new = low
+    elif low.endswith("y") and low[-2:-1] not in "aeiou":
+        new = low[:-1] + "ies"
+    elif low.endswith(("s", "sh", "ch", "x")):
+        new = low + "es"
+    else:
+        new = low + "s"
+    return new[:1].upper() + new[1:] if verb[:1].isupper() else new
+
+
+def said_of(text: str, subject: str, obj: str, owner: str, plural: bool) -> str:
+    """`text` with the user's first-person words given to someone else: "I am allergic to" ->
+    "She is allergic to", "What do I study?" -> "What does she study?", "My dog" -> "Her dog"."""
+    words = re.findall(r"\w+|[^\w\s]+|\s+", text.replace("I'm", "I am"))
+    out = list(words)
+    for i, w in enumerate(words):
+        if w in ("my", "My"):
+            out[i] = owner
+        elif w == "me":
+            out[i] = obj
+        elif w == "I":
+            out[i] = subject
+            before = [j for j in range(i) if words[j].strip()]
+            after = [j for j in range(i + 1, len(words)) if words[j].strip()]
+            if before and words[before[-1]].lower() in _AUX:        # "do I" -> "does she"
+                out[before[-1]] = _agree(words[before[-1]], plural)
+            elif after and words[after[0]].isalpha():               # "I study" -> "she studies"
+                out[after[0]] = _agree(words[after[0]], plural)
+    new = "".join(out)
+    return new[:1].upper() + new[1:] if text[:1].isupper() else new
 
 
 def others_wordings(fact: Fact) -> tuple[list[str], list[str]]:
-    """(statement cues, questions) of a fact about the user reworded about someone else ("Her
-    dog's name is", "What is his dog's name?"): a memory neuron must stay closed on them
-    (neurons.py). A fact about a named person has none: the name is its own key."""
-    if not fact.is_self:
-        return [], []
-
-    def swap(texts):
-        out = []
-        for t in texts:
-            for mine, theirs in OTHER_PEOPLE:
-                if (t.startswith(mine) if mine[0] != " " else mine in t):
-                    out += [(o + t[len(mine):]) if mine[0] != " " else t.replace(mine, o)
-                            for o in theirs]
-        return out
-    return swap(cues(fact)), swap([q for q, _ in questions(fact)])
+    """(statement cues, questions) of the fact said of someone else ("Her dog's name is", "What
+    is his dog's name?", "The car Anna drives is a"): a memory neuron must stay closed on them
+    (neurons.py)."""
+    texts = cues(fact), [q for q, _ in questions(fact)]
+    if fact.is_self:
+        swap = lambda t: [said_of(t, *o) for o in OTHERS]
+    else:
+        names = [n for n in OTHER_NAMES if n.lower() != fact.subject.lower()]
+        pat = re.compile(r"(?<!\w)" + re.escape(fact.subject) + r"(?!\w)", re.I)
+        swap = lambda t: [(lambda o: o[:1].upper() + o[1:])(pat.sub(n, t)) for n in names]
+    return tuple([o for t in ts for o in swap(t) if o != t] for ts in texts)
 
 
 def cues(fact: Fact) -> list[str]:

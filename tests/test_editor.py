@@ -118,6 +118,36 @@ def test_a_relative_is_asked_about_as_mine_and_answered_as_yours(tiny):
     prompts, anchors = render(fact, tok, ["Because it rained"])
     assert anchors == ["my sister"] and all(p.keys for p in prompts)
     assert fact.owner() == Fact("user", "name", "Delphine", "sister").owner() == "my sister"
+
+
+def test_the_same_words_said_of_someone_else_are_grammatical_and_closed_from_where_they_differ(
+        tiny):
+    """A memory neuron's hard negatives: the fact's cues and questions with another subject,
+    verbs made to agree ("I am" -> "She is", "do I" -> "does she"), a named person's fact with
+    another name; every token from the first one that differs from the user's own wording."""
+    from sleepllm import relations
+    from sleepllm.editor import others_prompts
+
+    cues, questions = relations.others_wordings(Fact("user", "allergic_to", "sesame"))
+    assert {"She is allergic to", "They are allergic to", "Anna is allergic to",
+            "Many people are allergic to"} <= set(cues)
+    assert {"What is she allergic to?", "What are they allergic to?"} <= set(questions)
+    cues, questions = relations.others_wordings(Fact("user", "studies", "Finnish"))
+    assert "The subject she studies is" in cues and "What does he study?" in questions
+    assert relations.said_of("What do I do for a living?", "he", "him", "his", False) == \
+        "What does he do for a living?"
+    cues, _ = relations.others_wordings(Fact("user", "name", "Rex", "dog"))
+    assert {"Her dog's name is", "My friend's dog's name is"} <= set(cues)
+    cues, _ = relations.others_wordings(Fact("Xaver", "drives", "Saab"))
+    assert "The car Anna drives is a" in cues and not any("Xaver" in c for c in cues)
+
+    model, tok = tiny
+    enc = lambda s: tok._tokenizer(s, add_special_tokens=True)["input_ids"]
+    dog = Fact("user", "name", "Rex", "dog")
+    prompts = {tok.decode(p.ids): p for p in others_prompts(dog, tok)}
+    her, own = enc("Her dog's name is"), enc("My dog's name is")
+    first = memit.shared([her, own])
+    assert [t for _, t in prompts[tok.decode(her)].keys] == list(range(first, len(her)))
     assert Fact("user", "lives_in", "Oslo").owner() is None
 
 
