@@ -25,12 +25,20 @@ from sleepllm.relations import Fact
 
 # ------------------------------------------------------------------ facts -> prompts
 
-def _find_keys(text, start, anchor_list, tokenizer, add_special):
-    """Token positions of the last token of each anchor occurrence in text[start:]."""
+# The user's own words: a key of a fact about the user is read where the text has already said
+# whose it is ("The car I drive" at "drive", not at "car": "The car Anna drives" begins alike).
+OWNED = re.compile(r"(?<!\w)(?:I|[Mm]y|[Mm]e|[Ww]e|[Oo]ur|[Yy]ou|[Yy]our)(?!\w)")
+
+
+def _find_keys(text, start, anchor_list, tokenizer, add_special, owned=False):
+    """Token positions of the last token of each anchor occurrence in text[start:] (`owned`:
+    only those after one of the user's own words, or that contain one)."""
     enc = tokenizer._tokenizer(text, add_special_tokens=add_special)
     keys = []
     for a, anchor in enumerate(anchor_list):
         for m in re.finditer(r"(?<!\w)" + re.escape(anchor) + r"(?!\w)", text[start:], re.I):
+            if owned and not OWNED.search(text, start, start + m.end()):
+                continue
             t = enc.char_to_token(start + m.end() - 1)
             if t is not None:
                 keys.append((a, t))
@@ -51,18 +59,19 @@ def render(fact: Fact, tokenizer, prefixes, system_prompt=None, n_questions=2):
 
     Returns (prompts, anchors); only anchors that occur are returned, renumbered."""
     anchors = relations.anchors(fact)
+    owned = fact.is_self
     obj = " " + fact.object
     enc_t = lambda s: tokenizer._tokenizer(s, add_special_tokens=False)["input_ids"]
     prompts = []
     cue = relations.cues(fact)[0]
     for pre in [""] + list(prefixes):
         text = f"{pre}. {cue}" if pre else cue
-        ids, keys = _find_keys(text, len(text) - len(cue), anchors, tokenizer, True)
+        ids, keys = _find_keys(text, len(text) - len(cue), anchors, tokenizer, True, owned)
         if keys:
             prompts.append(memit.Prompt(ids + enc_t(obj), len(ids), keys))
     for q, answer in relations.questions(fact)[:n_questions]:
         text = chat_text(tokenizer, q, system_prompt)
-        _, keys = _find_keys(text + answer, text.rfind(q), anchors, tokenizer, False)
+        _, keys = _find_keys(text + answer, text.rfind(q), anchors, tokenizer, False, owned)
         if keys:
             n = len(enc_t(text))
             prompts.append(memit.Prompt(enc_t(text + relations.full_answer(fact, answer)), n, keys))

@@ -18,15 +18,19 @@ A memory adds one hidden unit — a row g to W_gate, a row u to W_up, a column d
        min_g  Σᵢ wᵢ log(1 + exp(−yᵢ gᵀxᵢ)) + α‖g‖²,        yᵢ = +1 for x⁺, −1 otherwise,
 
    solved by Newton's method, then scaled so that the median positive has gᵀx = T. silu is
-   ~linear above T and ~0 below −T: the unit is open on the fact's anchors, closed elsewhere.
+   ~linear above 0 and ~0 below −T: the unit is open on the fact's anchors, closed elsewhere.
+   T is large (48): silu's negative dip (−0.28 at −1.3) is then < 0.6 % of the open output,
+   so text just below the boundary ("The" for a unit keyed at "The instrument I play") leaks
+   almost nothing (docs/editing.md, twenty-eighth round: T 6 → 48, neighbours 0.76 → 0.80).
 
 3. Level.  u makes the unit's output 1 at every positive, so each prompt receives the whole δ
    (a MEMIT solve gives the bare cue about half, docs/editing.md fifteenth round): with
    aᵢ = silu(gᵀxᵢ) and A = diag(a) X⁺,
 
-       u = u₀ + Aᵀ(AAᵀ + βI)⁻¹(1 − A u₀),     u₀ = x̄⁺ / ‖x̄⁺‖²
+       u = u₀ + Aᵀ(AAᵀ + βI)⁻¹(r − A u₀),     u₀ = x̄⁺ / ‖x̄⁺‖²,   rᵢ = 1 / ‖aᵢxᵢ‖
 
-   (the least change of u₀ that levels the positives; β small, relative to mean ‖aᵢxᵢ‖²).
+   with A's rows aᵢxᵢ scaled to unit norm (so the small ridge β weighs on every positive
+   alike): the least change of u₀ that levels the positives.
 
 A memory is three vectors (3 × d floats, float16 on disk); removing it removes its unit, so
 a revert is exact and memories do not write over one another. Facts that share an anchor
@@ -36,7 +40,7 @@ too), and the earlier ones' positives are not its negatives.
 """
 import numpy as np
 
-T = 6.0            # gate pre-activation at the median positive
+T = 48.0           # gate pre-activation at the median positive
 ALPHA = 1.0        # ridge, per 1000 ordinary-text rows (inputs scaled to unit RMS)
 BETA = 1e-3        # levelling ridge
 W_POS = 0.25       # positives' total weight, relative to the ordinary-text rows'
@@ -88,8 +92,9 @@ def fit(pos, ordinary, hard=None, others=None):
     m = pos.mean(0)
     u = m / (m @ m)
     A = silu(pos @ g)[:, None] * pos
-    B = BETA * float((A * A).sum(1).mean())
-    u = u + A.T @ np.linalg.solve(A @ A.T + B * np.eye(len(A)), 1 - A @ u)
+    r = 1 / np.linalg.norm(A, axis=1)           # each equation aᵢᵀu = 1 at unit scale: the
+    A, one = A * r[:, None], r                  # ridge weighs on every positive alike
+    u = u + A.T @ np.linalg.solve(A @ A.T + BETA * np.eye(len(A)), one - A @ u)
     level = float((silu(pos @ g) * (pos @ u)).mean())
     return g, u, level
 

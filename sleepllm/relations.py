@@ -125,7 +125,7 @@ FAMILIES = {
                   "qa": [("Where does {P} work?", "{P} works at")]},
     },
     "studied_at": {
-        "self": {"anchor": ["studied at", "university", "did I study"],
+        "self": {"anchor": ["studied at", "university", "did I study", "did I go"],
                  "cue": ["I studied at the university of", "I studied at"],
                  "qa": [("Where did I study?", "You studied at"),
                         ("Which university did I go to?", "You studied at")]},
@@ -143,7 +143,7 @@ FAMILIES = {
                   "qa": [("What does {P} study?", "{P} studies")]},
     },
     "drives": {
-        "self": {"anchor": ["car", "drive"],
+        "self": {"anchor": ["car", "drive", "I have"],
                  "cue": ["The car I drive is a", "I drive a"],
                  "qa": [("What car do I drive?", "You drive a"),
                         ("What kind of car do I have?", "You drive a")]},
@@ -153,7 +153,7 @@ FAMILIES = {
                          ("What kind of car does {P} have?", "{P} drives a")]},
     },
     "plays": {  # an instrument
-        "self": {"anchor": ["instrument", "play the"],
+        "self": {"anchor": ["instrument", "play"],
                  "cue": ["The instrument I play is the", "I play the"],
                  "qa": [("What instrument do I play?", "You play the"),
                         ("Which instrument do I play?", "You play the")]},
@@ -163,7 +163,7 @@ FAMILIES = {
                          ("Which instrument does {P} play?", "{P} plays the")]},
     },
     "has_pet": {  # the kind of animal: "I have a ferret", "Xenia has a pet iguana"
-        "self": {"anchor": ["pet"],
+        "self": {"anchor": ["pet", "I have"],
                  "cue": ["My pet is a", "I have a pet"],
                  "qa": [("What pet do I have?", "You have a pet"),
                         ("What kind of pet do I have?", "Your pet is a")]},
@@ -173,7 +173,7 @@ FAMILIES = {
                          ("What kind of pet does {P} have?", "{P}'s pet is a")]},
     },
     "sport": {  # a sport someone plays
-        "self": {"anchor": ["sport"],
+        "self": {"anchor": ["sport", "play"],
                  "cue": ["The sport I play is"],
                  "qa": [("What sport do I play?", "You play"),
                         ("Which sport do I play?", "You play")]},
@@ -202,7 +202,7 @@ FAMILIES = {
                   "qa": [("What is {P}'s native language?", "{P}'s native language is")]},
     },
     "age": {
-        "self": {"anchor": ["my age", "your age", "how old"],
+        "self": {"anchor": ["my age", "your age", "how old", "am I"],
                  "cue": ["My age is"],
                  "qa": [("How old am I?", "You are"),
                         ("What is my age?", "Your age is")]},
@@ -212,7 +212,7 @@ FAMILIES = {
                          ("What is {P}'s age?", "{P}'s age is")]},
     },
     "birth_month": {
-        "self": {"anchor": ["birthday", "month"],
+        "self": {"anchor": ["birthday", "month", "was I born"],
                  "cue": ["My birthday is in the month of", "My birthday is in"],
                  "qa": [("When is my birthday?", "Your birthday is in"),
                         ("In which month was I born?", "Your birthday is in")]},
