@@ -30,7 +30,8 @@ A memory adds one hidden unit — a row g to W_gate, a row u to W_up, a column d
        u = u₀ + Aᵀ(AAᵀ + βI)⁻¹(r − A u₀),     u₀ = x̄⁺ / ‖x̄⁺‖²,   rᵢ = 1 / ‖aᵢxᵢ‖
 
    with A's rows aᵢxᵢ scaled to unit norm (so the small ridge β weighs on every positive
-   alike): the least change of u₀ that levels the positives.
+   alike): the least change of u₀ that levels the positives — those the gate opens
+   (gᵀx > T/4; a positive it cannot tell from a negative is left, not forced).
 
 A memory is three vectors (3 × d floats, float16 on disk); removing it removes its unit, so
 a revert is exact and memories do not write over one another. Facts that share an anchor
@@ -91,11 +92,13 @@ def fit(pos, ordinary, hard=None, others=None):
     g = g * (T / med) / scale
     m = pos.mean(0)
     u = m / (m @ m)
-    A = silu(pos @ g)[:, None] * pos
+    s = pos @ g
+    opened = pos[s > T / 4]          # positives the gate could not open are not levelled:
+    A = silu(opened @ g)[:, None] * opened      # forcing them would blow u up
     r = 1 / np.linalg.norm(A, axis=1)           # each equation aᵢᵀu = 1 at unit scale: the
     A, one = A * r[:, None], r                  # ridge weighs on every positive alike
     u = u + A.T @ np.linalg.solve(A @ A.T + BETA * np.eye(len(A)), one - A @ u)
-    level = float((silu(pos @ g) * (pos @ u)).mean())
+    level = float((silu(opened @ g) * (opened @ u)).mean())
     return g, u, level
 
 

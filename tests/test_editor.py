@@ -581,9 +581,9 @@ def _mlp_weights(model, l):
 
 def test_a_memory_neuron_adds_delta_at_its_anchors_and_its_revert_is_exact(tiny):
     """A fact written as a memory neuron: the layer's MLP gains exactly one unit per memory
-    (float16 vectors, applied as stored); at the fact's anchors the layer's output moves by the
-    v* search's δ, on most ordinary text the unit is silent; removing a unit restores the
-    weights bit for bit."""
+    (float16 vectors, applied as stored); at the fact's anchors the gate opens on, the layer's
+    output moves by the v* search's δ, on most ordinary text the unit is silent; removing a unit
+    restores the weights bit for bit."""
     from sleepllm import neurons
 
     model, tok = tiny
@@ -603,7 +603,15 @@ def test_a_memory_neuron_adds_delta_at_its_anchors_and_its_revert_is_exact(tiny)
     g, u, d = (v.astype(np.float64) for v in a.factors[L])
     shift = (h1 - h0)[0]
     assert shift @ d / np.linalg.norm(shift) / np.linalg.norm(d) > 0.999
-    assert 0.95 < np.linalg.norm(shift) / np.linalg.norm(d) < 1.05
+    # the shift at an anchor is d times the unit's output there (h: the anchor's mean over
+    # the prompts); the positives the gate opens are levelled to 1, and it opens most
+    X = memit.mlp_inputs(model, [prompts], L).astype(np.float64)
+    out, opened = neurons.output(X, g, u), X @ g > neurons.T / 4
+    assert abs(np.linalg.norm(shift) / np.linalg.norm(d) - out.mean()) < 0.01
+    X = a.keys[L].astype(np.float64)     # every positive of the write
+    out, opened = neurons.output(X, g, u), X @ g > neurons.T / 4
+    assert opened.mean() >= 0.75 and abs(out[opened].mean() - 1) < 0.05
+    assert np.abs(out[opened] - 1).max() < 0.15     # the ridge: levelled, not exactly
     silent = np.abs(neurons.output(ed.negatives, g, u))
     assert np.median(silent) < 1e-3 and np.quantile(silent, 0.9) < 0.05
     ed.write(Fact("Aria", "lives_in", "Ghent"), "b")
