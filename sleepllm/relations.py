@@ -12,7 +12,9 @@ MEMIT). For the user the name carries nothing ("I", "my" are in every sentence),
 is the relation's own content word: "dog" for the dog's name, "color" for the favourite colour,
 "live" for the home city. This keeps the user's facts in separate keys. Every question
 template names an anchor *in the question* ("Where do I live?" → "live"): a key that
-only the answer names cannot make the model start that answer (tests/test_editor.py).
+only the answer names cannot make the model start that answer (tests/test_editor.py). For the
+user the anchor must come after the user's own word ("The car I drive" is keyed at "drive":
+at "car" the text has not said whose car it is — editor.OWNED).
 
 Templates are generic per family; nothing here is keyed to a particular evaluation set.
 """
