@@ -92,13 +92,14 @@ def fit(pos, ordinary, hard=None, others=None):
     g = g * (T / med) / scale
     m = pos.mean(0)
     u = m / (m @ m)
+    # positives the gate could not open are not levelled (forcing them would blow u up)
     s = pos @ g
-    opened = pos[s > T / 4]          # positives the gate could not open are not levelled:
-    A = silu(opened @ g)[:, None] * opened      # forcing them would blow u up
-    r = 1 / np.linalg.norm(A, axis=1)           # each equation aᵢᵀu = 1 at unit scale: the
-    A, one = A * r[:, None], r                  # ridge weighs on every positive alike
-    u = u + A.T @ np.linalg.solve(A @ A.T + BETA * np.eye(len(A)), one - A @ u)
-    level = float((silu(opened @ g) * (opened @ u)).mean())
+    a, X = silu(s[s > T / 4]), pos[s > T / 4]
+    A = a[:, None] * X
+    r = 1 / np.linalg.norm(A, axis=1)    # each equation aᵢxᵢᵀu = 1 at unit scale, so the
+    A = A * r[:, None]                   # ridge weighs on every positive alike
+    u = u + A.T @ np.linalg.solve(A @ A.T + BETA * np.eye(len(A)), r - A @ u)
+    level = float((a * (X @ u)).mean())
     return g, u, level
 
 

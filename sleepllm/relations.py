@@ -271,6 +271,10 @@ def _t(fact: Fact) -> dict:
     return FAMILIES[fact.relation]["self" if fact.is_self else "other"]
 
 
+def _capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def _fill(template: str, fact: Fact, answer=False, sentence=True) -> str:
     """A relative the user did not name is the subject "my sister": asked about as "my
     sister", answered about as "your sister", capitalised where a sentence starts."""
@@ -278,7 +282,7 @@ def _fill(template: str, fact: Fact, answer=False, sentence=True) -> str:
     if answer and p.startswith("my "):
         p = "your " + p[3:]
     text = template.format(P=p, N=fact.noun, O=fact.object)
-    return text[:1].upper() + text[1:] if sentence and template.startswith("{P}") else text
+    return _capitalised(text) if sentence and template.startswith("{P}") else text
 
 
 def anchors(fact: Fact) -> list[str]:
@@ -316,7 +320,7 @@ OTHERS = [("she", "her", "her", False), ("he", "him", "his", False),
 # Other names for a fact about a named person ("The car Anna drives is a").
 OTHER_NAMES = ["Anna", "Tom", "my friend"]
 _AUX = {"am", "do", "was", "were", "have", "did", "can", "will", "could", "would", "should"}
-_THIRD = {"am": "is", "are": "is", "have": "has", "do": "does", "go": "goes"}
+_THIRD = {"am": "is", "have": "has", "do": "does", "go": "goes"}
 _PLURAL = {"am": "are", "was": "were"}
 
 
@@ -335,7 +339,7 @@ def _agree(verb: str, plural: bool) -> str:
         new = low + "es"
     else:
         new = low + "s"
-    return new[:1].upper() + new[1:] if verb[:1].isupper() else new
+    return _capitalised(new) if verb[:1].isupper() else new
 
 
 def said_of(text: str, subject: str, obj: str, owner: str, plural: bool) -> str:
@@ -357,8 +361,7 @@ def said_of(text: str, subject: str, obj: str, owner: str, plural: bool) -> str:
             elif after and words[after[0]].isalpha():               # "I study" -> "she studies"
                 out[after[0]] = _agree(words[after[0]], plural)
     new = "".join(out)
-    return new[:1].upper() + new[1:] if text[:1].isupper() else new
-
+    return _capitalised(new) if text[:1].isupper() else new
 
 def others_wordings(fact: Fact) -> tuple[list[str], list[str]]:
     """(statement cues, questions) of the fact said of someone else ("Her dog's name is", "What
@@ -370,7 +373,7 @@ def others_wordings(fact: Fact) -> tuple[list[str], list[str]]:
     else:
         names = [n for n in OTHER_NAMES if n.lower() != fact.subject.lower()]
         pat = re.compile(r"(?<!\w)" + re.escape(fact.subject) + r"(?!\w)", re.I)
-        swap = lambda t: [(lambda o: o[:1].upper() + o[1:])(pat.sub(n, t)) for n in names]
+        swap = lambda t: [_capitalised(pat.sub(n, t)) for n in names]
     return tuple([o for t in ts for o in swap(t) if o != t] for ts in texts)
 
 

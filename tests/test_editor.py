@@ -91,7 +91,6 @@ def test_every_question_template_names_an_anchor_in_the_question():
     import re
 
     from sleepllm import relations
-
     from sleepllm.editor import OWNED
 
     def named(text, anchors, own):
@@ -126,6 +125,7 @@ def test_a_relative_is_asked_about_as_mine_and_answered_as_yours(tiny):
     prompts, anchors = render(fact, tok, ["Because it rained"])
     assert anchors == ["my sister"] and all(p.keys for p in prompts)
     assert fact.owner() == Fact("user", "name", "Delphine", "sister").owner() == "my sister"
+    assert Fact("user", "lives_in", "Oslo").owner() is None
 
 
 def test_the_same_words_said_of_someone_else_are_grammatical_and_closed_from_where_they_differ(
@@ -156,7 +156,6 @@ def test_the_same_words_said_of_someone_else_are_grammatical_and_closed_from_whe
     her, own = enc("Her dog's name is"), enc("My dog's name is")
     first = memit.shared([her, own])
     assert [t for _, t in prompts[tok.decode(her)].keys] == list(range(first, len(her)))
-    assert Fact("user", "lives_in", "Oslo").owner() is None
 
 
 def test_update_moves_the_residual_to_the_target_value(tiny):
@@ -606,8 +605,7 @@ def test_a_memory_neuron_adds_delta_at_its_anchors_and_its_revert_is_exact(tiny)
     # the shift at an anchor is d times the unit's output there (h: the anchor's mean over
     # the prompts); the positives the gate opens are levelled to 1, and it opens most
     X = memit.mlp_inputs(model, [prompts], L).astype(np.float64)
-    out, opened = neurons.output(X, g, u), X @ g > neurons.T / 4
-    assert abs(np.linalg.norm(shift) / np.linalg.norm(d) - out.mean()) < 0.01
+    assert abs(np.linalg.norm(shift) / np.linalg.norm(d) - neurons.output(X, g, u).mean()) < 0.01
     X = a.keys[L].astype(np.float64)     # every positive of the write
     out, opened = neurons.output(X, g, u), X @ g > neurons.T / 4
     assert opened.mean() >= 0.75 and abs(out[opened].mean() - 1) < 0.05
