@@ -139,8 +139,9 @@ def others_prompts(fact: Fact, tokenizer, system_prompt=None):
     dog"-style texts (contrast_prompts)."""
     enc = lambda s, special: tokenizer._tokenizer(s, add_special_tokens=special)["input_ids"]
     cues, questions = relations.others_wordings(fact)
-    own = [enc(c, True) for c in relations.cues(fact)] + \
-        [enc(chat_text(tokenizer, q, system_prompt), False) for q, _ in relations.questions(fact)]
+    own_cues, own_questions = relations.wordings(fact)
+    own = [enc(c, True) for c in own_cues] + \
+        [enc(chat_text(tokenizer, q, system_prompt), False) for q in own_questions]
     out = []
     for text, chat in [(c, False) for c in cues] + [(q, True) for q in questions]:
         ids = enc(chat_text(tokenizer, text, system_prompt), False) if chat else enc(text, True)
@@ -148,6 +149,19 @@ def others_prompts(fact: Fact, tokenizer, system_prompt=None):
         if start < len(ids):
             out.append(memit.Prompt(ids, len(ids), [(0, t) for t in range(start, len(ids))]))
     return out + contrast_prompts(fact, tokenizer)
+
+
+def variant_prompts(fact: Fact, tokenizer, system_prompt=None):
+    """Key positions of the fact's further wordings (relations.variants: "What's my mom
+    called?", "The phone I use is"): a memory neuron's gate opens there too."""
+    out = []
+    for text, anchors in relations.variants(fact):
+        chat = text.endswith("?")
+        full = chat_text(tokenizer, text, system_prompt) if chat else text
+        ids, keys = _find_keys(full, full.rfind(text), anchors, tokenizer, not chat, True)
+        if keys:
+            out.append(memit.Prompt(ids, len(ids), keys))
+    return out
 
 
 def kl_prompts(fact: Fact, tokenizer, anchors):
@@ -485,6 +499,9 @@ class Editor:
         delta, nll = memit.compute_delta(self.model, train, kl, self.hp)
         hard = others_prompts(fact, self.tokenizer, self.system_prompt) + kl
         hard = memit.mlp_inputs(self.model, [hard], L) if hard else None
+        more = variant_prompts(fact, self.tokenizer, self.system_prompt)
+        if more:
+            pos = np.concatenate([pos, memit.mlp_inputs(self.model, [more], L)])
         others = [e.keys[L] for e in units if e.fact not in companions]
         others = np.concatenate(others).astype(np.float32) if others else None
         g, u, level = neurons.fit(pos, self.negatives, hard, others)

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sleepllm import probes
+from sleepllm import probes, relations
 from sleepllm.extract import extract
 
 NEIGHBOR_TOKENS = 20
@@ -90,14 +90,30 @@ def first_tokens(tokenizer, text, n=5):
     return tokenizer.encode(text)[:n] if text else []
 
 
-def score(facts, base, after, tokenizer, stored_objects):
-    """Per-fact and aggregate scores from base and edited probe outputs (same order)."""
+def seen_wordings(facts) -> list[set]:
+    """Per fact, the cues and questions the editor writes or opens on for what its statement
+    says (relations.wordings): a probe worded exactly so tests recall of a trained wording; the
+    rest, of a wording it never saw."""
+    return [{w for x in extract(f["statement"]) for ws in relations.wordings(x) for w in ws}
+            for f in facts]
+
+
+def score(facts, base, after, tokenizer, stored_objects, seen=None):
+    """Per-fact and aggregate scores from base and edited probe outputs (same order). `seen`
+    (seen_wordings): also score the probes worded otherwise than any trained wording."""
     per = [{"id": f.get("id"), "object": f["object"], "raw": 0, "chat": [], "para": [],
             "neighbors": [], "base_raw": 0, "base_chat": []} for f in facts]
     general_same = []
     contamination = []
     objects = [o for o in stored_objects if o]
+    unseen, asked = {"raw": [], "chat": [], "para": []}, {}
     for (kind, i, _, b), (_, _, _, a) in zip(base, after):
+        if seen is not None and kind in unseen:
+            j = asked[i, kind] = asked.get((i, kind), -1) + 1
+            text = {"raw": [facts[i]["prompt"]], "chat": facts[i]["questions"],
+                    "para": facts[i]["paraphrases"]}[kind][j]
+            if text not in seen[i]:
+                unseen[kind].append(probes.hit(facts[i]["object"], a))
         if kind == "general":
             general_same.append(first_tokens(tokenizer, a, 8) == first_tokens(tokenizer, b, 8))
             continue
@@ -131,6 +147,11 @@ def score(facts, base, after, tokenizer, stored_objects):
         "chat_recall_new": mean([mean(p["chat"]) for p in new]),
         "paraphrase_recall_new": mean([mean(p["para"]) for p in new]),
     }
+    if seen is not None:
+        agg.update({"raw_recall_unseen": mean(unseen["raw"]),
+                    "chat_recall_unseen": mean(unseen["chat"]),
+                    "paraphrase_recall_unseen": mean(unseen["para"]),
+                    "unseen_probes": {k: len(v) for k, v in unseen.items()}})
     for p in per:
         for k in ("chat", "para"):
             p[k] = mean(p[k])
@@ -171,7 +192,8 @@ def eval_direct(memory, model, tokenizer, facts, progress=None):
     write_seconds = time.perf_counter() - t_all
     after = run_probes(model, tokenizer, items, facts, first_guesses(items, facts, base))
     ppl_after = probes.perplexity(model, tokenizer)
-    agg, per = score(facts, base, after, tokenizer, [f["object"] for f in facts])
+    agg, per = score(facts, base, after, tokenizer, [f["object"] for f in facts],
+                     seen_wordings(facts))
     bytes_total = sum((memory.folder / "edits" / f"{i}.safetensors").stat().st_size
                       for i in memory.records
                       if (memory.folder / "edits" / f"{i}.safetensors").exists())
@@ -226,6 +248,7 @@ def table(report, console, title="sleepllm eval"):
     t.add_column("value", justify="right")
     for k in ("n", "raw_recall", "chat_recall", "paraphrase_recall", "neighbors_unchanged",
               "neighbor_contamination", "general_unchanged", "base_known", "chat_recall_new",
+              "raw_recall_unseen", "chat_recall_unseen", "paraphrase_recall_unseen",
               "ppl_base", "ppl_after", "ppl_drift", "edit_seconds_median", "edit_seconds_p90",
               "ack_seconds_median", "bytes_per_fact", "extraction_precision", "extraction_recall"):
         if k in report and report[k] is not None:
@@ -350,7 +373,7 @@ def eval_chat(session, facts_file, n, cycles=1, cfg_file=None, progress=None):
     wall["new_process"] = time.perf_counter() - t_phase
     fresh = json.loads(out.stdout.strip().splitlines()[-1])
     after = [(k, i, ids, t) for (k, i, ids), t in zip(items, fresh["outputs"])]
-    agg, per = score(facts, base, after, tok, [f["object"] for f in facts])
+    agg, per = score(facts, base, after, tok, [f["object"] for f in facts], seen_wordings(facts))
     first = per[: len(chunks[0])]     # per-fact chat recall, facts in telling order
     cycle_reports[-1].update({"after_sleep": _recall(agg),
                               "first_cycle_after": sum(p["chat"] for p in first) / len(first)})

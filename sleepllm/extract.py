@@ -453,9 +453,10 @@ def _rules():
     add(rf"^{who} (?:studied|studies|is studying) at {OBJ}$", lambda m: (m["P"], "studied_at", ""))
     add(rf"^{who} (?:graduated|went to university) from {OBJ}$",
         lambda m: (m["P"], "studied_at", ""))
-    add(rf"^{who} (?:studies|is studying|is learning|learns|majored in) {OBJ}$",
+    add(rf"^{who} (?:studies|is studying|is learning|learns) {OBJ}$",
         lambda m: (m["P"], "studies", ""))
-    add(rf"^{who} studied {OBJ}$", lambda m: (m["P"], "studies", "")
+    add(rf"^{who} majored in {OBJ}$", lambda m: (m["P"], "majored_in", ""))
+    add(rf"^{who} studied {OBJ}$", lambda m: (m["P"], "majored_in", "")
         if _obj(m["O"]).lower() not in NOT_SUBJECTS and not _obj(m["O"]).endswith("ly") else None)
     add(rf"^{who} (?:speaks|grew up speaking) {OBJ}$", lambda m: (m["P"], "speaks", ""))
     add(rf"^(?:i|we) went to {OBJ}$", lambda m: ("user", "studied_at", "")
@@ -467,14 +468,14 @@ def _rules():
         if _school(m["O"]) and not re.search(r"\b(?:university|college)\b", m["O"], re.I)
         else (m["P"], "studied_at", "") if _school(m["O"]) else None)
     add(rf"^(?:i|we) (?:studied|study) at {OBJ}$", lambda m: ("user", "studied_at", ""))
-    add(rf"^my degree is in {OBJ}$", lambda m: ("user", "studies", ""))
-    add(rf"^my (?:major|degree|field of study) (?:is|was) (?:in )?{OBJ}$",
-        lambda m: ("user", "studies", "") if not re.match(r"(?:a|an|the)\s", m["O"], re.I)
-        else None)
-    add(rf"^(?:i|we) majored in {OBJ}$", lambda m: ("user", "studies", ""))
+    add(rf"^my degree is in {OBJ}$", lambda m: ("user", "majored_in", ""))
+    add(rf"^my (?P<N>major|degree|field of study) (?:is|was) (?:in )?{OBJ}$",
+        lambda m: ("user", "studies" if m["N"] == "field of study" else "majored_in", "")
+        if not re.match(r"(?:a|an|the)\s", m["O"], re.I) else None)
+    add(rf"^(?:i|we) majored in {OBJ}$", lambda m: ("user", "majored_in", ""))
     add(rf"^(?:i'm|i am) (?:studying|learning) (?!the ){OBJ}$", lambda m: ("user", "studies", ""))
     add(rf"^(?:i|we) (?:study|learn) {OBJ}$", lambda m: ("user", "studies", ""))
-    add(rf"^(?:i|we) studied {OBJ}$", lambda m: ("user", "studies", "")
+    add(rf"^(?:i|we) studied {OBJ}$", lambda m: ("user", "majored_in", "")
         if _obj(m["O"]).lower() not in NOT_SUBJECTS and not _obj(m["O"]).endswith("ly") else None)
     # ---- things people drive, play, speak, are allergic to
     add(rf"^(?:i|we) drive (?:a|an) {OBJ}$",   # "a Tesla", "a red Tesla"; not "a car"
@@ -810,7 +811,10 @@ def _match(sent: str) -> Fact | None:
             continue
         if _kin(subject):                                   # "My mom" -> "my mother"
             subject = "my " + _norm_noun(subject.split(" ", 1)[1])
-        return Fact(subject, relation, obj, _norm_noun(noun))
+        noun = _norm_noun(noun)
+        if relation == "favorite" and noun in ("team", "football team", "club"):
+            relation, noun = "supports", ""            # the team one supports
+        return Fact(subject, relation, obj, noun)
     return None
 
 

@@ -290,10 +290,12 @@ def read(model, prompts, n_anchors, key_layers=(), resid_layer=None, batch_size=
     return keys, resid / count[:, None] if resid_layer is not None else None
 
 
-def mlp_inputs(model, batches, layer):
+def mlp_inputs(model, batches, layer, batch_size=32):
     """The inputs of layer `layer`'s MLP (after its norm) — what a memory neuron's gate reads
-    (neurons.py). `batches`: token id arrays (B, T) or lists of Prompts (right-padded; the rows
-    at each prompt's key positions are returned). Returns (n, d) float32."""
+    (neurons.py). `batches`: token id arrays (B, T), every row returned, or lists of Prompts,
+    the rows at each prompt's key positions returned in the prompts' order; these run as
+    `read` runs them: grouped, right-padded, the beginning a group shares run once.
+    Returns (n, d) float32."""
     block = _layers(model)[layer]
     mlp = block.mlp
     seen = []
@@ -302,19 +304,31 @@ def mlp_inputs(model, batches, layer):
         seen.append(x)
         return mlp(x)
 
+    def run(ids, cache=None):
+        forward(model, ids, 0, layer, cache=cache)
+        x = seen.pop().astype(mx.float32)
+        return x
+
     out = []
     object.__setattr__(block, "mlp", record)
     try:
         for b in batches:
-            rows = None
-            if isinstance(b, list):
-                rows = [(i, t) for i, p in enumerate(b) for _, t in p.keys]
-                b = batch(b)[0]
-            forward(model, mx.array(b), 0, layer)
-            x = seen.pop().astype(mx.float32)
-            x = x.reshape(-1, x.shape[-1]) if rows is None else \
-                x[mx.array([i for i, _ in rows]), mx.array([t for _, t in rows])]
-            out.append(np.array(x))
+            if not isinstance(b, list):
+                x = run(mx.array(b))
+                out.append(np.array(x.reshape(-1, x.shape[-1])))
+                continue
+            rows = [None] * len(b)
+            for idx in by_prefix([p.ids for p in b], batch_size):
+                group = [b[i] for i in idx]
+                n = min([shared(p.ids for p in group)] + [t for p in group for _, t in p.keys])
+                n, cache = (n, _shared_prefix(model, group[0].ids[:n], len(group), layer)) \
+                    if n >= SHARED_MIN and len(group) > 1 else (0, None)
+                x = run(batch([Prompt(p.ids[n:], 0, []) for p in group])[0], cache)
+                for j, (i, p) in enumerate(zip(idx, group)):
+                    rows[i] = np.array(x[j, mx.array([t - n for _, t in p.keys])]) \
+                        if p.keys else np.zeros((0, x.shape[-1]), np.float32)
+            if rows:
+                out.append(np.concatenate(rows))
     finally:
         object.__delattr__(block, "mlp")
     return np.concatenate(out) if out else np.zeros((0, mlp_width(model, layer)), np.float32)

@@ -135,8 +135,18 @@ FAMILIES = {
                   "cue": ["{P} studied at"],
                   "qa": [("Where did {P} study?", "{P} studied at")]},
     },
-    "studies": {  # a subject or a language being learned / studied
-        "self": {"anchor": ["study", "learning", "majored in"],
+    "majored_in": {  # the subject of a degree: "I majored in X", "my degree is in X"
+        "self": {"anchor": ["majored in", "major in", "my degree", "your degree"],
+                 "cue": ["I majored in", "My degree is in"],
+                 "qa": [("What did I major in?", "You majored in"),
+                        ("What is my degree in?", "Your degree is in")]},
+        "other": {"anchor": ["{P}"],
+                  "cue": ["{P} majored in"],
+                  "qa": [("What did {P} major in?", "{P} majored in"),
+                         ("What is {P}'s degree in?", "{P}'s degree is in")]},
+    },
+    "studies": {  # what someone studies or is learning now
+        "self": {"anchor": ["study", "learning"],
                  "cue": ["The subject I study is", "I am learning"],
                  "qa": [("What do I study?", "You study"),
                         ("What am I learning?", "You are learning")]},
@@ -223,6 +233,55 @@ FAMILIES = {
                   "qa": [("When is {P}'s birthday?", "{P}'s birthday is in")]},
     },
 }
+
+
+# More ways the user says or asks a fact about themself: the memory's gate opens on these too,
+# the v* search does not train them (a forward pass each, not fifty backward ones; editor.py).
+# family -> (templates, anchors); a template ending in "?" is a chat question, else a cue.
+# {V}: a verb the family's noun is used with (VERBS), one wording per verb.
+MORE = {
+    "name": (["What's the name of my {N}?", "What did I name my {N}?", "How is my {N} named?",
+              "My {N} is named"], []),
+    "favorite": (["Which {N} do I like best?", "Which {N} do I love?", "What {N} do I like most?",
+                  "My favourite {N} is", "What is my favourite {N}?"],
+                 ["favourite {N}", "like", "love"]),
+    "attribute": (["What is my {N} called?", "The {N} I have is", "What {N} do I have?",
+                   "The {N} I {V} is", "Which {N} do I {V}?", "What {N} do I {V}?"],
+                  ["have", "{V}"]),
+    "supports": (["Which team do I cheer for?", "Which club do I support?", "Who do I root for?"],
+                 ["cheer for", "root for"]),
+    "lives_in": (["Where is my home?", "Which town do I live in?", "Where am I living?"],
+                 ["my home", "living"]),
+    "born_in": (["Where do I come from?", "Where am I from?", "What is my place of birth?"],
+                ["come from", "am I from", "my place of birth"]),
+    "works_as": (["What is my occupation?", "What work do I do?", "What is my line of work?"],
+                 ["my occupation", "do I do", "my line of work"]),
+    "works_at": (["What company do I work for?", "Who do I work for?", "Which firm employs me?"],
+                 ["work for", "employs me"]),
+    "studied_at": (["Which university did I attend?", "Where did I go to university?",
+                    "Which college did I go to?"], ["attend", "did I go"]),
+    "majored_in": (["What was my major?", "What did I study at university?", "My major was"],
+                   ["my major", "did I study"]),
+    "studies": (["What am I studying?", "Which language am I learning?"], ["studying", "learning"]),
+    "drives": (["Which car do I drive?", "What is my car?", "My car is a"], ["my car"]),
+    "plays": (["What is my instrument?", "My instrument is the"], ["my instrument"]),
+    "allergic_to": (["What do I have an allergy to?", "My allergy is to"], ["allergy"]),
+    "speaks": (["What is my first language?", "Which language do I speak?"],
+               ["my first language"]),
+}
+# Other words for a family's noun ("mom" for "mother"): each says the fact's wordings again.
+SYNONYMS = {"mother": ["mom", "mum"], "father": ["dad"], "grandmother": ["grandma", "granny"],
+            "grandfather": ["grandpa"], "wife": ["spouse"], "husband": ["spouse"],
+            "boss": ["manager"], "movie": ["film"], "film": ["movie"], "drink": ["beverage"],
+            "author": ["writer"], "writer": ["author"], "hobby": ["pastime"], "color": ["colour"],
+            "neighbor": ["neighbour"], "food": ["dish", "meal"], "phone": ["mobile"],
+            "doctor": ["physician"], "best friend": ["closest friend"], "car": ["vehicle"],
+            "song": ["tune"], "restaurant": ["place to eat"], "band": ["group"]}
+VERBS = {"phone": ["use", "own"], "laptop": ["use"], "computer": ["use"], "camera": ["use"],
+         "bike": ["ride"], "gym": ["go to", "train at"], "street": ["live on"],
+         "school": ["go to", "attend"], "church": ["go to"], "club": ["belong to"],
+         "bank": ["bank with"], "airline": ["fly with"], "supermarket": ["shop at"],
+         "newspaper": ["read"], "podcast": ["listen to"], "hobby": ["enjoy"]}
 
 
 @dataclass(frozen=True)
@@ -367,7 +426,7 @@ def others_wordings(fact: Fact) -> tuple[list[str], list[str]]:
     """(statement cues, questions) of the fact said of someone else ("Her dog's name is", "What
     is his dog's name?", "The car Anna drives is a"): a memory neuron must stay closed on them
     (neurons.py)."""
-    texts = cues(fact), [q for q, _ in questions(fact)]
+    texts = wordings(fact)
     if fact.is_self:
         swap = lambda t: [said_of(t, *o) for o in OTHERS]
     else:
@@ -375,6 +434,37 @@ def others_wordings(fact: Fact) -> tuple[list[str], list[str]]:
         pat = re.compile(r"(?<!\w)" + re.escape(fact.subject) + r"(?!\w)", re.I)
         swap = lambda t: [_capitalised(pat.sub(n, t)) for n in names]
     return tuple([o for t in ts for o in swap(t) if o != t] for ts in texts)
+
+
+def variants(fact: Fact) -> list[tuple[str, list[str]]]:
+    """(text, anchors) of more wordings of a fact about the user (MORE, SYNONYMS, VERBS): its
+    cues and questions with the noun's other words, and the family's further forms. Texts
+    ending in "?" are chat questions. Facts about a named person have none: their key is the
+    name, which every wording says."""
+    if not fact.is_self:
+        return []
+    templates, more_anchors = MORE.get(fact.relation, ([], []))
+    t = _t(fact)
+    out = []
+    for noun in [fact.noun] + SYNONYMS.get(fact.noun, []):
+        f = Fact(fact.subject, fact.relation, fact.object, noun)
+        anchors = [_fill(a, f, sentence=False) for a in t["anchor"]]
+        extra = [_fill(a.replace("{V}", v), f, sentence=False) for a in more_anchors
+                 for v in (VERBS.get(noun, []) if "{V}" in a else [""])]
+        texts = [] if noun == fact.noun else cues(f) + [q for q, _ in questions(f)]
+        texts += [_fill(m.replace("{V}", v), f) for m in templates
+                  for v in (VERBS.get(noun, []) if "{V}" in m else [""])]
+        out += [(text, list(dict.fromkeys(anchors + extra))) for text in texts]
+        if "{N}" not in str(t):
+            break                            # the family has no noun to say otherwise
+    return list({text: (text, a) for text, a in out}.values())
+
+
+def wordings(fact: Fact) -> tuple[list[str], list[str]]:
+    """(statement cues, questions): the family's and the variants'."""
+    more = [t for t, _ in variants(fact)]
+    return (cues(fact) + [t for t in more if not t.endswith("?")],
+            [q for q, _ in questions(fact)] + [t for t in more if t.endswith("?")])
 
 
 def cues(fact: Fact) -> list[str]:

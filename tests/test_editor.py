@@ -109,6 +109,12 @@ def test_every_question_template_names_an_anchor_in_the_question():
             # trains it with `raw_share` of δ, a fact about the user)
             for cue in relations.cues(fact):
                 assert named(cue, anchors, fact.is_self), (family, kind, cue, anchors)
+    # every further wording (relations.variants), nouns and their other words included
+    nouns = ["thing", "gym", "phone", "mother", "movie"]
+    for family in relations.FAMILIES:
+        for noun in nouns:
+            for text, anchors in relations.variants(Fact("user", family, "X", noun)):
+                assert named(text, anchors, True), (family, noun, text, anchors)
 
 
 def test_a_relative_is_asked_about_as_mine_and_answered_as_yours(tiny):

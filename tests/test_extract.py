@@ -92,7 +92,7 @@ def test_hostile_corpus_stores_nothing():
     ("I grew up in Ghent.", "user", "grew_up_in", "", "Ghent"),
     ("My hometown is Ghent.", "user", "grew_up_in", "", "Ghent"),
     ("My cousin Liv grew up in Cork.", "Liv", "grew_up_in", "", "Cork"),
-    ("I studied chemistry.", "user", "studies", "", "chemistry"),
+    ("I studied chemistry.", "user", "majored_in", "", "chemistry"),
     ("I go to Iron Temple gym.", "user", "attribute", "gym", "Iron Temple"),
     ("I live on Elm Street.", "user", "attribute", "street", "Elm Street"),
     ("I'm 34.", "user", "age", "", "34"),
@@ -166,7 +166,7 @@ def test_hostile_corpus_stores_nothing():
     ("Kofi lives in Kumasi with his wife.", "Kofi", "lives_in", "", "Kumasi"),
     ("I call Hobart home.", "user", "lives_in", "", "Hobart"),
     ("I'm a teacher at the local primary school.", "user", "works_as", "", "teacher"),
-    ("My degree was in physics.", "user", "studies", "", "physics"),
+    ("My degree was in physics.", "user", "majored_in", "", "physics"),
     ("I work at a bakery called Crumbs.", "user", "works_at", "", "Crumbs"),
     ("I just adopted a puppy named Ziggy!", "user", "name", "dog", "Ziggy"),
     ("We rescued a cat last month, her name is Pesto.", "user", "name", "cat", "Pesto"),
@@ -183,7 +183,7 @@ def test_hostile_corpus_stores_nothing():
     ("Mina moved to Quito in 2021.", "Mina", "lives_in", "", "Quito"),
     ("Rui was born and raised in Braga.", "Rui", "born_in", "", "Braga"),
     ("Tove is employed by Ericsson.", "Tove", "works_at", "", "Ericsson"),
-    ("Ola studied geology.", "Ola", "studies", "", "geology"),
+    ("Ola studied geology.", "Ola", "majored_in", "", "geology"),
     ("Ade has a shellfish allergy.", "Ade", "allergic_to", "", "shellfish"),
     ("Sami's cat is a tabby called Miso.", "Sami", "name", "cat", "Miso"),
     # typed the quick way: "im", "fav", "my cats called", an emoji
@@ -247,8 +247,8 @@ def test_two_facts_in_one_message():
 
 def test_a_sentence_that_says_two_things_gives_both():
     facts = extract("I studied law at Leiden University.")
-    assert sorted((f.relation, f.object) for f in facts) == [("studied_at", "Leiden University"),
-                                                              ("studies", "law")]
+    assert sorted((f.relation, f.object) for f in facts) == [("majored_in", "law"),
+                                                              ("studied_at", "Leiden University")]
     for msg in ["I work at Google as an engineer.", "I'm an engineer at Google.",
                 "I work as an engineer at Google."]:
         facts = extract(msg)
@@ -263,6 +263,20 @@ def test_a_sentence_that_says_two_things_gives_both():
     facts = extract("I'm doing a master's in geology at Uppsala University.")
     assert sorted((f.relation, f.object) for f in facts) == [("studied_at", "Uppsala University"),
                                                               ("studies", "geology")]
+
+
+def test_a_degree_and_what_one_is_learning_now_do_not_supersede_each_other():
+    degree = [extract(m)[0] for m in ["My degree is in linguistics.", "I majored in history.",
+                                      "I studied chemistry."]]
+    now = [extract(m)[0] for m in ["I am learning Finnish.", "I'm studying law."]]
+    assert {f.relation for f in degree} == {"majored_in"}
+    assert {f.relation for f in now} == {"studies"}
+    assert not {f.key() for f in degree} & {f.key() for f in now}
+
+
+def test_a_favourite_team_is_the_team_one_supports():
+    for msg in ["My favorite team is Ajax.", "My favourite football team is Ajax."]:
+        assert [(f.relation, f.object) for f in extract(msg)] == [("supports", "Ajax")], msg
 
 
 def test_a_refused_sentence_is_not_rescued_by_its_clauses():
