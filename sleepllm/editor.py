@@ -218,8 +218,8 @@ def _opens(edit: Edit, L, X) -> float:
     """How far a memory neuron opens on inputs X: its largest output there, as a share of its
     output at its own anchors."""
     g, u, _ = (v.astype(np.float64) for v in edit.factors[L])
-    level = float(np.mean(neurons.output(edit.keys[L], g, u)))
-    return float(np.max(neurons.output(X, g, u))) / level if len(X) else 0.0
+    level = neurons.level(edit.keys[L], g, u)
+    return float(np.max(neurons.output(X, g, u))) / level if len(X) and level > 0 else 0.0
 
 
 def _floated(mlp, name) -> nn.Linear:
@@ -500,11 +500,12 @@ class Editor:
         hard = others_prompts(fact, self.tokenizer, self.system_prompt) + kl
         hard = memit.mlp_inputs(self.model, [hard], L) if hard else None
         more = variant_prompts(fact, self.tokenizer, self.system_prompt)
-        if more:
-            pos = np.concatenate([pos, memit.mlp_inputs(self.model, [more], L)])
+        more = memit.mlp_inputs(self.model, [more], L) if more else None
         others = [e.keys[L] for e in units if e.fact not in companions]
         others = np.concatenate(others).astype(np.float32) if others else None
-        g, u, level = neurons.fit(pos, self.negatives, hard, others)
+        g, u, level = neurons.fit(pos, self.negatives, hard, others, more)
+        if more is not None:
+            pos = np.concatenate([pos, more])
         vectors = tuple(v.astype(np.float16) for v in (g, u, delta / level))
         if not all(np.isfinite(v).all() for v in vectors):
             raise FloatingPointError(f"memory neuron for {fact} overflowed float16")

@@ -45,6 +45,7 @@ T = 48.0           # gate pre-activation at the median positive
 ALPHA = 1.0        # ridge, per 1000 ordinary-text rows (inputs scaled to unit RMS)
 BETA = 1e-3        # levelling ridge
 W_POS = 0.25       # positives' total weight, relative to the ordinary-text rows'
+W_MORE = 0.25      # further wordings' total weight, likewise
 W_HARD = 80.0      # weight of each contrast row (someone else's wording)
 W_OTHER = 20.0     # weight of each other memory's anchor row
 NEWTON_STEPS = 25
@@ -73,15 +74,24 @@ def logistic(X, y, w, alpha, steps=NEWTON_STEPS):
     return g
 
 
-def fit(pos, ordinary, hard=None, others=None):
+def fit(pos, ordinary, hard=None, others=None, more=None):
     """(g, u, level) for one memory. pos: (p, d) anchor inputs of its prompts; ordinary:
     (n, d) inputs of ordinary text; hard: contrast inputs; others: other memories' anchor
-    inputs. The unit gives `level` (≈ 1) at the positives: its value column is δ / level."""
+    inputs; more: anchor inputs of its further wordings (relations.variants), positives with
+    a total weight of their own, so that many of them do not outweigh the prompts the v*
+    search trained. The unit gives `level` (≈ 1) at the positives it opens on: its value
+    column is δ / level."""
     pos = np.asarray(pos, np.float64)
     if len(pos) == 0:
         raise ValueError("a memory neuron needs at least one anchor input")
     parts = [(pos, +1.0, W_POS * len(ordinary) / len(pos)),
              (np.asarray(ordinary, np.float64), -1.0, 1.0)]
+    if more is not None and len(more):
+        more = np.asarray(more, np.float64)
+        parts.append((more, +1.0, W_MORE * len(ordinary) / len(more)))
+        pos_all = np.concatenate([pos, more])
+    else:
+        pos_all = pos
     for rows, w in ((hard, W_HARD), (others, W_OTHER)):
         if rows is not None and len(rows):
             parts.append((np.asarray(rows, np.float64), -1.0, w))
@@ -97,14 +107,21 @@ def fit(pos, ordinary, hard=None, others=None):
     m = pos.mean(0)
     u = m / (m @ m)
     # positives the gate could not open are not levelled (forcing them would blow u up)
-    s = pos @ g
-    a, X = silu(s[s > T / 4]), pos[s > T / 4]
+    s = pos_all @ g
+    a, X = silu(s[s > T / 4]), pos_all[s > T / 4]
     A = a[:, None] * X
     r = 1 / np.linalg.norm(A, axis=1)    # each equation aᵢxᵢᵀu = 1 at unit scale, so the
     A = A * r[:, None]                   # ridge weighs on every positive alike
     u = u + A.T @ np.linalg.solve(A @ A.T + BETA * np.eye(len(A)), r - A @ u)
-    level = float((a * (X @ u)).mean())
-    return g, u, level
+    return g, u, level(pos_all, g, u)
+
+
+def level(X, g, u) -> float:
+    """The unit's mean output at the inputs among X its gate opens on (gᵀx > T/4), as fit
+    levels them."""
+    X = np.asarray(X, np.float64)
+    s = X @ g
+    return float(output(X[s > T / 4], g, u).mean()) if (s > T / 4).any() else 0.0
 
 
 def output(x, g, u):
