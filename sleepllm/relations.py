@@ -7,14 +7,19 @@ subject. Each family gives, for both cases, templates with these slots:
     {O}  the object
 
 and the *anchor*: the words at whose last token the editor reads and writes the MLP key. For
-another person the anchor is their name (every fact about Aria lives in Aria's key, as in
-MEMIT). For the user the name carries nothing ("I", "my" are in every sentence), so the anchor
+another person MEMIT's anchor is their name (every fact about Aria lives in Aria's key); a
+memory neuron's is the relation's word after the name ("unit_anchor": "Aria's dog", "Aria
+lives"), so that "Aria's favorite color is" does not open the unit of Aria's dog. For the user the name carries nothing ("I", "my" are in every sentence), so the anchor
 is the relation's own content word: "dog" for the dog's name, "color" for the favourite colour,
 "live" for the home city. This keeps the user's facts in separate keys. Every question
 template names an anchor *in the question* ("Where do I live?" → "live"): a key that
 only the answer names cannot make the model start that answer (tests/test_editor.py). For the
 user the anchor must come after the user's own word ("The car I drive" is keyed at "drive":
 at "car" the text has not said whose car it is — editor.OWNED).
+
+MORE, SYNONYMS and VERBS give further wordings of a fact about the user ("What's my mom
+called?", "The phone I use is a"): its memory neuron opens on them too, though the v* search
+trains only the family's cues and first questions.
 
 Templates are generic per family; nothing here is keyed to a particular evaluation set.
 """
