@@ -700,3 +700,19 @@ def test_a_unit_about_someone_else_is_keyed_after_their_name_at_the_relation(tin
             ends = {tok.decode(p.ids[: t + 1]).rstrip().endswith(name)
                     for p in prompts for _, t in p.keys}
             assert ends == {not unit}, (fact, unit)
+
+
+def test_mlp_inputs_of_prompts_sharing_a_beginning_equal_each_prompt_run_alone(tiny):
+    """mlp_inputs runs the chat template's shared beginning once for a group of prompts; the
+    rows it returns, in the prompts' order, are those of each prompt run by itself."""
+    from sleepllm.editor import others_prompts, variant_prompts
+
+    model, tok = tiny
+    fact = Fact("user", "attribute", "Nokia", "phone")
+    prompts = variant_prompts(fact, tok) + others_prompts(fact, tok)
+    assert len(prompts) > 10 and len({p.ids[0] for p in prompts}) > 1
+    got = memit.mlp_inputs(model, [prompts], 1)
+    alone = np.concatenate([memit.mlp_inputs(model, [np.array([p.ids])], 1)[[t for _, t in p.keys]]
+                            for p in prompts])
+    assert got.shape == alone.shape
+    np.testing.assert_allclose(got, alone, atol=1e-5)
