@@ -17,9 +17,9 @@ only the answer names cannot make the model start that answer (tests/test_editor
 user the anchor must come after the user's own word ("The car I drive" is keyed at "drive":
 at "car" the text has not said whose car it is — editor.OWNED).
 
-MORE, SYNONYMS and VERBS give further wordings of a fact about the user ("What's my mom
-called?", "The phone I use is a"): its memory neuron opens on them too, though the v* search
-trains only the family's cues and first questions.
+MORE and SYNONYMS give further wordings of a fact about the user ("What's my mom called?",
+"What is my occupation?"): its memory neuron opens on them too, though the v* search trains
+only the family's cues and first questions.
 
 Templates are generic per family; nothing here is keyed to a particular evaluation set.
 """
@@ -263,51 +263,35 @@ FAMILIES = {
 
 # More ways the user says or asks a fact about themself: the memory's gate opens on these too,
 # the v* search does not train them (a forward pass each, not fifty backward ones; editor.py).
-# family -> (templates, anchors); a template ending in "?" is a chat question, else a cue.
-# {V}: a verb the family's noun is used with (VERBS), one wording per verb.
+# family -> (templates, anchors); a template ending in "?" is a chat question, else a cue. The
+# anchors name the thing ("my occupation", "favourite colour"), never a bare verb: a gate
+# opened at "I like" or "do I have" opens on ordinary text too (docs/editing.md, 29th round).
 MORE = {
     "name": (["What's the name of my {N}?", "What did I name my {N}?", "How is my {N} named?",
               "My {N} is named"], []),
-    "favorite": (["Which {N} do I like best?", "Which {N} do I love?", "What {N} do I like most?",
-                  "My favourite {N} is", "What is my favourite {N}?"],
-                 ["favourite {N}", "like", "love"]),
-    "attribute": (["What is my {N} called?", "The {N} I have is", "What {N} do I have?",
-                   "The {N} I {V} is", "Which {N} do I {V}?", "What {N} do I {V}?"],
-                  ["have", "{V}"]),
-    "supports": (["Which team do I cheer for?", "Which club do I support?", "Who do I root for?"],
-                 ["cheer for", "root for"]),
-    "lives_in": (["Where is my home?", "Which town do I live in?", "Where am I living?"],
-                 ["my home", "living"]),
-    "born_in": (["Where do I come from?", "Where am I from?", "What is my place of birth?"],
-                ["come from", "am I from", "my place of birth"]),
-    "works_as": (["What is my occupation?", "What work do I do?", "What is my line of work?"],
-                 ["my occupation", "do I do", "my line of work"]),
-    "works_at": (["What company do I work for?", "Who do I work for?", "Which firm employs me?"],
-                 ["work for", "employs me"]),
-    "studied_at": (["Which university did I attend?", "Where did I go to university?",
-                    "Which college did I go to?"], ["attend", "did I go"]),
-    "majored_in": (["What was my major?", "What did I study at university?", "My major was"],
-                   ["my major", "did I study"]),
-    "studies": (["What am I studying?", "Which language am I learning?"], ["studying", "learning"]),
-    "drives": (["Which car do I drive?", "What is my car?", "My car is a"], ["my car"]),
+    "favorite": (["My favourite {N} is", "What is my favourite {N}?"], ["favourite {N}"]),
+    "attribute": (["What is my {N} called?"], []),
+    "supports": (["Which club do I support?"], []),
+    "lives_in": (["Where is my home?", "Which town is my home in?"], ["my home"]),
+    "born_in": (["What is my place of birth?", "What is my birthplace?"],
+                ["my place of birth", "my birthplace"]),
+    "works_as": (["What is my occupation?", "What is my line of work?"],
+                 ["my occupation", "my line of work"]),
+    "works_at": (["Which company is my employer?"], []),
+    "majored_in": (["What was my major?", "My major was"], ["my major"]),
+    "drives": (["What is my car?", "My car is a"], ["my car"]),
     "plays": (["What is my instrument?", "My instrument is the"], ["my instrument"]),
-    "allergic_to": (["What do I have an allergy to?", "My allergy is to"], ["allergy"]),
-    "speaks": (["What is my first language?", "Which language do I speak?"],
-               ["my first language"]),
+    "allergic_to": (["What do I have an allergy to?", "My allergy is to"], []),
+    "speaks": (["What is my first language?", "My first language is"], ["my first language"]),
 }
-# Other words for a family's noun ("mom" for "mother"): each says the fact's wordings again.
+# Other words for a family's noun — spellings, short forms, near-exact synonyms — each says the
+# fact's wordings again. Not near-synonyms ("dish" for "food"): a gate opened on those opens
+# on the whole topic ("ingredient" in a bread recipe).
 SYNONYMS = {"mother": ["mom", "mum"], "father": ["dad"], "grandmother": ["grandma", "granny"],
-            "grandfather": ["grandpa"], "wife": ["spouse"], "husband": ["spouse"],
-            "boss": ["manager"], "movie": ["film"], "film": ["movie"], "drink": ["beverage"],
-            "author": ["writer"], "writer": ["author"], "hobby": ["pastime"], "color": ["colour"],
-            "neighbor": ["neighbour"], "food": ["dish", "meal"], "phone": ["mobile"],
-            "doctor": ["physician"], "best friend": ["closest friend"], "car": ["vehicle"],
-            "song": ["tune"], "restaurant": ["place to eat"], "band": ["group"]}
-VERBS = {"phone": ["use", "own"], "laptop": ["use"], "computer": ["use"], "camera": ["use"],
-         "bike": ["ride"], "gym": ["go to", "train at"], "street": ["live on"],
-         "school": ["go to", "attend"], "church": ["go to"], "club": ["belong to"],
-         "bank": ["bank with"], "airline": ["fly with"], "supermarket": ["shop at"],
-         "newspaper": ["read"], "podcast": ["listen to"], "hobby": ["enjoy"]}
+            "grandfather": ["grandpa"], "boss": ["manager"], "movie": ["film"],
+            "film": ["movie"], "drink": ["beverage"], "author": ["writer"], "writer": ["author"],
+            "hobby": ["pastime"], "color": ["colour"], "neighbor": ["neighbour"],
+            "phone": ["mobile phone"]}
 
 
 @dataclass(frozen=True)
@@ -469,7 +453,7 @@ def others_wordings(fact: Fact) -> tuple[list[str], list[str]]:
 
 
 def variants(fact: Fact) -> list[tuple[str, list[str]]]:
-    """(text, anchors) of more wordings of a fact about the user (MORE, SYNONYMS, VERBS): its
+    """(text, anchors) of more wordings of a fact about the user (MORE, SYNONYMS): its
     cues and questions with the noun's other words, and the family's further forms. Texts
     ending in "?" are chat questions. Facts about a named person have none: their key is the
     name, which every wording says."""
@@ -481,11 +465,9 @@ def variants(fact: Fact) -> list[tuple[str, list[str]]]:
     for noun in [fact.noun] + SYNONYMS.get(fact.noun, []):
         f = Fact(fact.subject, fact.relation, fact.object, noun)
         anchors = [_fill(a, f, sentence=False) for a in t["anchor"]]
-        extra = [_fill(a.replace("{V}", v), f, sentence=False) for a in more_anchors
-                 for v in (VERBS.get(noun, []) if "{V}" in a else [""])]
+        extra = [_fill(a, f, sentence=False) for a in more_anchors]
         texts = [] if noun == fact.noun else cues(f) + [q for q, _ in questions(f)]
-        texts += [_fill(m.replace("{V}", v), f) for m in templates
-                  for v in (VERBS.get(noun, []) if "{V}" in m else [""])]
+        texts += [_fill(m, f) for m in templates]
         out += [(text, list(dict.fromkeys(anchors + extra))) for text in texts]
         if "{N}" not in str(t):
             break                            # the family has no noun to say otherwise
