@@ -686,22 +686,6 @@ def test_unedited_gives_the_base_model_and_puts_the_edits_back(tiny, method):
         np.testing.assert_array_equal(x, y)
 
 
-def test_a_unit_about_someone_else_is_keyed_after_their_name_at_the_relation(tiny):
-    """A memory neuron about Greta opens where the text says which of Greta's things is
-    meant ("Greta's dog", "Greta lives"), not at "Greta", which every fact about her shares;
-    MEMIT keeps her facts at her name (their shared key)."""
-    _, tok = tiny
-    facts = [Fact("Greta", "name", "Rex", "dog"), Fact("Greta", "lives_in", "Oslo"),
-             Fact("Greta", "works_as", "farrier"), Fact("my sister", "drives", "Saab")]
-    for fact in facts:
-        name = fact.subject.split()[-1]
-        for unit in (False, True):
-            prompts, _ = render(fact, tok, ["It rained"], None, 3, unit=unit)
-            ends = {tok.decode(p.ids[: t + 1]).rstrip().endswith(name)
-                    for p in prompts for _, t in p.keys}
-            assert ends == {not unit}, (fact, unit)
-
-
 def test_mlp_inputs_of_prompts_sharing_a_beginning_equal_each_prompt_run_alone(tiny):
     """mlp_inputs runs the chat template's shared beginning once for a group of prompts; the
     rows it returns, in the prompts' order, are those of each prompt run by itself."""
