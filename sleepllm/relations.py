@@ -264,11 +264,12 @@ MORE = {
     "speaks": (["What is my first language?", "My first language is"], ["my first language"]),
 }
 # Other words for a family's noun — spellings, short forms, near-exact synonyms — each says the
-# fact's wordings again. Not near-synonyms ("dish" for "food"): a gate opened on those opens
-# on the whole topic ("ingredient" in a bread recipe).
+# fact's wordings again. Not a category's name ("dish" for "food", "beverage" for "drink"): a
+# gate opened on those opens on the whole topic ("ingredient" in a bread recipe; docs/editing.md,
+# twenty-ninth round).
 SYNONYMS = {"mother": ["mom", "mum"], "father": ["dad"], "grandmother": ["grandma", "granny"],
             "grandfather": ["grandpa"], "boss": ["manager"], "movie": ["film"],
-            "film": ["movie"], "drink": ["beverage"], "author": ["writer"], "writer": ["author"],
+            "film": ["movie"], "author": ["writer"], "writer": ["author"],
             "hobby": ["pastime"], "color": ["colour"], "neighbor": ["neighbour"],
             "phone": ["mobile phone"]}
 
