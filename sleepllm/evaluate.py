@@ -90,12 +90,11 @@ def first_tokens(tokenizer, text, n=5):
     return tokenizer.encode(text)[:n] if text else []
 
 
-def seen_wordings(facts) -> list[set]:
-    """Per fact, the cues and questions the editor writes or opens on for what its statement
-    says (relations.wordings): a probe worded exactly so tests recall of a trained wording; the
-    rest, of a wording it never saw."""
-    return [{w for x in extract(f["statement"]) for ws in relations.wordings(x) for w in ws}
-            for f in facts]
+def seen_wordings(written) -> list[set]:
+    """Per fact, the cues and questions the editor writes or opens on (relations.wordings) for
+    the facts written from its statement (`written`: a list of Facts per fact): a probe worded
+    exactly so tests recall of a trained wording; the rest, of a wording it never saw."""
+    return [{w for x in xs for ws in relations.wordings(x) for w in ws} for xs in written]
 
 
 def score(facts, base, after, tokenizer, stored_objects, seen=None):
@@ -193,7 +192,7 @@ def eval_direct(memory, model, tokenizer, facts, progress=None):
     after = run_probes(model, tokenizer, items, facts, first_guesses(items, facts, base))
     ppl_after = probes.perplexity(model, tokenizer)
     agg, per = score(facts, base, after, tokenizer, [f["object"] for f in facts],
-                     seen_wordings(facts))
+                     seen_wordings([[e] if e else [] for e in extracted]))
     bytes_total = sum((memory.folder / "edits" / f"{i}.safetensors").stat().st_size
                       for i in memory.records
                       if (memory.folder / "edits" / f"{i}.safetensors").exists())
@@ -373,7 +372,8 @@ def eval_chat(session, facts_file, n, cycles=1, cfg_file=None, progress=None):
     wall["new_process"] = time.perf_counter() - t_phase
     fresh = json.loads(out.stdout.strip().splitlines()[-1])
     after = [(k, i, ids, t) for (k, i, ids), t in zip(items, fresh["outputs"])]
-    agg, per = score(facts, base, after, tok, [f["object"] for f in facts], seen_wordings(facts))
+    agg, per = score(facts, base, after, tok, [f["object"] for f in facts],
+                     seen_wordings(extracted))
     first = per[: len(chunks[0])]     # per-fact chat recall, facts in telling order
     cycle_reports[-1].update({"after_sleep": _recall(agg),
                               "first_cycle_after": sum(p["chat"] for p in first) / len(first)})

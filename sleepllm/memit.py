@@ -306,8 +306,7 @@ def mlp_inputs(model, batches, layer, batch_size=32):
 
     def run(ids, cache=None):
         forward(model, ids, 0, layer, cache=cache)
-        x = seen.pop().astype(mx.float32)
-        return x
+        return seen.pop().astype(mx.float32)
 
     out = []
     object.__setattr__(block, "mlp", record)

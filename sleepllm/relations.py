@@ -412,6 +412,7 @@ def said_of(text: str, subject: str, obj: str, owner: str, plural: bool) -> str:
     new = "".join(out)
     return _capitalised(new) if text[:1].isupper() else new
 
+
 def others_wordings(fact: Fact) -> tuple[list[str], list[str]]:
     """(statement cues, questions) of the fact said of someone else ("Her dog's name is", "What
     is his dog's name?", "The car Anna drives is a"): a memory neuron must stay closed on them
@@ -435,17 +436,16 @@ def variants(fact: Fact) -> list[tuple[str, list[str]]]:
         return []
     templates, more_anchors = MORE.get(fact.relation, ([], []))
     t = _t(fact)
-    out = []
-    for noun in [fact.noun] + SYNONYMS.get(fact.noun, []):
+    others = SYNONYMS.get(fact.noun, []) if "{N}" in str(t) else []   # a family with a noun
+    out = {}
+    for noun in [fact.noun] + others:
         f = Fact(fact.subject, fact.relation, fact.object, noun)
-        anchors = [_fill(a, f, sentence=False) for a in t["anchor"]]
-        extra = [_fill(a, f, sentence=False) for a in more_anchors]
+        anchors = list(dict.fromkeys(_fill(a, f, sentence=False)
+                                     for a in t["anchor"] + more_anchors))
         texts = [] if noun == fact.noun else cues(f) + [q for q, _ in questions(f)]
-        texts += [_fill(m, f) for m in templates]
-        out += [(text, list(dict.fromkeys(anchors + extra))) for text in texts]
-        if "{N}" not in str(t):
-            break                            # the family has no noun to say otherwise
-    return list({text: (text, a) for text, a in out}.values())
+        for text in texts + [_fill(m, f) for m in templates]:
+            out.setdefault(text, (text, anchors))
+    return list(out.values())
 
 
 def wordings(fact: Fact) -> tuple[list[str], list[str]]:

@@ -268,6 +268,28 @@ def test_eval_probes_with_guesses_give_the_plain_outputs(tiny):
         assert evaluate.run_probes(model, tok, items, facts, guesses) == plain
 
 
+def test_eval_scores_probes_worded_unlike_the_written_facts_apart(tiny):
+    """`seen_wordings` of the facts written: a probe in one of their wordings counts in the
+    overall recall only; a probe in other words counts in the *_unseen recall too."""
+    from sleepllm import evaluate
+    from sleepllm.relations import Fact
+
+    _, tok = tiny
+    facts = [{"object": "Rex", "prompt": "My dog's name is", "questions": ["What is my dog's name?"],
+              "paraphrases": ["What's my dog called?", "Which pup is mine?"], "neighbors": []}]
+    seen = evaluate.seen_wordings([[Fact("user", "name", "Rex", "dog")]])
+    assert "What is my dog's name?" in seen[0] and "Which pup is mine?" not in seen[0]
+    items = evaluate.probe_set(facts, tok)
+    said = {"raw": " Rex.", "chat": "Rex.", "para": "I don't know."}
+    base = [(k, i, ids, "") for k, i, ids in items]
+    after = [(k, i, ids, said.get(k, "")) for k, i, ids in items]
+    agg, _ = evaluate.score(facts, base, after, tok, ["Rex"], seen)
+    assert agg["unseen_probes"] == {"raw": 0, "chat": 0, "para": 1}
+    assert agg["paraphrase_recall_unseen"] == 0.0 and agg["raw_recall"] == 1.0
+    agg, _ = evaluate.score(facts, base, after, tok, ["Rex"])
+    assert "unseen_probes" not in agg
+
+
 def test_an_audit_checks_its_earlier_outputs_and_gives_the_plain_verdicts(tiny):
     """Sleep's later audits pass each probe's earlier output as its draft: the outputs and
     verdicts are the plain audit's whether those drafts are right or wrong, and right ones
