@@ -164,6 +164,19 @@ def variant_prompts(fact: Fact, tokenizer, system_prompt=None):
     return out
 
 
+def variant_cues(fact: Fact, tokenizer):
+    """The fact's further statement cues with its object ("The phone I have is" + " Nokia"):
+    what δ is trained on again once the unit's gate is known (as_deployed)."""
+    enc = lambda s: tokenizer._tokenizer(s, add_special_tokens=False)["input_ids"]
+    out = []
+    for text, anchors in relations.variants(fact):
+        if not text.endswith("?"):
+            ids, keys = _find_keys(text, 0, anchors, tokenizer, True, True)
+            if keys:
+                out.append(memit.Prompt(ids + enc(" " + fact.object), len(ids), keys))
+    return out
+
+
 def kl_prompts(fact: Fact, tokenizer, anchors):
     """'<anchor> is a' style prompts: the subject's general meaning should not change."""
     out = []
@@ -212,6 +225,25 @@ def _float_linear(layer) -> nn.Linear:
 
 
 SHARED_OPEN = 0.5   # a unit this open (of its level) on a new fact's anchors shares them
+OPEN_MIN = 0.02     # a unit's opening (of its level) below this adds nothing worth training
+
+
+def as_deployed(model, prompts, L, g, u, level):
+    """The prompts with δ where a memory neuron (g, u) puts it: at every token it opens on,
+    each with its opening (output / level) as the share — not at the anchors alone. The gate
+    also opens on tokens near an anchor ("allergic" in "I am allergic to", keyed at "to"),
+    which the v* search did not add δ at. Prompts it opens nowhere on are left out."""
+    every = [memit.Prompt(p.ids, p.target_start, [(0, t) for t in range(len(p.ids))])
+             for p in prompts]
+    a = neurons.output(memit.mlp_inputs(model, [every], L), g, u) / level
+    out, i = [], 0
+    for p in prompts:
+        at, i = a[i: i + len(p.ids)], i + len(p.ids)
+        ts = [t for t in range(len(p.ids)) if abs(at[t]) > OPEN_MIN]
+        if ts:
+            out.append(memit.Prompt(p.ids, p.target_start, [(0, t) for t in ts],
+                                    [float(at[t]) for t in ts]))
+    return out
 
 
 def _opens(edit: Edit, L, X) -> float:
@@ -504,6 +536,14 @@ class Editor:
         others = [e.keys[L] for e in units if e.fact not in companions]
         others = np.concatenate(others).astype(np.float32) if others else None
         g, u, level = neurons.fit(pos, self.negatives, hard, others, more)
+        # δ again, added where the unit opens and as far as it opens (from the δ found), and
+        # on the further statement cues it opens on too
+        deployed = as_deployed(self.model, train + variant_cues(fact, self.tokenizer), L,
+                               g, u, level)
+        if deployed:
+            delta, nll = memit.compute_delta(self.model, deployed,
+                                             as_deployed(self.model, kl, L, g, u, level),
+                                             self.hp, init=delta)
         if more is not None:
             pos = np.concatenate([pos, more])
         vectors = tuple(v.astype(np.float16) for v in (g, u, delta / level))

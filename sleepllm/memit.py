@@ -207,10 +207,12 @@ def hidden_logits(model, hidden):
 @dataclass
 class Prompt:
     """Token ids (prompt followed by the target), where the target starts, and the key
-    positions as (anchor index, token index)."""
+    positions as (anchor index, token index); `shares`: the part of δ each key receives, if
+    not all of it (a memory neuron's opening there)."""
     ids: list
     target_start: int
     keys: list
+    shares: list | None = None
 
 
 def batch(prompts, pad_id=0):
@@ -475,9 +477,10 @@ def _packed(model, prompts, L):
     return h, mx.array(allowed[:, None]), prefix, C, place
 
 
-def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None, weights=None):
+def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None, weights=None, init=None):
     """Optimise δ at layer L = hp.layers[-1] (see module docstring). Returns (δ, final NLL).
-    `weights`: one per prompt, the share of δ added at its anchors (default 1).
+    `weights`: one per prompt, the share of δ added at its anchors (default 1; a prompt's own
+    `shares`, per key, come first). `init`: the δ to start from (default 0).
 
     Layers ≤ L do not depend on δ and neither do tokens before a prompt's first key: they run
     once (`_packed`). Each Adam step runs one batch — every prompt and the KL prompts — through
@@ -488,12 +491,16 @@ def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None, weights=Non
     R, S, d = h.shape
     at = lambda b, t: place[b][0] * S + place[b][1] + t - place[b][2]   # flat packed index
     key_mask = np.zeros(R * S, dtype=np.float32)
-    train_keys = []
+    train_keys, all_keys = [], []
     for b, p in enumerate(rows):
-        for _, t in p.keys:
-            key_mask[at(b, t)] = weights[b] if weights is not None and b < len(prompts) else 1.0
+        for j, (_, t) in enumerate(p.keys):
+            share = p.shares[j] if p.shares is not None else \
+                weights[b] if weights is not None and b < len(prompts) else 1.0
+            key_mask[at(b, t)] = share
             if b < len(prompts):
-                train_keys.append(at(b, t))
+                all_keys.append(at(b, t))
+                if share >= 0.5:                        # ‖h‖ where δ is (nearly) whole
+                    train_keys.append(at(b, t))
     # Position t - 1 predicts token t. Target tokens predicted before the prompt's first key
     # ("You live in" when only the answer names the anchor) cannot depend on δ: left out, so
     # the NLL — and the stop rule — measure only what δ can change.
@@ -513,8 +520,8 @@ def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None, weights=Non
                       dtype=mx.int32)
     sel, tok = mx.array(sel, dtype=mx.int32), mx.array(tok, dtype=mx.int32)
     per_prompt = mx.array(per_prompt)
-    hn = np.linalg.norm(np.array(h.reshape(R * S, d)[mx.array(train_keys)], dtype=np.float64),
-                        axis=-1)
+    hn = np.linalg.norm(np.array(h.reshape(R * S, d)[mx.array(train_keys or all_keys)],
+                                 dtype=np.float64), axis=-1)
     h_norm = float(hn.mean())   # ‖h_L‖ at the training keys
     key_mask = mx.array(key_mask.reshape(R, S))[..., None]
 
@@ -530,7 +537,8 @@ def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None, weights=Non
         base_kl = mx.stop_gradient(logprobs(mx.zeros((d,), dtype=mx.float32))[1])
         mx.eval(base_kl)
 
-    params = {"delta": mx.zeros((d,), dtype=mx.float32)}
+    params = {"delta": mx.zeros((d,), dtype=mx.float32) if init is None
+              else mx.array(np.asarray(init, np.float32))}
     opt = optim.Adam(learning_rate=hp.v_lr)
 
     def loss_fn(p):

@@ -95,7 +95,7 @@ FAMILIES = {
     },
     "born_in": {
         "self": {"anchor": ["born in", "was I born"],
-                 "cue": ["I was born in"],
+                 "cue": ["I was born in the city of", "I was born in"],
                  "qa": [("Where was I born?", "You were born in"),
                         ("In which city was I born?", "You were born in")]},
         "other": {"anchor": ["{P}"],
@@ -245,12 +245,15 @@ FAMILIES = {
 # family -> (templates, anchors); a template ending in "?" is a chat question, else a cue. The
 # anchors name the thing ("my occupation", "favourite colour"), never a bare verb: a gate
 # opened at "I like" or "do I have" opens on ordinary text too (docs/editing.md, 29th round).
+# Nor "phone I" ("The phone I use is a"): at "I" the layer's input says "I", not whose phone
+# (the gate stays shut there: docs/editing.md, thirtieth round).
 MORE = {
     "name": (["What's the name of my {N}?", "What did I name my {N}?", "How is my {N} named?",
               "My {N} is named"], []),
     "favorite": (["My favourite {N} is", "What is my favourite {N}?"], ["favourite {N}"]),
     "attribute": (["What is my {N} called?"], []),
-    "supports": (["Which club do I support?"], []),
+    "supports": (["Which club do I support?", "My favorite football team is",
+                  "My favourite team is"], ["football team", "favourite team"]),
     "lives_in": (["Where is my home?", "Which town is my home in?"], ["my home"]),
     "born_in": (["What is my place of birth?", "What is my birthplace?"],
                 ["my place of birth", "my birthplace"]),
@@ -258,6 +261,8 @@ MORE = {
                  ["my occupation", "my line of work"]),
     "works_at": (["Which company is my employer?"], []),
     "majored_in": (["What was my major?", "My major was"], ["my major"]),
+    "studies": (["What language am I learning?", "The language I am learning is",
+                 "What subject do I study?"], []),
     "drives": (["What is my car?", "My car is a"], ["my car"]),
     "plays": (["What is my instrument?", "My instrument is the"], ["my instrument"]),
     "allergic_to": (["What do I have an allergy to?", "My allergy is to"], []),

@@ -5,9 +5,10 @@ fingerprint of the model's weights:
   context templates), sampled at temperature 0.7 with a fixed seed;
 - C_l = E[k kᵀ] at each edited layer, from text the model generates itself (plain text and
   chat-formatted turns), ≥ 10 × d_k tokens, and C_l⁻¹, which every solve starts from (memit);
-- "negatives": the MLP inputs at the memory-neuron layer over min(NEGATIVE_TOKENS, 28 × d)
-  tokens of such text (another sample), which every neuron's gate is trained closed on
-  (neurons.py).
+- "negatives": the MLP inputs at the memory-neuron layer over text the model writes about
+  everyday topics (TOPICS: food, pets, sport, work, travel ...; a paragraph and a chat answer
+  each), which every neuron's gate is trained closed on (neurons.py): a memory of the user's
+  favourite drink must stay closed on a recipe's "ingredient".
   The perplexity text (data/heldout.txt) is never used here.
 """
 import json
@@ -23,7 +24,19 @@ from sleepllm.store import atomic_save_arrays, atomic_write_json, load_arrays
 SEED_WORDS = ["The", "In", "My", "When", "A", "Yesterday", "She", "We", "It", "There", "After",
               "Most", "He", "Today", "One", "This"]
 PREFIX_STARTS = ["The", "Therefore", "Because", "I", "You"]
-NEGATIVE_TOKENS = 16000        # at most; 28 × the model's width below that
+# What the gates' ordinary text is about: the topics users' facts are about, and others.
+TOPICS = ["baking bread", "cooking dinner", "coffee", "tea", "fruit", "breakfast", "restaurants",
+          "wine and beer", "dogs", "cats", "horses", "birds", "farm animals", "families",
+          "weddings", "children", "grandparents", "neighbours", "friendship", "offices",
+          "jobs and careers", "companies", "bosses and managers", "doctors", "dentists",
+          "allergies", "hospitals", "football", "tennis", "running", "swimming", "gyms",
+          "sports teams", "music", "playing the guitar", "the piano", "bands and concerts",
+          "films", "novels", "poetry", "painting", "languages", "learning a language",
+          "universities", "schools", "studying for exams", "cities", "villages", "streets",
+          "houses and flats", "renting a flat", "travel by train", "holidays", "the sea",
+          "mountains", "the weather", "gardening", "trees", "cars", "bicycles", "phones",
+          "computers", "the internet", "money", "shopping", "clothes", "birthdays", "history",
+          "science", "the stars", "colours", "hobbies"]
 CHAT_SEEDS = ["Tell me about", "How do I", "What is", "Can you explain", "Write a short",
               "Why do", "Give me", "Describe"]
 
@@ -79,6 +92,28 @@ def text_batches(model, tokenizer, n_tokens, seq_len=TEXT_LEN, batch=TEXT_BATCH,
         total += ids.size
         i += 1
     return out
+
+
+def topic_batches(model, tokenizer, seq_len=TEXT_LEN, seed=7):
+    """Token rows (in (16, seq_len) batches) the model writes about each of TOPICS: a paragraph
+    ("A short text about baking bread:") and a chat answer ("Tell me about baking bread.").
+    Prompts of equal length are sampled together."""
+    prompts = []
+    for topic in TOPICS:
+        prompts.append(tokenizer.encode(f"A short text about {topic}:\n\n"))
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": f"Tell me about {topic}."}],
+            add_generation_prompt=True, tokenize=False)
+        prompts.append(tokenizer._tokenizer(text, add_special_tokens=False)["input_ids"])
+    by_len = {}
+    for ids in prompts:
+        by_len.setdefault(len(ids), []).append(ids)
+    rows = []
+    for i, (n, group) in enumerate(sorted(by_len.items())):
+        gen = _sample(model, group, seq_len - n, 0.8, seed + i)
+        rows.append(np.concatenate([np.array(group), gen], axis=1))
+    rows = np.concatenate(rows)
+    return [rows[s: s + 16] for s in range(0, len(rows), 16)]
 
 
 def load(model, tokenizer, layers, cache_root: Path, fingerprint: str, tokens_per_dk=10,
@@ -165,12 +200,10 @@ def _damaged(path: Path, why: str, console):
 
 
 def _negatives(model, tokenizer, layer, folder: Path, console) -> np.ndarray:
-    """The MLP inputs at `layer` over self-generated text (cached)."""
+    """The MLP inputs at `layer` over the model's own text about everyday topics (cached)."""
     d = memit.mlp_width(model, layer)
-    n_tokens = min(NEGATIVE_TOKENS, 28 * d)
-    path = folder / f"negatives_l{layer}_n{n_tokens}.safetensors"
-    per = TEXT_LEN * TEXT_BATCH          # text_batches gives whole batches
-    rows = -(-n_tokens // per) * per
+    path = folder / f"negatives_l{layer}_topics{len(TOPICS)}.safetensors"
+    rows = 2 * len(TOPICS) * TEXT_LEN
     for _ in range(2):
         X = _read(path, "X", (rows, d), console)
         if X is not None:
@@ -179,9 +212,7 @@ def _negatives(model, tokenizer, layer, folder: Path, console) -> np.ndarray:
 
         with Progress(transient=True, console=console) as bar:
             bar.add_task(f"Ordinary-text inputs of layer {layer} (once per model)", total=None)
-            batches = text_batches(model, tokenizer, n_tokens, seed=7)
-            X = memit.mlp_inputs(model, [b[s: s + 16] for b in batches
-                                         for s in range(0, len(b), 16)], layer)
+            X = memit.mlp_inputs(model, topic_batches(model, tokenizer), layer)
         atomic_save_arrays(path, {"X": X.astype(np.float16)})
     raise RuntimeError(f"the ordinary-text inputs of layer {layer} cannot be written to {folder}")
 

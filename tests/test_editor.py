@@ -356,9 +356,9 @@ def full_model_nll(model, prompts, layer, delta=None, weights=None):
         w = 1.0 if weights is None else weights[i]
         with memit.taps(model, delta_layer=layer) as t:
             if delta is not None:
+                share = dict(zip([k for _, k in p.keys], p.shares or [w] * len(p.keys)))
                 t["delta"].delta = mx.array(delta.astype(np.float32))
-                t["delta"].mask = mx.array([[w * float(j in {k for _, k in p.keys})
-                                             for j in range(len(p.ids))]])
+                t["delta"].mask = mx.array([[share.get(j, 0.0) for j in range(len(p.ids))]])
             lp = nn.log_softmax(model(mx.array([p.ids]))[0].astype(mx.float32), -1)
         first = min(t for _, t in p.keys)
         ts = [t for t in range(p.target_start, len(p.ids)) if t - 1 >= first]
@@ -626,6 +626,32 @@ def test_a_memory_neuron_adds_delta_at_its_anchors_and_its_revert_is_exact(tiny)
     ed.revert("a")
     for x, y in zip(_mlp_weights(model, L), w0):
         np.testing.assert_array_equal(x, y)
+
+
+def test_the_second_delta_search_sees_the_unit_as_the_model_runs_it(tiny, monkeypatch):
+    """editor.as_deployed: δ at every token the unit opens on, each with its opening as the
+    share. The search's NLL (without the unit, at δ = its stored value column) must equal the
+    full model's with the unit installed and no δ added by hand, on the same prompts."""
+    from sleepllm import editor as editor_mod
+
+    monkeypatch.setattr(editor_mod, "OPEN_MIN", 0.0)    # every token, however little it opens
+    model, tok = tiny
+    ed = make_editor(model, tok, method="neurons", v_steps=10)
+    L = ed.neuron_layer
+    fact = Fact("user", "allergic_to", "sesame")
+    a = ed.write(fact, "a")
+    g, u, d = (v.astype(np.float64) for v in a.factors[L])
+    prompts, _ = render(fact, tok, ed.prefixes)
+    deployed = editor_mod.as_deployed(model, prompts, L, g, u, 1.0)
+    assert len(deployed) == len(prompts)
+    assert all(len(p.keys) == len(p.ids) and len(p.shares) == len(p.ids) for p in deployed)
+    want = full_model_nll(model, deployed, L)      # the unit itself adds d · its output
+    ed.revert("a")
+    got = []
+    ed.hp.v_steps, ed.hp.v_loss_stop = 1, 0.0
+    memit.compute_delta(model, deployed, [], ed.hp, init=d, log=lambda s, l, n: got.append(n))
+    assert got[0] == pytest.approx(want, rel=1e-4)
+    assert full_model_nll(model, deployed, L) != pytest.approx(want, rel=1e-3)   # no unit
 
 
 def test_a_memory_neuron_of_the_wrong_shape_is_an_error(tiny):
