@@ -146,10 +146,11 @@ def score(facts, base, after, tokenizer, stored_objects, seen=None):
         "chat_recall_new": mean([mean(p["chat"]) for p in new]),
         "paraphrase_recall_new": mean([mean(p["para"]) for p in new]),
     }
-    if seen is not None:
-        agg.update({"raw_recall_unseen": mean(unseen["raw"]),
-                    "chat_recall_unseen": mean(unseen["chat"]),
-                    "paraphrase_recall_unseen": mean(unseen["para"]),
+    if seen is not None:      # None where no probe is unseen (not a recall of 0)
+        rate = lambda xs: mean(xs) if xs else None
+        agg.update({"raw_recall_unseen": rate(unseen["raw"]),
+                    "chat_recall_unseen": rate(unseen["chat"]),
+                    "paraphrase_recall_unseen": rate(unseen["para"]),
                     "unseen_probes": {k: len(v) for k, v in unseen.items()}})
     for p in per:
         for k in ("chat", "para"):

@@ -286,6 +286,7 @@ def test_eval_scores_probes_worded_unlike_the_written_facts_apart(tiny):
     agg, _ = evaluate.score(facts, base, after, tok, ["Rex"], seen)
     assert agg["unseen_probes"] == {"raw": 0, "chat": 0, "para": 1}
     assert agg["paraphrase_recall_unseen"] == 0.0 and agg["raw_recall"] == 1.0
+    assert agg["raw_recall_unseen"] is None      # no unseen raw probe: no figure, not 0
     agg, _ = evaluate.score(facts, base, after, tok, ["Rex"])
     assert "unseen_probes" not in agg
 
