@@ -726,3 +726,19 @@ def test_mlp_inputs_of_prompts_sharing_a_beginning_equal_each_prompt_run_alone(t
                             for p in prompts])
     assert got.shape == alone.shape
     np.testing.assert_allclose(got, alone, atol=1e-5)
+
+
+def test_the_gates_ordinary_text_is_about_every_topic(tiny):
+    """stats.topic_batches: a paragraph and a chat answer per topic, each row TEXT_LEN tokens
+    beginning with its own prompt, in batches of at most 16 rows."""
+    from sleepllm import stats
+
+    model, tok = tiny
+    batches = stats.topic_batches(model, tok)
+    assert all(b.shape[0] <= 16 and b.shape[1] == stats.TEXT_LEN for b in batches)
+    rows = [r.tolist() for b in batches for r in b]
+    assert len(rows) == 2 * len(stats.TOPICS)
+    for topic in stats.TOPICS:
+        para = tok.encode(f"A short text about {topic}:\n\n")
+        assert sum(r[:len(para)] == para for r in rows) == 1, topic
+        assert sum(f"Tell me about {topic}." in tok.decode(r) for r in rows) >= 1, topic
