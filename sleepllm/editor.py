@@ -151,30 +151,30 @@ def others_prompts(fact: Fact, tokenizer, system_prompt=None):
     return out + contrast_prompts(fact, tokenizer)
 
 
-def variant_prompts(fact: Fact, tokenizer, system_prompt=None):
-    """Key positions of the fact's further wordings (relations.variants: "What's my mom
-    called?", "The phone I use is"): a memory neuron's gate opens there too."""
-    out = []
+def _variant_keys(fact: Fact, tokenizer, system_prompt=None):
+    """(ids, keys, is a chat question) of each further wording (relations.variants) whose
+    anchor occurs in it."""
     for text, anchors in relations.variants(fact):
         chat = text.endswith("?")
         full = chat_text(tokenizer, text, system_prompt) if chat else text
         ids, keys = _find_keys(full, full.rfind(text), anchors, tokenizer, not chat, True)
         if keys:
-            out.append(memit.Prompt(ids, len(ids), keys))
-    return out
+            yield ids, keys, chat
+
+
+def variant_prompts(fact: Fact, tokenizer, system_prompt=None):
+    """Key positions of the fact's further wordings (relations.variants: "What's my mom
+    called?", "The phone I use is"): a memory neuron's gate opens there too."""
+    return [memit.Prompt(ids, len(ids), keys)
+            for ids, keys, _ in _variant_keys(fact, tokenizer, system_prompt)]
 
 
 def variant_cues(fact: Fact, tokenizer):
-    """The fact's further statement cues with its object ("The phone I have is" + " Nokia"):
+    """The fact's further statement cues with its object ("My favourite team is" + " Ajax"):
     what δ is trained on again once the unit's gate is known (as_deployed)."""
-    enc = lambda s: tokenizer._tokenizer(s, add_special_tokens=False)["input_ids"]
-    out = []
-    for text, anchors in relations.variants(fact):
-        if not text.endswith("?"):
-            ids, keys = _find_keys(text, 0, anchors, tokenizer, True, True)
-            if keys:
-                out.append(memit.Prompt(ids + enc(" " + fact.object), len(ids), keys))
-    return out
+    obj = tokenizer._tokenizer(" " + fact.object, add_special_tokens=False)["input_ids"]
+    return [memit.Prompt(ids + obj, len(ids), keys)
+            for ids, keys, chat in _variant_keys(fact, tokenizer) if not chat]
 
 
 def kl_prompts(fact: Fact, tokenizer, anchors):
