@@ -188,6 +188,22 @@ def kl_prompts(fact: Fact, tokenizer, anchors):
     return out
 
 
+ABOUT_CUES = None  # about_prompts per fact (None: all); each Adam step costs more per row
+
+
+def about_prompts(fact: Fact, tokenizer, anchors):
+    """The other families' cues said of the fact's owner (relations.about: "Aria works as a"
+    for "Aria lives in Ghent"), keyed at the owner: a memory keyed at a name is there on
+    every sentence about that person, so its δ is searched to leave their next token as it
+    was (the KL term, weight kl_about)."""
+    out = []
+    for text in relations.about(fact, ABOUT_CUES):
+        ids, keys = _find_keys(text, 0, anchors, tokenizer, True)
+        if keys:
+            out.append(memit.Prompt(ids, len(ids), keys))
+    return out
+
+
 # ------------------------------------------------------------------ the editor
 
 @dataclass
@@ -490,8 +506,9 @@ class Editor:
                                   self.hp.questions)
         train, weights = training_set(fact, prompts, companions, self.tokenizer, self.prefixes,
                                       self.system_prompt, self.hp)
-        kl = kl_prompts(fact, self.tokenizer, anchors) if self.hp.kl_factor > 0 else []
-        delta, nll = memit.compute_delta(self.model, train, kl, self.hp, weights=weights)
+        kl, near = self._kl(fact, anchors)
+        delta, nll = memit.compute_delta(self.model, train, kl + near, self.hp, weights=weights,
+                                         kl_weights=self._kl_weights(kl, near))
         factors = {}
         set_delta = self._setter(factors, fact)
         used, z = memit.apply_update(self.model, prompts, len(anchors), delta, self.hp,
@@ -527,8 +544,9 @@ class Editor:
                                          and _opens(e, L, pos) > SHARED_OPEN]
         train, _ = training_set(fact, prompts, companions, self.tokenizer, self.prefixes,
                                 self.system_prompt, self.hp)
-        kl = kl_prompts(fact, self.tokenizer, anchors) if self.hp.kl_factor > 0 else []
-        delta, nll = memit.compute_delta(self.model, train, kl, self.hp)
+        kl, near = self._kl(fact, anchors)
+        delta, nll = memit.compute_delta(self.model, train, kl + near, self.hp,
+                                         kl_weights=self._kl_weights(kl, near))
         hard = others_prompts(fact, self.tokenizer, self.system_prompt) + kl
         hard = memit.mlp_inputs(self.model, [hard], L) if hard else None
         more = variant_prompts(fact, self.tokenizer, self.system_prompt)
@@ -541,9 +559,9 @@ class Editor:
         deployed = as_deployed(self.model, train + variant_cues(fact, self.tokenizer), L,
                                g, u, level)
         if deployed:
-            delta, nll = memit.compute_delta(self.model, deployed,
-                                             as_deployed(self.model, kl, L, g, u, level),
-                                             self.hp, init=delta)
+            kl, near = (as_deployed(self.model, ps, L, g, u, level) for ps in (kl, near))
+            delta, nll = memit.compute_delta(self.model, deployed, kl + near, self.hp,
+                                             init=delta, kl_weights=self._kl_weights(kl, near))
         if more is not None:
             pos = np.concatenate([pos, more])
         vectors = tuple(v.astype(np.float16) for v in (g, u, delta / level))
@@ -555,6 +573,15 @@ class Editor:
         self.edits[edit_id] = edit
         self._refresh(L)
         return edit
+
+    def _kl(self, fact: Fact, anchors):
+        """The v* search's KL prompts: '<anchor> is a' (kl_factor) and the other families'
+        cues said of the fact's owner (about_prompts, kl_about)."""
+        return ((kl_prompts(fact, self.tokenizer, anchors) if self.hp.kl_factor > 0 else []),
+                (about_prompts(fact, self.tokenizer, anchors) if self.hp.kl_about > 0 else []))
+
+    def _kl_weights(self, kl, near) -> list:
+        return [self.hp.kl_factor] * len(kl) + [self.hp.kl_about] * len(near)
 
     def _protect_object(self, edits: list, prompts=None):
         """Read the keys at the edits' object tokens from the current weights

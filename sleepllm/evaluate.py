@@ -97,15 +97,25 @@ def seen_wordings(written) -> list[set]:
     return [{w for x in xs for ws in relations.wordings(x) for w in ws} for xs in written]
 
 
-def score(facts, base, after, tokenizer, stored_objects, seen=None):
+def told_cues(written) -> set:
+    """The statement cues of every fact written (relations.cues: "Jarek lives in the city
+    of"), lower-cased. A neighbour cue that is one of them asks for a fact the user told in
+    the same run ("Jarek lives in the city of" is another fact's neighbour, and Jarek's home
+    is told later): its answer *should* change."""
+    return {c.lower() for xs in written for x in xs for c in relations.cues(x)}
+
+
+def score(facts, base, after, tokenizer, stored_objects, seen=None, told=None):
     """Per-fact and aggregate scores from base and edited probe outputs (same order). `seen`
-    (seen_wordings): also score the probes worded otherwise than any trained wording."""
+    (seen_wordings): also score the probes worded otherwise than any trained wording. `told`
+    (told_cues): also score the neighbour cues that are not a told fact's own cue apart."""
     per = [{"id": f.get("id"), "object": f["object"], "raw": 0, "chat": [], "para": [],
             "neighbors": [], "base_raw": 0, "base_chat": []} for f in facts]
     general_same = []
     contamination = []
     objects = [o for o in stored_objects if o]
     unseen, asked = {"raw": [], "chat": [], "para": []}, {}
+    untold, n_told = [], 0
     for (kind, i, _, b), (_, _, _, a) in zip(base, after):
         if seen is not None and kind in unseen:
             j = asked[i, kind] = asked.get((i, kind), -1) + 1
@@ -131,6 +141,12 @@ def score(facts, base, after, tokenizer, stored_objects, seen=None):
             same = first_tokens(tokenizer, a) == first_tokens(tokenizer, b) and not named
             per[i]["neighbors"].append(same)
             contamination.append(named)
+            if told is not None:
+                j = asked[i, kind] = asked.get((i, kind), -1) + 1
+                if f["neighbors"][j].lower() in told:
+                    n_told += 1
+                else:
+                    untold.append(same)
     mean = lambda xs: sum(xs) / len(xs) if xs else 0.0
     new = [p for p in per if not (p["base_raw"] or any(p["base_chat"]))]
     agg = {
@@ -152,6 +168,8 @@ def score(facts, base, after, tokenizer, stored_objects, seen=None):
                     "chat_recall_unseen": rate(unseen["chat"]),
                     "paraphrase_recall_unseen": rate(unseen["para"]),
                     "unseen_probes": {k: len(v) for k, v in unseen.items()}})
+    if told is not None:
+        agg.update({"neighbors_unchanged_untold": mean(untold), "neighbors_told": n_told})
     for p in per:
         for k in ("chat", "para"):
             p[k] = mean(p[k])
@@ -192,8 +210,9 @@ def eval_direct(memory, model, tokenizer, facts, progress=None):
     write_seconds = time.perf_counter() - t_all
     after = run_probes(model, tokenizer, items, facts, first_guesses(items, facts, base))
     ppl_after = probes.perplexity(model, tokenizer)
+    written = [[e] if e else [] for e in extracted]
     agg, per = score(facts, base, after, tokenizer, [f["object"] for f in facts],
-                     seen_wordings([[e] if e else [] for e in extracted]))
+                     seen_wordings(written), told_cues(written))
     bytes_total = sum((memory.folder / "edits" / f"{i}.safetensors").stat().st_size
                       for i in memory.records
                       if (memory.folder / "edits" / f"{i}.safetensors").exists())
@@ -247,7 +266,7 @@ def table(report, console, title="sleepllm eval"):
     t.add_column("metric")
     t.add_column("value", justify="right")
     for k in ("n", "raw_recall", "chat_recall", "paraphrase_recall", "neighbors_unchanged",
-              "neighbor_contamination", "general_unchanged", "base_known", "chat_recall_new",
+              "neighbors_unchanged_untold", "neighbors_told", "neighbor_contamination", "general_unchanged", "base_known", "chat_recall_new",
               "raw_recall_unseen", "chat_recall_unseen", "paraphrase_recall_unseen",
               "ppl_base", "ppl_after", "ppl_drift", "edit_seconds_median", "edit_seconds_p90",
               "ack_seconds_median", "bytes_per_fact", "extraction_precision", "extraction_recall"):
@@ -374,7 +393,7 @@ def eval_chat(session, facts_file, n, cycles=1, cfg_file=None, progress=None):
     fresh = json.loads(out.stdout.strip().splitlines()[-1])
     after = [(k, i, ids, t) for (k, i, ids), t in zip(items, fresh["outputs"])]
     agg, per = score(facts, base, after, tok, [f["object"] for f in facts],
-                     seen_wordings(extracted))
+                     seen_wordings(extracted), told_cues(extracted))
     first = per[: len(chunks[0])]     # per-fact chat recall, facts in telling order
     cycle_reports[-1].update({"after_sleep": _recall(agg),
                               "first_cycle_after": sum(p["chat"] for p in first) / len(first)})

@@ -9,7 +9,7 @@ k of the fact's anchor token (the subject's last token) to a new *value*.
    at every anchor position of every training prompt, and minimise over δ
 
        L(δ) = mean_prompts −log p(object | prompt; δ)                      (all object tokens)
-              + kl_factor · KL( p(· | kl prompt) ‖ p_δ(· | kl prompt) )    (keep the subject)
+              + mean_kl w · KL( p(· | kl prompt) ‖ p_δ(· | kl prompt) )       (keep the subject)
               + weight_decay · ‖δ‖² / ‖h_L‖²
 
    with Adam, clamping ‖δ‖ ≤ clamp_norm · ‖h_L‖ after each step, until *every* prompt's mean
@@ -65,6 +65,7 @@ class Hparams:
     v_lr: float
     v_loss_stop: float           # early stop when every prompt's NLL is below this
     kl_factor: float
+    kl_about: float              # KL weight of the other families' cues about the fact's owner
     clamp_norm: float            # ‖δ‖ ≤ clamp_norm · ‖h_L‖
     weight_decay: float
     lam: float                   # weight of the covariance C (per-token normalised)
@@ -477,10 +478,12 @@ def _packed(model, prompts, L):
     return h, mx.array(allowed[:, None]), prefix, C, place
 
 
-def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None, weights=None, init=None):
+def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None, weights=None, init=None,
+                  kl_weights=None):
     """Optimise δ at layer L = hp.layers[-1] (see module docstring). Returns (δ, final NLL).
     `weights`: one per prompt, the share of δ added at its anchors (default 1; a prompt's own
-    `shares`, per key, come first). `init`: the δ to start from (default 0).
+    `shares`, per key, come first). `init`: the δ to start from (default 0). `kl_weights`: one
+    per KL prompt, its KL term's weight (default hp.kl_factor each); the term is their mean.
 
     Layers ≤ L do not depend on δ and neither do tokens before a prompt's first key: they run
     once (`_packed`). Each Adam step runs one batch — every prompt and the KL prompts — through
@@ -518,6 +521,8 @@ def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None, weights=Non
         per_prompt[b, j] = w
     kl_sel = mx.array([at(len(prompts) + i, len(p.ids) - 1) for i, p in enumerate(kl_prompts)],
                       dtype=mx.int32)
+    kl_w = mx.array(np.asarray([hp.kl_factor] * len(kl_prompts) if kl_weights is None
+                               else kl_weights, dtype=np.float32))
     sel, tok = mx.array(sel, dtype=mx.int32), mx.array(tok, dtype=mx.int32)
     per_prompt = mx.array(per_prompt)
     hn = np.linalg.norm(np.array(h.reshape(R * S, d)[mx.array(train_keys or all_keys)],
@@ -546,7 +551,7 @@ def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None, weights=Non
         nlls = per_prompt @ -mx.take_along_axis(lp, tok[:, None], axis=-1)[:, 0]
         loss = nlls.mean() + hp.weight_decay * (p["delta"] ** 2).sum() / (h_norm ** 2)
         if base_kl is not None:
-            loss = loss + hp.kl_factor * (mx.exp(base_kl) * (base_kl - lk)).sum(-1).mean()
+            loss = loss + (kl_w * (mx.exp(base_kl) * (base_kl - lk)).sum(-1)).mean()
         return loss, nlls
 
     grad_fn = mx.value_and_grad(loss_fn)

@@ -23,7 +23,9 @@ only the family's cues and first questions.
 
 Templates are generic per family; nothing here is keyed to a particular evaluation set.
 """
+import random
 import re
+import zlib
 from dataclasses import dataclass
 
 # family -> templates. cue: raw statement cue (object follows); qa: (question, answer prefix).
@@ -430,6 +432,37 @@ def others_wordings(fact: Fact) -> tuple[list[str], list[str]]:
         pat = re.compile(r"(?<!\w)" + re.escape(fact.subject) + r"(?!\w)", re.I)
         swap = lambda t: [_capitalised(pat.sub(n, t)) for n in names]
     return tuple([o for t in ts for o in swap(t) if o != t] for ts in texts)
+
+
+# the nouns the families with a noun are said with in `about`
+ABOUT_NOUNS = {"name": ["dog", "boss"], "favorite": ["color", "food"], "attribute": ["job"]}
+
+
+def about(fact: Fact, n: int | None = None) -> list[str]:
+    """Statement cues of the *other* families said of the fact's owner (Fact.owner): "Aria's
+    dog is named", "Aria works as a" … for "Aria lives in Ghent"; "My neighbor lives in" for
+    "my neighbor's name is …". The memory is keyed at the owner, so it is there on all of
+    them: its δ must leave what they are continued with as it was (editor.about_prompts).
+    The user's own facts, keyed at their relation's word, have none. `n`: that many of them,
+    a sample fixed by the fact (each memory of a person is searched against a different few,
+    all of a person's memories against most of them)."""
+    owner = fact.owner()
+    if owner is None:
+        return []
+    p = fact.subject if not fact.is_self else owner
+    out = []
+    for family, t in FAMILIES.items():
+        for noun in ABOUT_NOUNS.get(family, [""]):
+            if family == fact.relation and (noun == fact.noun or not noun):
+                continue
+            if fact.is_self and noun == fact.noun:
+                continue                                    # "my dog's dog"
+            f = Fact(p, family, "", noun)
+            out.append(_fill(t["other"]["cue"][0], f))
+    if n is not None and n < len(out):
+        seed = zlib.crc32(repr(fact.to_dict()).encode())
+        out = sorted(random.Random(seed).sample(out, n), key=out.index)
+    return out
 
 
 def variants(fact: Fact) -> list[tuple[str, list[str]]]:

@@ -10,7 +10,7 @@ from sleepllm.editor import Editor, render, training_set
 from sleepllm.relations import Fact
 
 TINY_EDITOR = {"method": "memit", "layers": [1, 2], "v_steps": 12, "v_lr": 0.5, "prefixes": 1,
-               "cov_tokens_per_dk": 4, "kl_factor": 0.0625}
+               "cov_tokens_per_dk": 4, "kl_factor": 0.0625, "kl_about": 1.0}
 
 
 def tiny_cfg(**editor):

@@ -291,6 +291,34 @@ def test_eval_scores_probes_worded_unlike_the_written_facts_apart(tiny):
     assert "unseen_probes" not in agg
 
 
+def test_eval_scores_neighbour_cues_that_ask_for_a_told_fact_apart(tiny):
+    """A neighbour cue that is a written fact's own statement cue ("Jarek lives in the city
+    of", when Jarek's home was told too) is counted in `neighbors_told`, and only the others
+    in `neighbors_unchanged_untold`; `neighbors_unchanged` still counts every cue."""
+    from sleepllm import evaluate
+    from sleepllm.relations import Fact
+
+    _, tok = tiny
+    facts = [{"object": "Teal", "prompt": "Jarek's favorite color is", "questions": [],
+              "paraphrases": [], "neighbors": ["Jarek lives in the city of", "Oda works as a"]},
+             {"object": "Lyon", "prompt": "Jarek lives in the city of", "questions": [],
+              "paraphrases": [], "neighbors": ["Tove lives in the city of"]}]
+    written = [[Fact("Jarek", "favorite", "Teal", "color")], [Fact("Jarek", "lives_in", "Lyon")]]
+    told = evaluate.told_cues(written)
+    assert "jarek lives in the city of" in told and "oda works as a" not in told
+    items = evaluate.probe_set(facts, tok)
+    base = [(k, i, ids, " Paris, a big city." if k == "neighbor" else "") for k, i, ids in items]
+    now = {"Jarek lives in the city of": " Lyon.", "Oda works as a": " Paris, a big city.",
+           "Tove lives in the city of": " Lyon, a big city."}
+    after, seen = [], {}
+    for k, i, ids in items:
+        j = seen[i, k] = seen.get((i, k), -1) + 1
+        after.append((k, i, ids, now[facts[i]["neighbors"][j]] if k == "neighbor" else ""))
+    agg, _ = evaluate.score(facts, base, after, tok, ["Teal", "Lyon"], None, told)
+    assert agg["neighbors_told"] == 1
+    assert agg["neighbors_unchanged_untold"] == 0.5       # Oda unchanged, Tove now says Lyon
+    assert abs(agg["neighbors_unchanged"] - 1 / 3) < 1e-9
+
 def test_an_audit_checks_its_earlier_outputs_and_gives_the_plain_verdicts(tiny):
     """Sleep's later audits pass each probe's earlier output as its draft: the outputs and
     verdicts are the plain audit's whether those drafts are right or wrong, and right ones
