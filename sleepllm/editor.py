@@ -188,16 +188,13 @@ def kl_prompts(fact: Fact, tokenizer, anchors):
     return out
 
 
-ABOUT_CUES = None  # about_prompts per fact (None: all); each Adam step costs more per row
-
-
 def about_prompts(fact: Fact, tokenizer, anchors):
     """The other families' cues said of the fact's owner (relations.about: "Aria works as a"
     for "Aria lives in Ghent"), keyed at the owner: a memory keyed at a name is there on
     every sentence about that person, so its δ is searched to leave their next token as it
     was (the KL term, weight kl_about)."""
     out = []
-    for text in relations.about(fact, ABOUT_CUES):
+    for text in relations.about(fact):
         ids, keys = _find_keys(text, 0, anchors, tokenizer, True)
         if keys:
             out.append(memit.Prompt(ids, len(ids), keys))

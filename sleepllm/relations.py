@@ -23,9 +23,7 @@ only the family's cues and first questions.
 
 Templates are generic per family; nothing here is keyed to a particular evaluation set.
 """
-import random
 import re
-import zlib
 from dataclasses import dataclass
 
 # family -> templates. cue: raw statement cue (object follows); qa: (question, answer prefix).
@@ -438,14 +436,12 @@ def others_wordings(fact: Fact) -> tuple[list[str], list[str]]:
 ABOUT_NOUNS = {"name": ["dog", "boss"], "favorite": ["color", "food"], "attribute": ["job"]}
 
 
-def about(fact: Fact, n: int | None = None) -> list[str]:
+def about(fact: Fact) -> list[str]:
     """Statement cues of the *other* families said of the fact's owner (Fact.owner): "Aria's
     dog is named", "Aria works as a" … for "Aria lives in Ghent"; "My neighbor lives in" for
     "my neighbor's name is …". The memory is keyed at the owner, so it is there on all of
     them: its δ must leave what they are continued with as it was (editor.about_prompts).
-    The user's own facts, keyed at their relation's word, have none. `n`: that many of them,
-    a sample fixed by the fact (each memory of a person is searched against a different few,
-    all of a person's memories against most of them)."""
+    The user's own facts, keyed at their relation's word, have none."""
     owner = fact.owner()
     if owner is None:
         return []
@@ -459,9 +455,6 @@ def about(fact: Fact, n: int | None = None) -> list[str]:
                 continue                                    # "my dog's dog"
             f = Fact(p, family, "", noun)
             out.append(_fill(t["other"]["cue"][0], f))
-    if n is not None and n < len(out):
-        seed = zlib.crc32(repr(fact.to_dict()).encode())
-        out = sorted(random.Random(seed).sample(out, n), key=out.index)
     return out
 
 

@@ -742,3 +742,48 @@ def test_the_gates_ordinary_text_is_about_every_topic(tiny):
         para = tok.encode(f"A short text about {topic}:\n\n")
         assert sum(r[:len(para)] == para for r in rows) == 1, topic
         assert sum(f"Tell me about {topic}." in tok.decode(r) for r in rows) >= 1, topic
+
+
+def test_the_other_things_said_of_a_person_are_their_memories_about_cues():
+    """relations.about: every other family's cue said of the fact's owner — a named person, or
+    the relative of a "my neighbour's name is …" fact —, none of the fact's own; the user's
+    own facts (keyed at their relation's word) have none."""
+    from sleepllm import relations
+
+    cues = relations.about(Fact("Aria", "lives_in", "Ghent"))
+    assert "Aria works as a" in cues and "The car Aria drives is a" in cues
+    assert not any("lives in" in c for c in cues)
+    assert len(cues) == len(relations.FAMILIES) - 1 + sum(
+        len(ns) - 1 for ns in relations.ABOUT_NOUNS.values())
+    mine = relations.about(Fact("user", "name", "Gwen", "neighbor"))
+    assert "My neighbor works as a" in mine and "My neighbor's dog is named" in mine
+    assert relations.about(Fact("user", "lives_in", "Oslo")) == []
+
+
+def test_the_search_keeps_what_follows_the_owners_other_cues(tiny):
+    """kl_about: the v* search holds the next token of the other things said of the fact's
+    owner (editor.about_prompts, keyed at the name). The same write with the term on moves
+    those predictions less than with it off."""
+    from sleepllm import editor as editor_mod
+
+    model, tok = tiny
+    fact = Fact("Aria", "lives_in", "Ghent")
+    about = editor_mod.about_prompts(fact, tok, ["Aria"])
+    assert about and all(tok.decode(p.ids[: p.keys[-1][1] + 1]).endswith("Aria") for p in about)
+
+    def next_token_logprobs():
+        lp = []
+        for p in about:
+            logits = model(mx.array(p.ids)[None])[0, -1].astype(mx.float32)
+            lp.append(np.array(logits - mx.logsumexp(logits)))
+        return np.stack(lp)
+
+    base = next_token_logprobs()
+    moved = {}
+    for w in (0.0, 10.0):
+        ed = make_editor(model, tok, method="neurons", v_steps=12, kl_about=w, v_loss_stop=0.0)
+        ed.write(fact, "a")
+        after = next_token_logprobs()
+        moved[w] = float((np.exp(base) * (base - after)).sum(-1).mean())   # KL(base ‖ after)
+        ed.revert("a")
+    assert moved[10.0] < 0.5 * moved[0.0], moved
