@@ -266,7 +266,8 @@ def table(report, console, title="sleepllm eval"):
     t.add_column("metric")
     t.add_column("value", justify="right")
     for k in ("n", "raw_recall", "chat_recall", "paraphrase_recall", "neighbors_unchanged",
-              "neighbors_unchanged_untold", "neighbors_told", "neighbor_contamination", "general_unchanged", "base_known", "chat_recall_new",
+              "neighbors_unchanged_untold", "neighbors_told", "neighbor_contamination",
+              "general_unchanged", "base_known", "chat_recall_new",
               "raw_recall_unseen", "chat_recall_unseen", "paraphrase_recall_unseen",
               "ppl_base", "ppl_after", "ppl_drift", "edit_seconds_median", "edit_seconds_p90",
               "ack_seconds_median", "bytes_per_fact", "extraction_precision", "extraction_recall"):
