@@ -177,15 +177,19 @@ def variant_cues(fact: Fact, tokenizer):
             for ids, keys, chat in _variant_keys(fact, tokenizer) if not chat]
 
 
-def kl_prompts(fact: Fact, tokenizer, anchors):
-    """'<anchor> is a' style prompts: the subject's general meaning should not change."""
+def _keyed(texts, anchors, tokenizer):
+    """KL prompts: each text (no target) keyed at its anchors, those with one."""
     out = []
-    for anchor in anchors[:1]:
-        text = f"{anchor[0].upper()}{anchor[1:]} is a"
-        ids, keys = _find_keys(text, 0, [anchor], tokenizer, True)
+    for text in texts:
+        ids, keys = _find_keys(text, 0, anchors, tokenizer, True)
         if keys:
             out.append(memit.Prompt(ids, len(ids), keys))
     return out
+
+
+def kl_prompts(fact: Fact, tokenizer, anchors):
+    """'<anchor> is a' style prompts: the subject's general meaning should not change."""
+    return _keyed([f"{a[0].upper()}{a[1:]} is a" for a in anchors[:1]], anchors[:1], tokenizer)
 
 
 def about_prompts(fact: Fact, tokenizer, anchors):
@@ -193,12 +197,7 @@ def about_prompts(fact: Fact, tokenizer, anchors):
     for "Aria lives in Ghent"), keyed at the owner: a memory keyed at a name is there on
     every sentence about that person, so its δ is searched to leave their next token as it
     was (the KL term, weight kl_about)."""
-    out = []
-    for text in relations.about(fact):
-        ids, keys = _find_keys(text, 0, anchors, tokenizer, True)
-        if keys:
-            out.append(memit.Prompt(ids, len(ids), keys))
-    return out
+    return _keyed(relations.about(fact), anchors, tokenizer)
 
 
 # ------------------------------------------------------------------ the editor

@@ -319,6 +319,7 @@ def test_eval_scores_neighbour_cues_that_ask_for_a_told_fact_apart(tiny):
     assert agg["neighbors_unchanged_untold"] == 0.5       # Oda unchanged, Tove now says Lyon
     assert abs(agg["neighbors_unchanged"] - 1 / 3) < 1e-9
 
+
 def test_an_audit_checks_its_earlier_outputs_and_gives_the_plain_verdicts(tiny):
     """Sleep's later audits pass each probe's earlier output as its draft: the outputs and
     verdicts are the plain audit's whether those drafts are right or wrong, and right ones
