@@ -63,6 +63,7 @@ class Hparams:
     layers: list                 # down_proj layers edited; δ is found at the last one, L
     v_steps: int                 # Adam steps for δ
     v_lr: float
+    v_lr_warm: float             # Adam's rate when the search starts from a given δ
     v_loss_stop: float           # early stop when every prompt's NLL is below this
     kl_factor: float
     kl_about: float              # KL weight of the other families' cues about the fact's owner
@@ -402,6 +403,79 @@ def _pack(lengths):
     return best
 
 
+class _Placed:
+    """A one-pass KV cache whose rows start at their own positions: `offset` (B,) is each
+    row's RoPE position of its first token. It keeps the keys and values it is handed."""
+
+    def __init__(self, offset):
+        self.offset, self.keys, self.values = offset, None, None
+
+    def update_and_fetch(self, keys, values):
+        self.keys, self.values = keys, values
+        return keys, values
+
+
+def _groups(lengths, slack=1.5):
+    """Indices sorted by length, split where a length exceeds slack x its group's first:
+    batches of similar length, little right padding."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    out = []
+    for i in order:
+        if out and lengths[i] <= slack * lengths[out[-1][0]] + 2:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
+def _placed_batches(xs, first):
+    """Right-padded batches of similar length from sequences xs (token ids or (T, d) residuals),
+    each row at its own position first[i]; yields (indices, batch, offsets, causal mask)."""
+    for idx in _groups([len(x) for x in xs]):
+        T = max(len(xs[i]) for i in idx)
+        if isinstance(xs[idx[0]], mx.array):
+            b = mx.stack([mx.pad(xs[i], [(0, T - len(xs[i])), (0, 0)]) for i in idx])
+        else:
+            b = np.zeros((len(idx), T), dtype=np.int32)
+            for j, i in enumerate(idx):
+                b[j, : len(xs[i])] = xs[i]
+            b = mx.array(b)
+        causal = mx.array(np.tril(np.ones((T, T), bool))[None, None])
+        yield idx, b, mx.array(np.asarray([first[i] for i in idx], dtype=np.int32)), causal
+
+
+def _placed_run(model, seqs, first, start, stop, embed=False):
+    """Each sequence through layers start … stop at its own positions (right padding, causal:
+    exact). Returns one (T_i, d) output per sequence."""
+    out = [None] * len(seqs)
+    for idx, b, offs, causal in _placed_batches(seqs, first):
+        h, _ = forward(model, b, start, stop, mask=causal,
+                       cache=[_Placed(offs) for _ in range(stop + 1 - start)])
+        for j, i in enumerate(idx):
+            out[i] = h[j, : len(seqs[i])]
+    return out
+
+
+def _placed_kv(model, hs, first, start):
+    """The keys and values that layers start … N−1 make of the residuals hs (one (T_i, d) per
+    sequence, T_i may be 0) at their positions: per layer (keys, values), each (H, Σ T_i, hd),
+    the sequences' tokens one after the other."""
+    n_layers = len(_layers(model))
+    got = [[None] * len(hs) for _ in range(start, n_layers)]
+    live = [i for i, x in enumerate(hs) if len(x)]
+    for idx, b, offs, causal in _placed_batches([hs[i] for i in live], [first[i] for i in live]):
+        caches = [_Placed(offs) for _ in range(start, n_layers)]
+        x = b
+        for layer, c in zip(_layers(model)[start:], caches):
+            x = layer(x, causal, c)
+        for li, c in enumerate(caches):
+            for j, i in enumerate(idx):
+                t = len(hs[live[i]])
+                got[li][live[i]] = (c.keys[j, :, :t], c.values[j, :, :t])
+    return [(mx.concatenate([g[0] for g in layer if g is not None], axis=1),
+             mx.concatenate([g[1] for g in layer if g is not None], axis=1)) for layer in got]
+
+
 def _packed(model, prompts, L):
     """All prompts in one small batch for the δ search, with the tokens that never see δ set
     aside and the rest packed densely.
@@ -417,23 +491,15 @@ def _packed(model, prompts, L):
 
     Returns (h: residual entering L+1 at the packed tails (R, S, d), mask (R, 1, S, P + S),
     prefix KVs per layer > L or None, C, place: (row, column, cut) per prompt)."""
-    from mlx_lm.models.cache import KVCache
-
     cuts = [min([t for _, t in p.keys] + [p.target_start - 1]) for p in prompts]
     tails = [len(p.ids) - c for p, c in zip(prompts, cuts)]
     S, slots, R = _pack(tails)
     C = max(cuts)
-    n, W = len(prompts), C + S
-    # pass 1: one row per prompt, tail at columns C + its packed column
-    ids = np.zeros((n, W), dtype=np.int32)
-    first = np.zeros(n, dtype=np.int64)
-    for i, (p, c, (_, col)) in enumerate(zip(prompts, cuts, slots)):
-        first[i] = C + col - c
-        ids[i, first[i]: first[i] + len(p.ids)] = p.ids
-    q, k = np.arange(W)[None, :, None], np.arange(W)[None, None, :]
-    own = mx.array(((k <= q) & ((k >= first[:, None, None]) | (k == q)))[:, None])
-    h1, _ = forward(model, mx.array(ids), 0, L, mask=own)
-    # each packed row's prefix: its prompts' heads, side by side
+    n = len(prompts)
+    first = [C + col - c for (_, col), c in zip(slots, cuts)]   # RoPE position of token 0
+    # pass 1: every prompt through layers ≤ L at its own positions; then the heads (tokens
+    # before the tail) through the layers > L, keeping their keys and values
+    h1 = _placed_run(model, [p.ids for p in prompts], first, 0, L, embed=True)
     heads = [[] for _ in range(R)]          # (prompt, first column in the row's prefix)
     width = [0] * R
     for i, ((r, _), c) in enumerate(zip(slots, cuts)):
@@ -442,26 +508,21 @@ def _packed(model, prompts, L):
     P = max(width)
     prefix = None
     if P > 0:
-        A = C + max(col for _, col in slots)            # columns any head reaches
-        caches = [KVCache() for _ in _layers(model)[L + 1:]]
-        x = h1[:, :A]
-        for layer, cache in zip(_layers(model)[L + 1:], caches):
-            x = layer(x, own[:, :, :A, :A], cache)
-        src = np.zeros((R, P), dtype=np.int32)          # flat (prompt, column) per prefix slot
+        kv = _placed_kv(model, [x[:c] for x, c in zip(h1, cuts)], first, L + 1)
+        starts = np.cumsum([0] + cuts)
+        src = np.zeros((R, P), dtype=np.int32)          # flat head-token index per prefix slot
         for r in range(R):
             for i, at in heads[r]:
-                col = slots[i][1]
-                src[r, at: at + cuts[i]] = i * A + np.arange(C + col - cuts[i], C + col)
+                src[r, at: at + cuts[i]] = starts[i] + np.arange(cuts[i])
         src = mx.array(src.reshape(-1))
 
-        def gather(a):                                  # (n, H, A, hd) -> (R, H, P, hd)
-            nh, hd = a.shape[1], a.shape[3]
-            a = a[..., :A, :].transpose(0, 2, 1, 3).reshape(n * A, nh, hd)
-            return a[src].reshape(R, P, nh, hd).transpose(0, 2, 1, 3)
+        def gather(a):                                  # (H, Σ cuts, hd) -> (R, H, P, hd)
+            return a[:, src].reshape(a.shape[0], R, P, -1).transpose(1, 0, 2, 3)
 
-        prefix = [(gather(c.keys), gather(c.values)) for c in caches]
+        prefix = [(gather(k), gather(v)) for k, v in kv]
         mx.eval(prefix)
     # the packed tails and their mask
+    starts = np.cumsum([0] + [len(p.ids) for p in prompts])
     src = np.zeros((R, S), dtype=np.int32)
     allowed = np.zeros((R, S, P + S), dtype=bool)
     allowed[:, np.arange(S), P + np.arange(S)] = True   # padding sees itself
@@ -469,10 +530,10 @@ def _packed(model, prompts, L):
         for i, at in heads[r]:
             col, t = slots[i][1], tails[i]
             js = np.arange(col, col + t)
-            src[r, js] = i * W + C + js
+            src[r, js] = starts[i] + cuts[i] + js - col
             allowed[r, col: col + t, at: at + cuts[i]] = True
             allowed[r, col: col + t, P + col: P + col + t] |= np.tril(np.ones((t, t), bool))
-    h = h1.reshape(n * W, -1)[mx.array(src.reshape(-1))].reshape(R, S, -1)
+    h = mx.concatenate(h1)[mx.array(src.reshape(-1))].reshape(R, S, -1)
     mx.eval(h)
     place = [(r, col, c) for (r, col), c in zip(slots, cuts)]
     return h, mx.array(allowed[:, None]), prefix, C, place
@@ -482,7 +543,9 @@ def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None, weights=Non
                   kl_weights=None):
     """Optimise δ at layer L = hp.layers[-1] (see module docstring). Returns (δ, final NLL).
     `weights`: one per prompt, the share of δ added at its anchors (default 1; a prompt's own
-    `shares`, per key, come first). `init`: the δ to start from (default 0). `kl_weights`: one
+    `shares`, per key, come first). `init`: the δ to start from (default 0), searched on at
+    the rate `v_lr_warm`: Adam's first steps move every coordinate by about the rate, and
+    v_lr's would throw a δ that nearly fits far off before it comes back. `kl_weights`: one
     per KL prompt, its KL term's weight (default hp.kl_factor each); the term is their mean.
 
     Layers ≤ L do not depend on δ and neither do tokens before a prompt's first key: they run
@@ -544,7 +607,7 @@ def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None, weights=Non
 
     params = {"delta": mx.zeros((d,), dtype=mx.float32) if init is None
               else mx.array(np.asarray(init, np.float32))}
-    opt = optim.Adam(learning_rate=hp.v_lr)
+    opt = optim.Adam(learning_rate=hp.v_lr if init is None else hp.v_lr_warm)
 
     def loss_fn(p):
         lp, lk = logprobs(p["delta"])

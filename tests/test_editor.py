@@ -787,3 +787,26 @@ def test_the_search_keeps_what_follows_the_owners_other_cues(tiny):
         moved[w] = float((np.exp(base) * (base - after)).sum(-1).mean())   # KL(base ‖ after)
         ed.revert("a")
     assert moved[10.0] < 0.5 * moved[0.0], moved
+
+
+
+def test_a_search_from_a_found_delta_stays_near_it(default_model):
+    """compute_delta(init=δ) runs Adam at v_lr_warm: started from the δ a search found, its
+    next steps keep the NLL near where it was; at v_lr, Adam's first step (about the rate on
+    every coordinate) throws it off (the default model: a tiny random one fits nothing)."""
+    model, tok = default_model
+    hp = memit.Hparams.from_config(load_config(None, {})["editor"])
+    hp.v_loss_stop = 0.05
+    prompts, _ = render(Fact("user", "name", "Waffles", "dog"), tok, [""])
+    d, _ = memit.compute_delta(model, prompts, [], hp)
+    hp.v_steps, hp.v_loss_stop = 3, 0.0
+
+    def nlls(rate):
+        hp.v_lr_warm, got = rate, []
+        memit.compute_delta(model, prompts, [], hp, init=d, log=lambda s, l, n: got.append(n))
+        return got
+
+    warm, cold = nlls(0.1), nlls(hp.v_lr)
+    assert warm[0] == pytest.approx(cold[0]) and warm[0] < 0.1
+    assert max(cold[1:]) > 3 * cold[0]
+    assert max(warm[1:]) < 2 * warm[0]
