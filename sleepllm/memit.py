@@ -444,9 +444,10 @@ def _placed_batches(xs, first):
         yield idx, b, mx.array(np.asarray([first[i] for i in idx], dtype=np.int32)), causal
 
 
-def _placed_run(model, seqs, first, start, stop, embed=False):
-    """Each sequence through layers start … stop at its own positions (right padding, causal:
-    exact). Returns one (T_i, d) output per sequence."""
+def _placed_run(model, seqs, first, start, stop):
+    """Each sequence (token ids when start is 0, else (T_i, d) residuals) through layers
+    start … stop at its own positions (right padding, causal: exact). Returns one (T_i, d)
+    output per sequence."""
     out = [None] * len(seqs)
     for idx, b, offs, causal in _placed_batches(seqs, first):
         h, _ = forward(model, b, start, stop, mask=causal,
@@ -483,8 +484,9 @@ def _packed(model, prompts, L):
     A prompt's *tail* starts at its first key token (or the position predicting its first
     target token, if earlier); only the tail depends on δ. Tails are packed several to a row
     (`_pack`). Layers ≤ L, and every layer on the tokens before a tail, do not depend on δ:
-    they run once, one row per prompt, each prompt placed so that its tail has the RoPE
-    positions it has in the packed row (C + its column, C = the longest head). Their keys and
+    they run once, each prompt at the RoPE positions its tail has in the packed row (C + its
+    column, C = the longest head; `_placed_run`: rows of a like length batched, each with its
+    own offset, so no row is padded to the longest). Their keys and
     values for layers > L become each packed row's fixed KV prefix: the heads of the prompts
     in that row side by side. A boolean mask lets a tail token see its own prompt's head and
     the earlier tokens of its own tail only (a padding slot sees itself).
@@ -495,11 +497,10 @@ def _packed(model, prompts, L):
     tails = [len(p.ids) - c for p, c in zip(prompts, cuts)]
     S, slots, R = _pack(tails)
     C = max(cuts)
-    n = len(prompts)
     first = [C + col - c for (_, col), c in zip(slots, cuts)]   # RoPE position of token 0
     # pass 1: every prompt through layers ≤ L at its own positions; then the heads (tokens
     # before the tail) through the layers > L, keeping their keys and values
-    h1 = _placed_run(model, [p.ids for p in prompts], first, 0, L, embed=True)
+    h1 = _placed_run(model, [p.ids for p in prompts], first, 0, L)
     heads = [[] for _ in range(R)]          # (prompt, first column in the row's prefix)
     width = [0] * R
     for i, ((r, _), c) in enumerate(zip(slots, cuts)):
