@@ -466,9 +466,7 @@ def _placed_kv(model, hs, first, start):
     live = [i for i, x in enumerate(hs) if len(x)]
     for idx, b, offs, causal in _placed_batches([hs[i] for i in live], [first[i] for i in live]):
         caches = [_Placed(offs) for _ in range(start, n_layers)]
-        x = b
-        for layer, c in zip(_layers(model)[start:], caches):
-            x = layer(x, causal, c)
+        forward(model, b, start, n_layers - 1, mask=causal, cache=caches)  # only K, V are read
         for li, c in enumerate(caches):
             for j, i in enumerate(idx):
                 t = len(hs[live[i]])
@@ -510,11 +508,11 @@ def _packed(model, prompts, L):
     prefix = None
     if P > 0:
         kv = _placed_kv(model, [x[:c] for x, c in zip(h1, cuts)], first, L + 1)
-        starts = np.cumsum([0] + cuts)
+        head_at = np.cumsum([0] + cuts)                 # prompt i's heads in kv's token axis
         src = np.zeros((R, P), dtype=np.int32)          # flat head-token index per prefix slot
         for r in range(R):
             for i, at in heads[r]:
-                src[r, at: at + cuts[i]] = starts[i] + np.arange(cuts[i])
+                src[r, at: at + cuts[i]] = head_at[i] + np.arange(cuts[i])
         src = mx.array(src.reshape(-1))
 
         def gather(a):                                  # (H, Σ cuts, hd) -> (R, H, P, hd)
@@ -523,7 +521,7 @@ def _packed(model, prompts, L):
         prefix = [(gather(k), gather(v)) for k, v in kv]
         mx.eval(prefix)
     # the packed tails and their mask
-    starts = np.cumsum([0] + [len(p.ids) for p in prompts])
+    starts = np.cumsum([0] + [len(p.ids) for p in prompts])     # prompt i's rows in h1, joined
     src = np.zeros((R, S), dtype=np.int32)
     allowed = np.zeros((R, S, P + S), dtype=bool)
     allowed[:, np.arange(S), P + np.arange(S)] = True   # padding sees itself

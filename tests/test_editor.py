@@ -789,7 +789,6 @@ def test_the_search_keeps_what_follows_the_owners_other_cues(tiny):
     assert moved[10.0] < 0.5 * moved[0.0], moved
 
 
-
 def test_a_search_from_a_found_delta_stays_near_it(default_model):
     """compute_delta(init=δ) runs Adam at v_lr_warm: started from the δ a search found, its
     next steps keep the NLL near where it was; at v_lr, Adam's first step (about the rate on
