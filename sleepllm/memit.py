@@ -13,7 +13,8 @@ k of the fact's anchor token (the subject's last token) to a new *value*.
               + weight_decay · ‖δ‖² / ‖h_L‖²
 
    with Adam, clamping ‖δ‖ ≤ clamp_norm · ‖h_L‖ after each step, until *every* prompt's mean
-   NLL is below v_loss_stop (a low mean can hide a chat prompt the model still gets wrong).
+   NLL is below v_loss_stop (a low mean can hide a chat prompt the model still gets wrong)
+   and every KL prompt's KL below kl_stop (a low mean can hide one whose next token flipped).
    v* = h_L + δ. A prompt may be given a weight w: w·δ is added at its anchors, because the
    update of step 3 writes the *mean* key and a key far from it receives only part of the
    shift — the bare statement cue's key (its text's second token) about half (docs/editing.md,
@@ -65,6 +66,7 @@ class Hparams:
     v_lr: float
     v_lr_warm: float             # Adam's rate when the search starts from a given δ
     v_loss_stop: float           # early stop when every prompt's NLL is below this
+    kl_stop: float               # ... and every KL prompt's KL below this (0: no KL condition)
     kl_factor: float
     kl_about: float              # KL weight of the other families' cues about the fact's owner
     clamp_norm: float            # ‖δ‖ ≤ clamp_norm · ‖h_L‖
@@ -612,20 +614,24 @@ def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None, weights=Non
         lp, lk = logprobs(p["delta"])
         nlls = per_prompt @ -mx.take_along_axis(lp, tok[:, None], axis=-1)[:, 0]
         loss = nlls.mean() + hp.weight_decay * (p["delta"] ** 2).sum() / (h_norm ** 2)
+        kls = mx.zeros((0,))
         if base_kl is not None:
-            loss = loss + (kl_w * (mx.exp(base_kl) * (base_kl - lk)).sum(-1)).mean()
-        return loss, nlls
+            kls = (mx.exp(base_kl) * (base_kl - lk)).sum(-1)
+            loss = loss + (kl_w * kls).mean()
+        return loss, (nlls, kls)
 
     grad_fn = mx.value_and_grad(loss_fn)
     max_norm = hp.clamp_norm * h_norm
     nll_val = float("inf")
     for step in range(hp.v_steps):
-        (loss, nlls), g = grad_fn(params)
-        mx.eval(loss, nlls, g)
+        (loss, (nlls, kls)), g = grad_fn(params)
+        mx.eval(loss, nlls, kls, g)
         nll_val = float(nlls.mean())
         if log:
             log(step, float(loss), nll_val)
-        if float(nlls.max()) < hp.v_loss_stop:     # every prompt, not just on average
+        # every prompt, not just on average; and every KL prompt near where it was
+        if float(nlls.max()) < hp.v_loss_stop and \
+                (hp.kl_stop <= 0 or not kls.size or float(kls.max()) < hp.kl_stop):
             break
         opt.update(params, g)
         dn = mx.sqrt((params["delta"] ** 2).sum())

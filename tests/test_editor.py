@@ -789,6 +789,34 @@ def test_the_search_keeps_what_follows_the_owners_other_cues(tiny):
     assert moved[10.0] < 0.5 * moved[0.0], moved
 
 
+def test_kl_stop_keeps_the_search_going_until_every_kl_prompt_is_held(tiny):
+    """kl_stop > 0: the δ search stops only once every KL prompt's KL is below it as well as
+    every NLL below v_loss_stop. From a δ found with no KL term (which moves the owner's
+    other cues), with the NLL condition already met: kl_stop 0 stops at once, kl_stop > 0
+    runs on and lowers the KL term."""
+    from sleepllm import editor as editor_mod
+
+    model, tok = tiny
+    fact = Fact("Aria", "lives_in", "Ghent")
+    ed = make_editor(model, tok, method="neurons", v_steps=12, kl_about=0.0, v_loss_stop=0.0,
+                     weight_decay=0.0)
+    prompts, anchors = render(fact, tok, ed.prefixes)
+    about = editor_mod.about_prompts(fact, tok, anchors)
+    found, _ = memit.compute_delta(model, prompts, [], ed.hp)
+    ed.retune(kl_about=1.0, v_loss_stop=100.0)
+    runs = {}
+    for kl_stop in (0.0, 1e-4):
+        ed.retune(kl_stop=kl_stop)
+        log = []
+        memit.compute_delta(model, prompts, about, ed.hp, init=found,
+                            kl_weights=[1.0] * len(about),
+                            log=lambda s, loss, nll: log.append(loss - nll))   # the KL term
+        runs[kl_stop] = log
+    assert len(runs[0.0]) == 1
+    assert runs[0.0][0] > 1e-4 and len(runs[1e-4]) > 1
+    assert runs[1e-4][-1] < runs[1e-4][0], runs[1e-4]
+
+
 def test_a_search_from_a_found_delta_stays_near_it(default_model):
     """compute_delta(init=δ) runs Adam at v_lr_warm: started from the δ a search found, its
     next steps keep the NLL near where it was; at v_lr, Adam's first step (about the rate on
