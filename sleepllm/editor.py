@@ -504,7 +504,8 @@ class Editor:
                                       self.system_prompt, self.hp)
         kl, near = self._kl(fact, anchors)
         delta, nll = memit.compute_delta(self.model, train, kl + near, self.hp, weights=weights,
-                                         kl_weights=self._kl_weights(kl, near))
+                                         kl_weights=self._kl_weights(kl, near),
+                                         kl_held=[False] * len(kl) + [True] * len(near))
         factors = {}
         set_delta = self._setter(factors, fact)
         used, z = memit.apply_update(self.model, prompts, len(anchors), delta, self.hp,
@@ -542,7 +543,8 @@ class Editor:
                                 self.system_prompt, self.hp)
         kl, near = self._kl(fact, anchors)
         delta, nll = memit.compute_delta(self.model, train, kl + near, self.hp,
-                                         kl_weights=self._kl_weights(kl, near))
+                                         kl_weights=self._kl_weights(kl, near),
+                                         kl_held=[False] * len(kl) + [True] * len(near))
         hard = others_prompts(fact, self.tokenizer, self.system_prompt) + kl
         hard = memit.mlp_inputs(self.model, [hard], L) if hard else None
         more = variant_prompts(fact, self.tokenizer, self.system_prompt)
@@ -557,7 +559,8 @@ class Editor:
         if deployed:
             kl, near = (as_deployed(self.model, ps, L, g, u, level) for ps in (kl, near))
             delta, nll = memit.compute_delta(self.model, deployed, kl + near, self.hp,
-                                             init=delta, kl_weights=self._kl_weights(kl, near))
+                                             init=delta, kl_weights=self._kl_weights(kl, near),
+                                             kl_held=[False] * len(kl) + [True] * len(near))
         if more is not None:
             pos = np.concatenate([pos, more])
         vectors = tuple(v.astype(np.float16) for v in (g, u, delta / level))

@@ -14,7 +14,8 @@ k of the fact's anchor token (the subject's last token) to a new *value*.
 
    with Adam, clamping ‖δ‖ ≤ clamp_norm · ‖h_L‖ after each step, until *every* prompt's mean
    NLL is below v_loss_stop (a low mean can hide a chat prompt the model still gets wrong)
-   and every KL prompt's KL below kl_stop (a low mean can hide one whose next token flipped).
+   and every held KL prompt's KL below kl_stop (a low mean can hide one whose next token
+   flipped).
    v* = h_L + δ. A prompt may be given a weight w: w·δ is added at its anchors, because the
    update of step 3 writes the *mean* key and a key far from it receives only part of the
    shift — the bare statement cue's key (its text's second token) about half (docs/editing.md,
@@ -66,7 +67,7 @@ class Hparams:
     v_lr: float
     v_lr_warm: float             # Adam's rate when the search starts from a given δ
     v_loss_stop: float           # early stop when every prompt's NLL is below this
-    kl_stop: float               # ... and every KL prompt's KL below this (0: no KL condition)
+    kl_stop: float               # ... and every held KL prompt's KL below this (0: no such wait)
     kl_factor: float
     kl_about: float              # KL weight of the other families' cues about the fact's owner
     clamp_norm: float            # ‖δ‖ ≤ clamp_norm · ‖h_L‖
@@ -541,13 +542,15 @@ def _packed(model, prompts, L):
 
 
 def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None, weights=None, init=None,
-                  kl_weights=None):
+                  kl_weights=None, kl_held=None):
     """Optimise δ at layer L = hp.layers[-1] (see module docstring). Returns (δ, final NLL).
     `weights`: one per prompt, the share of δ added at its anchors (default 1; a prompt's own
     `shares`, per key, come first). `init`: the δ to start from (default 0), searched on at
     the rate `v_lr_warm`: Adam's first steps move every coordinate by about the rate, and
     v_lr's would throw a δ that nearly fits far off before it comes back. `kl_weights`: one
     per KL prompt, its KL term's weight (default hp.kl_factor each); the term is their mean.
+    `kl_held`: one bool per KL prompt, those whose KL must fall below `kl_stop` before the
+    search stops (default: every one).
 
     Layers ≤ L do not depend on δ and neither do tokens before a prompt's first key: they run
     once (`_packed`). Each Adam step runs one batch — every prompt and the KL prompts — through
@@ -587,6 +590,9 @@ def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None, weights=Non
                       dtype=mx.int32)
     kl_w = mx.array(np.asarray([hp.kl_factor] * len(kl_prompts) if kl_weights is None
                                else kl_weights, dtype=np.float32))
+    held = np.ones(len(kl_prompts), bool) if kl_held is None else np.asarray(kl_held, bool)
+    if held.shape != (len(kl_prompts),):
+        raise ValueError(f"kl_held has {held.size} entries for {len(kl_prompts)} KL prompts")
     sel, tok = mx.array(sel, dtype=mx.int32), mx.array(tok, dtype=mx.int32)
     per_prompt = mx.array(per_prompt)
     hn = np.linalg.norm(np.array(h.reshape(R * S, d)[mx.array(train_keys or all_keys)],
@@ -631,7 +637,7 @@ def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None, weights=Non
             log(step, float(loss), nll_val)
         # every prompt, not just on average; and every KL prompt near where it was
         if float(nlls.max()) < hp.v_loss_stop and \
-                (hp.kl_stop <= 0 or not kls.size or float(kls.max()) < hp.kl_stop):
+                (hp.kl_stop <= 0 or not held.any() or np.array(kls)[held].max() < hp.kl_stop):
             break
         opt.update(params, g)
         dn = mx.sqrt((params["delta"] ** 2).sum())

@@ -790,8 +790,8 @@ def test_the_search_keeps_what_follows_the_owners_other_cues(tiny):
 
 
 def test_kl_stop_keeps_the_search_going_until_every_kl_prompt_is_held(tiny):
-    """kl_stop > 0: the δ search stops only once every KL prompt's KL is below it as well as
-    every NLL below v_loss_stop. From a δ found with no KL term (which moves the owner's
+    """kl_stop > 0: the δ search stops only once every held KL prompt's KL (the editor holds
+    the about cues) is below it as well as every NLL below v_loss_stop. From a δ found with no KL term (which moves the owner's
     other cues), with the NLL condition already met: kl_stop 0 stops at once, kl_stop > 0
     runs on and lowers the KL term."""
     from sleepllm import editor as editor_mod
@@ -815,6 +815,13 @@ def test_kl_stop_keeps_the_search_going_until_every_kl_prompt_is_held(tiny):
     assert len(runs[0.0]) == 1
     assert runs[0.0][0] > 1e-4 and len(runs[1e-4]) > 1
     assert runs[1e-4][-1] < runs[1e-4][0], runs[1e-4]
+    # KL prompts not held (the editor's '<anchor> is a') do not keep it going
+    log = []
+    memit.compute_delta(model, prompts, about, ed.hp, init=found, kl_weights=[1.0] * len(about),
+                        kl_held=[False] * len(about), log=lambda *a: log.append(a))
+    assert len(log) == 1
+    with pytest.raises(ValueError):
+        memit.compute_delta(model, prompts, about, ed.hp, init=found, kl_held=[True])
 
 
 def test_a_search_from_a_found_delta_stays_near_it(default_model):
