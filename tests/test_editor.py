@@ -791,9 +791,9 @@ def test_the_search_keeps_what_follows_the_owners_other_cues(tiny):
 
 def test_kl_stop_keeps_the_search_going_until_every_kl_prompt_is_held(tiny):
     """kl_stop > 0: the δ search stops only once every held KL prompt's KL (the editor holds
-    the about cues) is below it as well as every NLL below v_loss_stop. From a δ found with no KL term (which moves the owner's
-    other cues), with the NLL condition already met: kl_stop 0 stops at once, kl_stop > 0
-    runs on and lowers the KL term."""
+    the about cues) is below it as well as every NLL below v_loss_stop. From a δ found with
+    no KL term (which moves the owner's other cues), with the NLL condition already met:
+    kl_stop 0 stops at once, kl_stop > 0 runs on and lowers the KL term."""
     from sleepllm import editor as editor_mod
 
     model, tok = tiny
