@@ -20,6 +20,7 @@ import numpy as np
 
 from sleepllm import config, memit, memory, neurons, probes
 from sleepllm import model as models
+from sleepllm.evaluate import first_tokens
 from sleepllm.extract import extract
 
 DEV = Path(__file__).resolve().parents[1] / ".." / "shared" / "eval" / "dev_facts.jsonl"
@@ -63,7 +64,7 @@ def main():
             if abs(o[j]) > 0.01:
                 opened.append(f"{e.fact.subject}/{e.fact.relation}:{o[j]:.2f}@{j}"
                               f"{tok.decode([full[j]])!r}")
-        same = tok.encode(b)[:5] == tok.encode(a)[:5]
+        same = first_tokens(tok, b) == first_tokens(tok, a)
         print("SAME" if same else "DIFF", repr(cue), "|", repr(b[:50]), "->", repr(a[:50]))
         print(f"    {len(i)} prompt tokens; open:", ", ".join(opened) or "none")
 
