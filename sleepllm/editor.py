@@ -297,6 +297,9 @@ class Editor:
         self._kp_w: dict[tuple, dict] = {}
         self.neuron_layer = hp.layers[-1]
         self._unit_base = None   # (W_gate, W_up) of the neuron layer, float32, made when needed
+        # called between the steps of a write, where the model is as the active edits make it
+        # and nothing is being computed: the REPL's Learner lets a reply run there
+        self.pause = lambda: None
 
     def load_stats(self) -> dict:
         """{"prefixes", "cinv": {layer: C⁻¹}, ...}: read (or made) when first needed, once, so
@@ -504,7 +507,7 @@ class Editor:
                                       self.system_prompt, self.hp)
         kl, near = self._kl(fact, anchors)
         delta, nll = memit.compute_delta(self.model, train, kl + near, self.hp, weights=weights,
-                                         **self._kl_terms(kl, near))
+                                         pause=self.pause, **self._kl_terms(kl, near))
         factors = {}
         set_delta = self._setter(factors, fact)
         used, z = memit.apply_update(self.model, prompts, len(anchors), delta, self.hp,
@@ -542,14 +545,16 @@ class Editor:
                                 self.system_prompt, self.hp)
         kl, near = self._kl(fact, anchors)
         delta, nll = memit.compute_delta(self.model, train, kl + near, self.hp,
-                                         **self._kl_terms(kl, near))
+                                         pause=self.pause, **self._kl_terms(kl, near))
         hard = others_prompts(fact, self.tokenizer, self.system_prompt) + kl
         hard = memit.mlp_inputs(self.model, [hard], L) if hard else None
         more = variant_prompts(fact, self.tokenizer, self.system_prompt)
         more = memit.mlp_inputs(self.model, [more], L) if more else None
         others = [e.keys[L] for e in units if e.fact not in companions]
         others = np.concatenate(others).astype(np.float32) if others else None
+        self.pause()
         g, u, level = neurons.fit(pos, self.negatives, hard, others, more)
+        self.pause()
         # δ again, added where the unit opens and as far as it opens (from the δ found), and
         # on the further statement cues it opens on too
         deployed = as_deployed(self.model, train + variant_cues(fact, self.tokenizer), L,
@@ -557,7 +562,8 @@ class Editor:
         if deployed:
             kl, near = (as_deployed(self.model, ps, L, g, u, level) for ps in (kl, near))
             delta, nll = memit.compute_delta(self.model, deployed, kl + near, self.hp,
-                                             init=delta, **self._kl_terms(kl, near))
+                                             init=delta, pause=self.pause,
+                                             **self._kl_terms(kl, near))
         if more is not None:
             pos = np.concatenate([pos, more])
         vectors = tuple(v.astype(np.float16) for v in (g, u, delta / level))

@@ -542,7 +542,7 @@ def _packed(model, prompts, L):
 
 
 def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None, weights=None, init=None,
-                  kl_weights=None, kl_held=None):
+                  kl_weights=None, kl_held=None, pause=None):
     """Optimise δ at layer L = hp.layers[-1] (see module docstring). Returns (δ, final NLL).
     `weights`: one per prompt, the share of δ added at its anchors (default 1; a prompt's own
     `shares`, per key, come first). `init`: the δ to start from (default 0), searched on at
@@ -550,7 +550,8 @@ def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None, weights=Non
     v_lr's would throw a δ that nearly fits far off before it comes back. `kl_weights`: one
     per KL prompt, its KL term's weight (default hp.kl_factor each); the term is their mean.
     `kl_held`: one bool per KL prompt, those whose KL must fall below `kl_stop` before the
-    search stops (default: every one).
+    search stops (default: every one). `pause`: called after every step, when nothing is
+    left to compute (the REPL's Learner lets a reply use the model there: repl.Learner).
 
     Layers ≤ L do not depend on δ and neither do tokens before a prompt's first key: they run
     once (`_packed`). Each Adam step runs one batch — every prompt and the KL prompts — through
@@ -644,6 +645,8 @@ def compute_delta(model, prompts, kl_prompts, hp: Hparams, log=None, weights=Non
         params["delta"] = mx.where(dn > max_norm, params["delta"] * (max_norm / dn),
                                    params["delta"])
         mx.eval(params)
+        if pause:
+            pause()
     return np.array(params["delta"], dtype=np.float64), nll_val
 
 

@@ -13,6 +13,7 @@
 On start the latest valid checkpoint is loaded, then the journal is replayed on top of it;
 facts noted but not yet learned (a quit or crash mid-edit) are queued again.
 """
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -47,6 +48,9 @@ class Memory:
         self.queue: list[dict] = []          # noted, not yet learned: journal "note" entries
         self.checkpoint_name = None
         self.warnings: list[str] = []
+        # the journal is appended to by note (the REPL's main thread) and learn_next (its
+        # Learner's thread) at once, and rewritten by either: one at a time
+        self._journal_lock = threading.RLock()
         self._load()
 
     # ------------------------------------------------------------------ views
@@ -89,10 +93,12 @@ class Memory:
             old = Fact.from_dict(r["fact"])
             if old.key() == fact.key() and old.object.lower() == fact.object.lower():
                 return r["id"], False
-        entry = {"id": self._next_id(), "fact": fact.to_dict(), "text": relations.describe(fact),
-                 "statement": statement, "noted_at": _now()}
-        store.journal_append(self.journal, {"op": "note", **entry})
-        self.queue.append(entry)
+        with self._journal_lock:
+            entry = {"id": self._next_id(), "fact": fact.to_dict(),
+                     "text": relations.describe(fact), "statement": statement,
+                     "noted_at": _now()}
+            store.journal_append(self.journal, {"op": "note", **entry})
+            self.queue.append(entry)
         return entry["id"], True
 
     def learn_next(self) -> tuple[str, str | None]:
@@ -144,7 +150,8 @@ class Memory:
                                                 "edit_seconds": round(edit.seconds, 2)}]}
         if superseded:
             rec["supersedes"] = superseded
-        store.journal_append(self.journal, {"op": "learn", **rec})   # replayed from here
+        with self._journal_lock:
+            store.journal_append(self.journal, {"op": "learn", **rec})   # replayed from here
         self.records[fid] = rec
         if superseded:
             self._remove_from_files(self.records.pop(superseded))
@@ -172,8 +179,9 @@ class Memory:
             self.checkpoint(keep=1)
 
     def _rewrite_journal(self, exclude: set):
-        store.journal_write(self.journal, [e for e in store.journal_read(self.journal)
-                                           if e.get("id") not in exclude])
+        with self._journal_lock:
+            store.journal_write(self.journal, [e for e in store.journal_read(self.journal)
+                                               if e.get("id") not in exclude])
 
     # ------------------------------------------------------------------ store
     def _meta(self) -> dict:
@@ -188,7 +196,8 @@ class Memory:
                                       self._meta(), keep or self.cfg["keep_checkpoints"])
         self.checkpoint_name = name
         # the journal keeps only the facts still waiting to be learned
-        store.journal_write(self.journal, [{"op": "note", **e} for e in self.queue])
+        with self._journal_lock:
+            store.journal_write(self.journal, [{"op": "note", **e} for e in self.queue])
         for f in (self.folder / "edits").glob("*.safetensors"):
             f.unlink()
         return name

@@ -2,16 +2,18 @@
 
 Each user message is answered first (streamed), then the extractor looks at that message
 only — never at the assistant's words. Every fact found is journalled (fsync'd) before
-"noted" is printed, and written into the weights by the Learner, on a background thread while
-the user types the next message (a wake edit takes seconds on a CPU). Before the model is used
-again — the next reply, a command, quitting — the main thread waits for the Learner, so MLX
-never runs on two threads at once. Nothing about memories ever enters the conversation sent to
-the model.
+"noted" is printed, and written into the weights by the Learner, on a background thread (a
+wake edit takes seconds on a CPU). A reply does not wait for it: the Learner stops between two
+steps of its write, the reply runs, the write goes on (`Learner.paused`; until then the fact
+is in the conversation itself). Commands and quitting wait for the Learner to finish. MLX never
+runs on two threads at once. Nothing about memories ever enters the conversation sent to the
+model.
 """
 import os
 import sys
 import threading
 import time
+from contextlib import contextmanager, nullcontext
 
 import mlx.core as mx
 from rich.markdown import Markdown
@@ -65,12 +67,13 @@ class Session:
             raise
         pieces, last = [], None
         try:
-            for r in chat.generate(self.model, self.tokenizer, tokens,
-                                   int(self.cfg["max_tokens"]), self.cfg["temp"],
-                                   int(self.cfg["no_repeat_ngram"])):
-                pieces.append(r.text)
-                out(r.text)
-                last = r
+            with self.learner.paused() if self.learner else nullcontext():
+                for r in chat.generate(self.model, self.tokenizer, tokens,
+                                       int(self.cfg["max_tokens"]), self.cfg["temp"],
+                                       int(self.cfg["no_repeat_ngram"])):
+                    pieces.append(r.text)
+                    out(r.text)
+                    last = r
         except KeyboardInterrupt:
             out(" [stopped]")
         answer = "".join(pieces).strip()
@@ -105,14 +108,21 @@ class Session:
         return ids
 
     def settle(self, console) -> None:
-        """Wait for the Learner (the model is about to be used) and report what it did.
-        Ctrl-C stops the waiting, not the learning: KeyboardInterrupt is raised."""
+        """Wait for the Learner to finish (a command is about to use the model or the memory)
+        and report what it did. Ctrl-C stops the waiting, not the learning: KeyboardInterrupt
+        is raised."""
         if self.learner is None:
             return
         while self.learner.busy():
             with console.status(escape(f"still learning {self.learner.doing()}")):
                 while self.learner.busy():
                     self.learner.thread.join(0.1)
+        self.report(console)
+
+    def report(self, console) -> None:
+        """Say what the Learner learned (or could not) since the last report; no waiting."""
+        if self.learner is None:
+            return
         for r in self.learner.take():
             if "error" in r:
                 console.print(f"[red]could not learn[/red] \\[{r['id']}]: {escape(r['text'])}: "
@@ -131,8 +141,10 @@ class Session:
 
 
 class Learner:
-    """Writes the memory's noted facts into the weights, oldest first, on one background
-    thread. The main thread must not use the model while `busy()`: Session.settle waits."""
+    """Writes the memory's noted facts into the weights, oldest first, on a background thread.
+    The model is used by one thread at a time: the main thread uses it only inside `paused()`
+    (a reply: the Learner stops at its next pause point, between two steps of a write, and goes
+    on after) or when the Learner is not `busy()` (Session.settle waits for that)."""
 
     def __init__(self, memory):
         self.memory = memory
@@ -141,15 +153,55 @@ class Learner:
         self.current: dict | None = None
         self._done: list[dict] = []
         self._lock = threading.Lock()
+        self._turn = threading.Condition()
+        self._running = False      # a thread will take facts noted from now on
+        self._computing = 0        # learner threads that may be running MLX now
+        self._wanted = False       # the main thread waits for the model
 
     def busy(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
     def start(self):
-        if self.memory.queue and not self.busy():
-            self.stop = False
-            self.thread = threading.Thread(target=self._run, name="learner", daemon=True)
+        """Learn the noted facts, unless a thread is already at it (it takes them too)."""
+        with self._turn:
+            if not self.memory.queue or self._running:
+                return
+            self._running, self.stop = True, False
+            self._computing += 1
+            before = self.thread
+            self.thread = threading.Thread(target=self._run, args=(before,), name="learner",
+                                           daemon=True)
             self.thread.start()
+
+    @contextmanager
+    def paused(self):
+        """The model is the caller's inside: the Learner stops at its next pause point (the
+        end of an Adam step or of a write's phase: seconds at most) and goes on after."""
+        with self._turn:
+            self._wanted = True
+            try:
+                self._turn.wait_for(lambda: self._computing == 0)
+            except BaseException:            # Ctrl-C while waiting: the Learner goes on
+                self._wanted = False
+                self._turn.notify_all()
+                raise
+        try:
+            yield
+        finally:
+            with self._turn:
+                self._wanted = False
+                self._turn.notify_all()
+
+    def _pause(self):
+        """On the Learner's thread, with nothing left to compute: wait while the main thread
+        has the model."""
+        with self._turn:
+            if not self._wanted:
+                return
+            self._computing -= 1
+            self._turn.notify_all()
+            self._turn.wait_for(lambda: not self._wanted)
+            self._computing += 1
 
     def doing(self) -> str:
         e, n = self.current, len(self.memory.queue)
@@ -169,9 +221,18 @@ class Learner:
         with self._lock:
             return ", ".join(r["id"] for r in self._done if "error" not in r)
 
-    def _run(self):
+    def _run(self, before: threading.Thread | None):
+        if before is not None:
+            before.join()                   # its last MLX call (clear_streams) is done
+        editor = self.memory.editor
+        editor.pause = self._pause
         try:
-            while self.memory.queue and not self.stop:
+            while True:
+                self._pause()
+                with self._turn:
+                    if not self.memory.queue or self.stop:
+                        self._running = False       # start() starts another thread now
+                        break
                 e = self.current = self.memory.queue[0]
                 r = {"id": e["id"], "text": e["text"]}
                 t0 = time.perf_counter()
@@ -186,10 +247,16 @@ class Learner:
                     break
         finally:
             self.current = None
+            editor.pause = lambda: None
             # MLX's streams of this thread, destroyed by the thread that made them: left to
             # process exit, their teardown can abort it ("terminate called without an active
             # exception"). Everything this thread computed was evaluated (Editor._refresh).
             mx.clear_streams()
+            with self._turn:
+                if self.thread is threading.current_thread():   # no newer thread started
+                    self._running = False
+                self._computing -= 1
+                self._turn.notify_all()
 
 
 def drowsy_label(d: float) -> str:
@@ -296,7 +363,7 @@ def handle_command(session, line: str, console) -> bool:
                       f"{c['consolidated']} consolidated, {c['degraded']} degraded",
                       f"drowsiness: {d:.2f} ({drowsy_label(d)})",
                       f"checkpoint: {mem.checkpoint_name or 'none yet'}"]
-        console.print("\n".join(lines))
+        console.print(escape("\n".join(lines)))
     elif cmd == "/facts":
         if _need_memory(session, console):
             show_facts(mem.folder, mem.records, console)
@@ -457,10 +524,10 @@ def run_tty(session, console, history_file) -> int:
                     break
                 handle_command(session, line.strip(), console)
                 continue
-            session.settle(console)
         except KeyboardInterrupt:
             console.print("[dim]stopped waiting; the learning goes on[/dim]")
             continue
+        session.report(console)          # the reply does not wait for the Learner
         t0 = time.perf_counter()
         try:
             answer = session.reply(line, lambda s: (sys.stdout.write(s), sys.stdout.flush()))

@@ -220,6 +220,53 @@ def test_background_learning_writes_the_weights_waiting_would(tiny_model_dir, tm
     assert same(outs["bg"], outs["fg"], atol=0)
 
 
+def test_a_reply_runs_between_two_steps_of_a_write(tiny_model_dir, tmp_path):
+    """A reply does not wait for the Learner: it stops at its next pause point, no step of
+    the write runs while the reply generates, and the write goes on after. A message noted
+    meanwhile is journalled beside the write's entries and learned by the same thread. The
+    weights are those of learning in the foreground."""
+    import threading
+    import time
+    from io import StringIO
+
+    from rich.console import Console
+
+    mem = open_mem(tiny_model_dir, tmp_path / "bg")
+    s = Session(mem.editor.model, mem.editor.tokenizer, "tiny", dict(mem.cfg, max_tokens=8),
+                512, mem)
+    console = Console(file=StringIO(), width=200)
+    steps, reached, asked = [], threading.Event(), threading.Event()
+    real = s.learner._pause
+
+    def counted():                       # the Learner's pause points, counted
+        steps.append(mem.editor.edits.copy())
+        if len(steps) == 3:              # mid-write: go on once the reply is asked for
+            reached.set()
+            asked.wait(30)
+        real()
+
+    s.learner._pause = counted
+    assert s.learn_from("My dog's name is Rex.", console, wait=False) == ["m0001"]
+    assert reached.wait(60)
+    seen = []
+    asked.set()
+    s.reply("hello", lambda t: (seen.append(len(steps)), time.sleep(0.02)))
+    assert seen and len(set(seen)) == 1, seen          # no step while the reply generated
+    assert steps[seen[0] - 1] == {}                    # ... in the middle of the first write
+    assert s.learn_from("My friend Aria lives in Ghent.", console, wait=False) == ["m0002"]
+    assert s.learner.busy()
+    s.settle(console)
+    assert len(steps) > seen[0] and list(mem.records) == ["m0001", "m0002"]
+    assert [(e["op"], e["id"]) for e in store.journal_read(mem.journal)] == \
+        [("note", "m0001"), ("note", "m0002"), ("learn", "m0001"), ("learn", "m0002")]
+    again = open_mem(tiny_model_dir, tmp_path / "bg")
+    assert list(again.records) == ["m0001", "m0002"] and again.queue == []
+    fg = open_mem(tiny_model_dir, tmp_path / "fg")
+    for f in FACTS[:2]:
+        fg.learn(f)
+    assert same(down(mem), down(fg), atol=0) and same(down(again), down(fg), atol=0)
+
+
 def test_a_correction_noted_behind_its_fact_supersedes_it(tiny_model_dir, tmp_path):
     """'My dog is Rex' then 'actually Max' before the Learner reached either: learned in
     order, the second replaces the first, and nothing of the first is left on disk."""
