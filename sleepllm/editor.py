@@ -52,13 +52,14 @@ def chat_text(tokenizer, question, system_prompt=None):
     return tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
 
 
-def render(fact: Fact, tokenizer, prefixes, system_prompt=None, n_questions=2):
+def render(fact: Fact, tokenizer, prefixes, system_prompt=None, n_questions=2, unit=False):
     """Edit prompts for a fact: the raw cue, alone and after random prefixes, and chat-template
     questions whose target is the whole answer ("Your dog's name is Waffles."), so the model
     learns to start the answer and to finish it.
 
-    Returns (prompts, anchors); only anchors that occur are returned, renumbered."""
-    anchors = relations.anchors(fact)
+    Returns (prompts, anchors); only anchors that occur are returned, renumbered. `unit`: the
+    anchors of a memory neuron (relations.anchors)."""
+    anchors = relations.anchors(fact, unit)
     owned = fact.is_self
     obj = " " + fact.object
     enc_t = lambda s: tokenizer._tokenizer(s, add_special_tokens=False)["input_ids"]
@@ -115,7 +116,8 @@ def object_prompts(fact: Fact, prompts, tokenizer):
     return out, n
 
 
-def training_set(fact: Fact, prompts, companions, tokenizer, prefixes, system_prompt, hp):
+def training_set(fact: Fact, prompts, companions, tokenizer, prefixes, system_prompt, hp,
+                 unit=False):
     """The v* search's prompts and the share of δ each is trained with: the fact's own prompts
     (`render`), then each companion's (same anchor; the shared key must keep carrying them).
     A bare statement cue about the user ("My dog's name is", its key at the text's second
@@ -124,7 +126,8 @@ def training_set(fact: Fact, prompts, companions, tokenizer, prefixes, system_pr
     and keeps 1 (docs/editing.md, seventeenth and nineteenth rounds)."""
     train, weights = [], []
     for f, ps in [(fact, prompts)] + [
-            (o, render(o, tokenizer, prefixes[:1], system_prompt, min(2, hp.questions))[0])
+            (o, render(o, tokenizer, prefixes[:1], system_prompt, min(2, hp.questions),
+                       unit)[0])
             for o in companions]:
         share = hp.raw_share if f.is_self else 1.0
         weights += [share] + [1.0] * (len(ps) - 1)    # render puts the bare statement cue first
@@ -492,13 +495,14 @@ class Editor:
 
     # -- writing
     def write(self, fact: Fact, edit_id: str, companions=(), protect=None) -> Edit:
-        """Write one fact (sequential path). `companions`: active facts that share its anchor;
-        their prompts join the v* loss so the shared key keeps carrying them. `protect`:
+        """Write one fact (sequential path). `companions` (MEMIT): active facts that share its
+        anchor; their prompts join the v* loss so the shared key keeps carrying them (a memory
+        neuron finds its own: the units open on its anchors). `protect`:
         {layer: keys (n, d_k)} whose outputs must not move at all — the update is solved under
         ΔW Qᵀ = 0 for them (and for C's principal directions when `nullspace` > 0): a hard
         constraint, used by sleep's refresh."""
         if self.neurons:
-            return self._write_unit(fact, edit_id, companions)
+            return self._write_unit(fact, edit_id)
         t0 = time.perf_counter()
         self.read_object_keys()
         prompts, anchors = render(fact, self.tokenizer, self.prefixes, self.system_prompt,
@@ -524,7 +528,7 @@ class Editor:
         self._protect_object([edit], prompts)
         return edit
 
-    def _write_unit(self, fact: Fact, edit_id: str, companions=()) -> Edit:
+    def _write_unit(self, fact: Fact, edit_id: str) -> Edit:
         """Write one fact as a memory neuron (neurons.py) at the neuron layer L: δ from the v*
         search (every prompt receives the whole δ: the unit is levelled), the gate trained
         open on the fact's anchor inputs and closed on ordinary text, on the same words said
@@ -534,15 +538,15 @@ class Editor:
         t0 = time.perf_counter()
         L = self.neuron_layer
         prompts, anchors = render(fact, self.tokenizer, self.prefixes, self.system_prompt,
-                                  self.hp.questions)
+                                  self.hp.questions, unit=True)
         pos = memit.mlp_inputs(self.model, [prompts], L)
         units = [e for e in self.edits.values() if e.kind == "neuron" and L in e.factors]
-        # a unit already open on this fact's anchors ("I live" of "I live in Oslo" and of "I
-        # live on Elm Street": the same inputs) is a companion, whatever its owner
-        companions = list(companions) + [e.fact for e in units if e.fact not in companions
-                                         and _opens(e, L, pos) > SHARED_OPEN]
+        # the companions are the units already open on this fact's anchors ("I live" of "I
+        # live in Oslo" and of "I live on Elm Street": the same inputs), whatever their owner;
+        # those of the same owner keyed elsewhere ("Greta's dog", "Greta lives") are not
+        companions = [e.fact for e in units if _opens(e, L, pos) > SHARED_OPEN]
         train, _ = training_set(fact, prompts, companions, self.tokenizer, self.prefixes,
-                                self.system_prompt, self.hp)
+                                self.system_prompt, self.hp, unit=True)
         kl, near = self._kl(fact, anchors)
         delta, nll = memit.compute_delta(self.model, train, kl + near, self.hp,
                                          pause=self.pause, **self._kl_terms(kl, near))

@@ -7,9 +7,12 @@ subject. Each family gives, for both cases, templates with these slots:
     {O}  the object
 
 and the *anchor*: the words at whose last token the editor reads and writes the MLP key. For
-another person the anchor is their name (every fact about Aria lives in Aria's key, as in
-MEMIT; keyed at the relation's word after the name instead, a unit opened on the same
-relation of any name: docs/editing.md, twenty-ninth round). For the user the name carries nothing ("I", "my" are in every sentence), so the anchor
+another person MEMIT's anchor is their name (every fact about Aria lives in Aria's key); a
+memory neuron's is the relation's word after the name ("unit_anchor": "Aria's dog", "Aria
+lives"), so that "Aria's favorite color is" does not open the unit of Aria's dog. Its gate
+is trained shut on the same wordings with twenty other names (OTHER_NAMES): with three, the
+units opened on the same relation of any name (docs/editing.md, twenty-ninth and
+thirty-fourth rounds). For the user the name carries nothing ("I", "my" are in every sentence), so the anchor
 is the relation's own content word: "dog" for the dog's name, "color" for the favourite colour,
 "live" for the home city. This keeps the user's facts in separate keys. Every question
 template names an anchor *in the question* ("Where do I live?" → "live"): a key that
@@ -37,6 +40,7 @@ FAMILIES = {
                         ("What's my {N} called?", "Your {N} is called"),
                         ("Who is my {N}?", "Your {N} is")]},
         "other": {"anchor": ["{P}"],
+                  "unit_anchor": ["{P}'s {N}"],
                   "cue": ["{P}'s {N} is named", "{P}'s {N} is called"],
                   "qa": [("What is the name of {P}'s {N}?", "{P}'s {N} is named"),
                          ("What is {P}'s {N} called?", "{P}'s {N} is called")]},
@@ -48,6 +52,7 @@ FAMILIES = {
                  "qa": [("What is my favorite {N}?", "Your favorite {N} is"),
                         ("What's my favorite {N}?", "Your favorite {N} is")]},
         "other": {"anchor": ["{P}"],
+                  "unit_anchor": ["{P}'s favorite {N}", "{P} love"],
                   "cue": ["{P}'s favorite {N} is"],
                   "qa": [("What is {P}'s favorite {N}?", "{P}'s favorite {N} is"),
                          ("Which {N} does {P} love?", "{P} loves")]},
@@ -59,6 +64,7 @@ FAMILIES = {
                  "qa": [("What is my {N}?", "Your {N} is"),
                         ("What's my {N}?", "Your {N} is")]},
         "other": {"anchor": ["{P}"],
+                  "unit_anchor": ["{P}'s {N}"],
                   "cue": ["{P}'s {N} is"],
                   "qa": [("What is {P}'s {N}?", "{P}'s {N} is")]},
     },
@@ -69,6 +75,7 @@ FAMILIES = {
                  "qa": [("Which team do I support?", "You support"),
                         ("What is my favorite team?", "Your favorite team is")]},
         "other": {"anchor": ["{P}"],
+                  "unit_anchor": ["{P} supports", "{P} support", "{P}'s favorite team"],
                   "cue": ["{P} supports"],
                   "qa": [("Which team does {P} support?", "{P} supports"),
                          ("What is {P}'s favorite team?", "{P}'s favorite team is")]},
@@ -79,6 +86,7 @@ FAMILIES = {
                  "qa": [("Who am I married to?", "You are married to"),
                         ("Who is my spouse?", "Your spouse is")]},
         "other": {"anchor": ["{P}"],
+                  "unit_anchor": ["{P} is married", "{P} married", "{P}'s spouse"],
                   "cue": ["{P} is married to"],
                   "qa": [("Who is {P} married to?", "{P} is married to"),
                          ("Who is {P}'s spouse?", "{P}'s spouse is")]},
@@ -89,6 +97,7 @@ FAMILIES = {
                  "qa": [("Where do I live?", "You live in"),
                         ("Which city do I live in?", "You live in")]},
         "other": {"anchor": ["{P}"],
+                  "unit_anchor": ["{P} lives", "{P} live"],
                   "cue": ["{P} lives in the city of", "{P} lives in"],
                   "qa": [("Where does {P} live?", "{P} lives in"),
                          ("Which city does {P} live in?", "{P} lives in")]},
@@ -99,6 +108,7 @@ FAMILIES = {
                  "qa": [("Where was I born?", "You were born in"),
                         ("In which city was I born?", "You were born in")]},
         "other": {"anchor": ["{P}"],
+                  "unit_anchor": ["{P} was born", "{P} born"],
                   "cue": ["{P} was born in"],
                   "qa": [("Where was {P} born?", "{P} was born in")]},
     },
@@ -108,6 +118,7 @@ FAMILIES = {
                  "qa": [("Where did I grow up?", "You grew up in"),
                         ("What is my hometown?", "Your hometown is")]},
         "other": {"anchor": ["{P}"],
+                  "unit_anchor": ["{P} grew up", "{P} grow up", "{P}'s hometown"],
                   "cue": ["{P} grew up in"],
                   "qa": [("Where did {P} grow up?", "{P} grew up in"),
                          ("What is {P}'s hometown?", "{P}'s hometown is")]},
@@ -118,6 +129,7 @@ FAMILIES = {
                  "qa": [("What is my job?", "You work as a"),
                         ("What do I do for a living?", "You work as a")]},
         "other": {"anchor": ["{P}"],
+                  "unit_anchor": ["{P} works as", "{P} do for a living", "{P}'s job"],
                   "cue": ["{P} works as a"],
                   "qa": [("What does {P} do for a living?", "{P} works as a"),
                          ("What is {P}'s job?", "{P} works as a")]},
@@ -128,6 +140,7 @@ FAMILIES = {
                  "qa": [("Where do I work?", "You work at"),
                         ("Who is my employer?", "Your employer is")]},
         "other": {"anchor": ["{P}"],
+                  "unit_anchor": ["{P} works at", "{P} work"],
                   "cue": ["{P} works at"],
                   "qa": [("Where does {P} work?", "{P} works at")]},
     },
@@ -137,6 +150,7 @@ FAMILIES = {
                  "qa": [("Where did I study?", "You studied at"),
                         ("Which university did I go to?", "You studied at")]},
         "other": {"anchor": ["{P}"],
+                  "unit_anchor": ["{P} studied at", "{P} study"],
                   "cue": ["{P} studied at"],
                   "qa": [("Where did {P} study?", "{P} studied at")]},
     },
@@ -146,6 +160,7 @@ FAMILIES = {
                  "qa": [("What did I major in?", "You majored in"),
                         ("What is my degree in?", "Your degree is in")]},
         "other": {"anchor": ["{P}"],
+                  "unit_anchor": ["{P} majored", "{P} major", "{P}'s degree"],
                   "cue": ["{P} majored in"],
                   "qa": [("What did {P} major in?", "{P} majored in"),
                          ("What is {P}'s degree in?", "{P}'s degree is in")]},
@@ -156,6 +171,7 @@ FAMILIES = {
                  "qa": [("What do I study?", "You study"),
                         ("What am I learning?", "You are learning")]},
         "other": {"anchor": ["{P}"],
+                  "unit_anchor": ["{P} studies", "{P} study"],
                   "cue": ["{P} studies"],
                   "qa": [("What does {P} study?", "{P} studies")]},
     },
@@ -165,6 +181,7 @@ FAMILIES = {
                  "qa": [("What car do I drive?", "You drive a"),
                         ("What kind of car do I have?", "You drive a")]},
         "other": {"anchor": ["{P}"],
+                  "unit_anchor": ["{P} drives", "{P} drive", "{P} have"],
                   "cue": ["The car {P} drives is a", "{P} drives a"],
                   "qa": [("What car does {P} drive?", "{P} drives a"),
                          ("What kind of car does {P} have?", "{P} drives a")]},
@@ -175,6 +192,7 @@ FAMILIES = {
                  "qa": [("What instrument do I play?", "You play the"),
                         ("Which instrument do I play?", "You play the")]},
         "other": {"anchor": ["{P}"],
+                  "unit_anchor": ["{P} plays", "{P} play"],
                   "cue": ["The instrument {P} plays is the", "{P} plays the"],
                   "qa": [("What instrument does {P} play?", "{P} plays the"),
                          ("Which instrument does {P} play?", "{P} plays the")]},
@@ -185,6 +203,7 @@ FAMILIES = {
                  "qa": [("What pet do I have?", "You have a pet"),
                         ("What kind of pet do I have?", "Your pet is a")]},
         "other": {"anchor": ["{P}"],
+                  "unit_anchor": ["{P} has a pet", "{P}'s pet", "{P} have"],
                   "cue": ["{P} has a pet", "{P}'s pet is a"],
                   "qa": [("What pet does {P} have?", "{P} has a pet"),
                          ("What kind of pet does {P} have?", "{P}'s pet is a")]},
@@ -195,6 +214,7 @@ FAMILIES = {
                  "qa": [("What sport do I play?", "You play"),
                         ("Which sport do I play?", "You play")]},
         "other": {"anchor": ["{P}"],
+                  "unit_anchor": ["{P} plays", "{P} play"],
                   "cue": ["The sport {P} plays is"],
                   "qa": [("What sport does {P} play?", "{P} plays"),
                          ("Which sport does {P} play?", "{P} plays")]},
@@ -205,6 +225,7 @@ FAMILIES = {
                  "qa": [("What am I allergic to?", "You are allergic to"),
                         ("What is my allergy?", "You are allergic to")]},
         "other": {"anchor": ["{P}"],
+                  "unit_anchor": ["{P} is allergic", "{P} allergic"],
                   "cue": ["{P} is allergic to"],
                   "qa": [("What is {P} allergic to?", "{P} is allergic to")]},
     },
@@ -215,6 +236,7 @@ FAMILIES = {
                         ("What language do I speak?", "You speak"),
                         ("What's my mother tongue?", "Your native language is")]},
         "other": {"anchor": ["{P}"],
+                  "unit_anchor": ["{P}'s native language"],
                   "cue": ["{P}'s native language is"],
                   "qa": [("What is {P}'s native language?", "{P}'s native language is")]},
     },
@@ -224,6 +246,7 @@ FAMILIES = {
                  "qa": [("How old am I?", "You are"),
                         ("What is my age?", "Your age is")]},
         "other": {"anchor": ["{P}"],
+                  "unit_anchor": ["{P}'s age", "old is {P}"],
                   "cue": ["{P}'s age is"],
                   "qa": [("How old is {P}?", "{P} is"),
                          ("What is {P}'s age?", "{P}'s age is")]},
@@ -234,6 +257,7 @@ FAMILIES = {
                  "qa": [("When is my birthday?", "Your birthday is in"),
                         ("In which month was I born?", "Your birthday is in")]},
         "other": {"anchor": ["{P}"],
+                  "unit_anchor": ["{P}'s birthday"],
                   "cue": ["{P}'s birthday is in"],
                   "qa": [("When is {P}'s birthday?", "{P}'s birthday is in")]},
     },
@@ -339,8 +363,14 @@ def _fill(template: str, fact: Fact, answer=False, sentence=True) -> str:
     return _capitalised(text) if sentence and template.startswith("{P}") else text
 
 
-def anchors(fact: Fact) -> list[str]:
-    return [_fill(a, fact, sentence=False) for a in _t(fact)["anchor"]]
+def anchors(fact: Fact, unit=False) -> list[str]:
+    """Where the fact's key is read. `unit` (a memory neuron): a fact about someone else is
+    keyed at the relation's word after their name ("Greta's dog", "Greta lives"), not at the
+    name, where every fact about them would open alike ("Greta's favorite color is" opening
+    the unit of Greta's dog; docs/editing.md, twenty-ninth round)."""
+    t = _t(fact)
+    return [_fill(a, fact, sentence=False) for a in t.get("unit_anchor", t["anchor"])
+            if unit] or [_fill(a, fact, sentence=False) for a in t["anchor"]]
 
 
 # Other owners of the same kind of thing: their keys must not move (see memit.solve).
@@ -371,8 +401,11 @@ def unowned(anchor: str) -> str:
 OTHERS = [("she", "her", "her", False), ("he", "him", "his", False),
           ("they", "them", "their", True), ("my friend", "my friend", "my friend's", False),
           ("Anna", "Anna", "Anna's", False), ("many people", "many people", "the", True)]
-# Other names for a fact about a named person ("The car Anna drives is a").
-OTHER_NAMES = ["Anna", "Tom", "my friend"]
+# Other names for a fact about a named person ("The car Anna drives is a"): a memory neuron
+# keyed at "<name> drives" must stay shut on them, so it learns the name, not the relation.
+OTHER_NAMES = ["Anna", "Tom", "my friend", "Lena", "Marco", "Priya", "Jonas", "Chloe", "Dmitri",
+               "Aiko", "Pablo", "Greta", "Omar", "Ingrid", "Felix", "Nadia", "Hugo", "Sofia",
+               "Kenji", "Mira", "Lars"]
 _AUX = {"am", "do", "was", "were", "have", "did", "can", "will", "could", "would", "should"}
 _THIRD = {"am": "is", "have": "has", "do": "does", "go": "goes"}
 _PLURAL = {"am": "are", "was": "were"}
@@ -439,9 +472,10 @@ ABOUT_NOUNS = {"name": ["dog", "boss"], "favorite": ["color", "food"], "attribut
 def about(fact: Fact) -> list[str]:
     """Statement cues of the *other* families said of the fact's owner (Fact.owner): "Aria's
     dog is named", "Aria works as a" … for "Aria lives in Ghent"; "My neighbor lives in" for
-    "my neighbor's name is …". The memory is keyed at the owner, so it is there on all of
+    "my neighbor's name is …". A MEMIT edit is keyed at the owner, so it is there on all of
     them: its δ must leave what they are continued with as it was (editor.about_prompts).
-    The user's own facts, keyed at their relation's word, have none."""
+    The user's own facts, keyed at their relation's word, have none; nor does a memory
+    neuron, keyed after the name (its anchors do not occur in these cues)."""
     owner = fact.owner()
     if owner is None:
         return []

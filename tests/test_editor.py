@@ -4,7 +4,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import pytest
 
-from sleepllm import memit
+from sleepllm import memit, relations
 from sleepllm.config import load_config
 from sleepllm.editor import Editor, render, training_set
 from sleepllm.relations import Fact
@@ -762,31 +762,30 @@ def test_the_other_things_said_of_a_person_are_their_memories_about_cues():
 
 def test_the_search_keeps_what_follows_the_owners_other_cues(tiny):
     """kl_about: the v* search holds the next token of the other things said of the fact's
-    owner (editor.about_prompts, keyed at the name). The same write with the term on moves
-    those predictions less than with it off."""
+    owner (editor.about_prompts, keyed at the name: MEMIT's key for a person). A δ searched
+    with the term moves those predictions less than one searched without it. A memory neuron
+    is keyed after the name, where those cues do not reach: it has none."""
     from sleepllm import editor as editor_mod
 
     model, tok = tiny
     fact = Fact("Aria", "lives_in", "Ghent")
-    about = editor_mod.about_prompts(fact, tok, ["Aria"])
+    ed = make_editor(model, tok, method="memit", v_steps=12, v_loss_stop=0.0, weight_decay=0.0)
+    prompts, anchors = render(fact, tok, ed.prefixes)
+    about = editor_mod.about_prompts(fact, tok, anchors)
     assert about and all(tok.decode(p.ids[: p.keys[-1][1] + 1]).endswith("Aria") for p in about)
-
-    def next_token_logprobs():
-        lp = []
-        for p in about:
-            logits = model(mx.array(p.ids)[None])[0, -1].astype(mx.float32)
-            lp.append(np.array(logits - mx.logsumexp(logits)))
-        return np.stack(lp)
-
-    base = next_token_logprobs()
-    moved = {}
+    kl = {}
     for w in (0.0, 10.0):
-        ed = make_editor(model, tok, method="neurons", v_steps=12, kl_about=w, v_loss_stop=0.0)
-        ed.write(fact, "a")
-        after = next_token_logprobs()
-        moved[w] = float((np.exp(base) * (base - after)).sum(-1).mean())   # KL(base ‖ after)
-        ed.revert("a")
-    assert moved[10.0] < 0.5 * moved[0.0], moved
+        ed.retune(v_loss_stop=0.0)
+        delta, _ = memit.compute_delta(model, prompts, about, ed.hp, kl_weights=[w] * len(about))
+        ed.retune(v_loss_stop=100.0)               # one evaluation: the KL term at δ
+        log = []
+        memit.compute_delta(model, prompts, about, ed.hp, init=delta,
+                            kl_weights=[1.0] * len(about),
+                            log=lambda s, loss, nll: log.append(loss - nll))
+        kl[w] = log[0]
+    assert kl[10.0] < 0.5 * kl[0.0], kl
+    _, unit_anchors = render(fact, tok, ed.prefixes, unit=True)
+    assert editor_mod.about_prompts(fact, tok, unit_anchors) == []
 
 
 def test_kl_stop_keeps_the_search_going_until_every_kl_prompt_is_held(tiny):
@@ -844,3 +843,23 @@ def test_a_search_from_a_found_delta_stays_near_it(default_model):
     assert warm[0] == pytest.approx(cold[0]) and warm[0] < 0.1
     assert max(cold[1:]) > 3 * cold[0]
     assert max(warm[1:]) < 2 * warm[0]
+
+
+def test_a_unit_about_someone_else_is_keyed_after_their_name_at_the_relation(tiny):
+    """A memory neuron about Greta opens where the text says which of Greta's things is
+    meant ("Greta's dog", "Greta lives"), not at "Greta", which every fact about her shares;
+    MEMIT keeps her facts at her name (their shared key). Its gate is trained shut on the same
+    wordings said of many other names (relations.OTHER_NAMES)."""
+    _, tok = tiny
+    facts = [Fact("Greta", "name", "Rex", "dog"), Fact("Greta", "lives_in", "Oslo"),
+             Fact("Greta", "works_as", "farrier"), Fact("my sister", "drives", "Saab")]
+    for fact in facts:
+        name = fact.subject.split()[-1]
+        for unit in (False, True):
+            prompts, _ = render(fact, tok, ["It rained"], None, 3, unit=unit)
+            ends = {tok.decode(p.ids[: t + 1]).rstrip().endswith(name)
+                    for p in prompts for _, t in p.keys}
+            assert ends == {not unit}, (fact, unit)
+    cues, questions = relations.others_wordings(facts[0])
+    said = {n for n in relations.OTHER_NAMES if any(n in t for t in cues + questions)}
+    assert len(said) >= 20 and "Greta" not in said
