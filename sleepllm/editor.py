@@ -199,7 +199,8 @@ def about_prompts(fact: Fact, tokenizer, anchors):
     """The other families' cues said of the fact's owner (relations.about: "Aria works as a"
     for "Aria lives in Ghent"), keyed at the owner: a memory keyed at a name is there on
     every sentence about that person, so its δ is searched to leave their next token as it
-    was (the KL term, weight kl_about)."""
+    was (the KL term, weight kl_about). MEMIT's: a memory neuron's anchors, after the name
+    (relations.anchors), do not occur in these cues, so it has none."""
     return _keyed(relations.about(fact), anchors, tokenizer)
 
 
