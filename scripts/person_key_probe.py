@@ -24,8 +24,9 @@ from sleepllm.editor import _keyed
 
 cfg = config.load_config(None, {})
 model, tok, _ = models.load(cfg["model"])
-TRAIN_NAMES = ["Anna", "Tom", "Lena", "Marco", "Priya", "Jonas", "Chloe", "Dmitri", "Aiko", "Pablo",
-               "Greta", "Omar", "Ingrid", "Felix", "Nadia", "Hugo", "Sofia", "Kenji", "Mira", "Lars"]
+TRAIN_NAMES = ["Anna", "Tom", "Lena", "Marco", "Priya", "Jonas", "Chloe", "Dmitri", "Aiko",
+               "Pablo", "Greta", "Omar", "Ingrid", "Felix", "Nadia", "Hugo", "Sofia", "Kenji",
+               "Mira", "Lars"]
 TEST_NAMES = ["Florin", "Paskal", "Beatriz", "Olek", "Svea", "Tariq", "Elif", "Bruno", "Yara",
               "Matteo", "Hanne", "Idris", "Ronja", "Cyril", "Leila", "Viggo", "Amara", "Teodor",
               "Wren", "Ulla"]
