@@ -370,8 +370,8 @@ def anchors(fact: Fact, unit=False) -> list[str]:
     name, where every fact about them would open alike ("Greta's favorite color is" opening
     the unit of Greta's dog; docs/editing.md, twenty-ninth round)."""
     t = _t(fact)
-    return [_fill(a, fact, sentence=False) for a in t.get("unit_anchor", t["anchor"])
-            if unit] or [_fill(a, fact, sentence=False) for a in t["anchor"]]
+    words = t.get("unit_anchor", t["anchor"]) if unit else t["anchor"]
+    return [_fill(a, fact, sentence=False) for a in words]
 
 
 # Other owners of the same kind of thing: their keys must not move (see memit.solve).
