@@ -204,9 +204,10 @@ class Learner:
             self._computing += 1
 
     def doing(self) -> str:
-        e, n = self.current, len(self.memory.queue)
+        queue = list(self.memory.queue)        # a copy: the Learner pops from it
+        e, n = self.current or (queue[0] if queue else None), len(queue)
         if e is None:
-            return f"{n} noted facts"
+            return "nothing noted"
         more = f" ({n - 1} more noted)" if n > 1 else ""
         return f"[{e['id']}]: {e['text']}{more}"
 
