@@ -138,10 +138,14 @@ def training_set(fact: Fact, prompts, companions, tokenizer, prefixes, system_pr
 def others_prompts(fact: Fact, tokenizer, system_prompt=None):
     """Where a memory neuron must stay closed: every token of the fact's cues and questions
     said of someone else (relations.others_wordings; the questions through the chat template)
-    from the first one that differs from the user's own wording, and the anchor in "Her
-    dog"-style texts (contrast_prompts)."""
+    and, for a named person, of the other things said of them (relations.about_wordings:
+    "Rasmus works as a" for Rasmus's age), from the first token that differs from the fact's
+    own wording; and the anchor in "Her dog"-style texts (contrast_prompts)."""
     enc = lambda s, special: tokenizer._tokenizer(s, add_special_tokens=special)["input_ids"]
     cues, questions = relations.others_wordings(fact)
+    if not fact.is_self:
+        more_cues, more_questions = relations.about_wordings(fact)
+        cues, questions = cues + more_cues, questions + more_questions
     own_cues, own_questions = relations.wordings(fact)
     own = [enc(c, True) for c in own_cues] + \
         [enc(chat_text(tokenizer, q, system_prompt), False) for q in own_questions]

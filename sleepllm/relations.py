@@ -470,6 +470,17 @@ def others_wordings(fact: Fact) -> tuple[list[str], list[str]]:
 ABOUT_NOUNS = {"name": ["dog", "boss"], "favorite": ["color", "food"], "attribute": ["job"]}
 
 
+def _other_things(fact: Fact, person: str):
+    """Each other family (and noun) said of `person`, as a Fact with no object."""
+    for family in FAMILIES:
+        for noun in ABOUT_NOUNS.get(family, [""]):
+            if family == fact.relation and (noun == fact.noun or not noun):
+                continue
+            if fact.is_self and noun == fact.noun:
+                continue                                    # "my dog's dog"
+            yield Fact(person, family, "", noun)
+
+
 def about(fact: Fact) -> list[str]:
     """Statement cues of the *other* families said of the fact's owner (Fact.owner): "Aria's
     dog is named", "Aria works as a" … for "Aria lives in Ghent"; "My neighbor lives in" for
@@ -481,16 +492,21 @@ def about(fact: Fact) -> list[str]:
     if owner is None:
         return []
     p = fact.subject if not fact.is_self else owner
-    out = []
-    for family, t in FAMILIES.items():
-        for noun in ABOUT_NOUNS.get(family, [""]):
-            if family == fact.relation and (noun == fact.noun or not noun):
-                continue
-            if fact.is_self and noun == fact.noun:
-                continue                                    # "my dog's dog"
-            f = Fact(p, family, "", noun)
-            out.append(_fill(t["other"]["cue"][0], f))
-    return out
+    return [_fill(_t(f)["cue"][0], f) for f in _other_things(fact, p)]
+
+
+def about_wordings(fact: Fact) -> tuple[list[str], list[str]]:
+    """(statement cues, questions) of the other families said of a named person ("Rasmus
+    works as a", "Where does Rasmus live?" for Rasmus's age): a memory neuron about them must
+    stay closed there (editor.others_prompts). None for the user's facts; nor a wording that
+    says one of the fact's own anchors ("Rasmus's job is" for "Rasmus works as a welder")."""
+    if fact.is_self:
+        return [], []
+    own = [a.lower() for a in anchors(fact, unit=True)]
+    things = list(_other_things(fact, fact.subject))
+    keep = lambda ts: [t for t in ts if not any(a in t.lower() for a in own)]
+    return (keep([_fill(_t(f)["cue"][0], f) for f in things]),
+            keep([_fill(_t(f)["qa"][0][0], f) for f in things]))
 
 
 def variants(fact: Fact) -> list[tuple[str, list[str]]]:

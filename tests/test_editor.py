@@ -138,7 +138,8 @@ def test_the_same_words_said_of_someone_else_are_grammatical_and_closed_from_whe
         tiny):
     """A memory neuron's hard negatives: the fact's cues and questions with another subject,
     verbs made to agree ("I am" -> "She is", "do I" -> "does she"), a named person's fact with
-    another name; every token from the first one that differs from the user's own wording."""
+    another name and the other things said of that person ("Greta works at" for her job); every
+    token from the first one that differs from the fact's own wording."""
     from sleepllm import relations
     from sleepllm.editor import others_prompts
 
@@ -162,6 +163,19 @@ def test_the_same_words_said_of_someone_else_are_grammatical_and_closed_from_whe
     her, own = enc("Her dog's name is"), enc("My dog's name is")
     first = memit.shared([her, own])
     assert [t for _, t in prompts[tok.decode(her)].keys] == list(range(first, len(her)))
+    assert relations.about_wordings(dog) == ([], [])       # the user's facts: keyed apart
+
+    # a named person's: also the other things said of them, from where the wording differs
+    cues, questions = relations.about_wordings(Fact("Greta", "works_as", "farrier"))
+    assert {"Greta works at", "Greta lives in the city of"} <= set(cues) and "Greta works as a" not in cues
+    assert "Greta's job is" not in cues      # the same thing in other words: the unit opens
+    assert "Where does Greta live?" in questions
+    job = Fact("Greta", "works_as", "farrier")
+    prompts = {tok.decode(p.ids): p for p in others_prompts(job, tok)}
+    at, own = enc("Greta works at"), enc("Greta works as a")
+    first = memit.shared([at, own])
+    assert 0 < first < len(at)
+    assert [t for _, t in prompts[tok.decode(at)].keys] == list(range(first, len(at)))
 
 
 def test_update_moves_the_residual_to_the_target_value(tiny):
