@@ -727,7 +727,8 @@ class Editor:
             raise
         for i, p in zip(ids, parts):
             e = old[i]
-            factors = {l: (A.astype(np.float16), B.astype(np.float16)) for l, (A, B, _) in p.items()}
+            factors = {l: (A.astype(np.float16), B.astype(np.float16))
+                       for l, (A, B, _) in p.items()}
             keys = {l: K.astype(np.float16) for l, (_, _, K) in p.items()}
             self.edits[i] = Edit(i, e.fact, factors, keys, e.z, e.nll, e.seconds, e.created,
                                  e.object_keys)

@@ -383,8 +383,9 @@ def handle_command(session, line: str, console) -> bool:
                 return True
             ids = mem.find(arg)
             if len(ids) != 1:
-                console.print(f"{'no memory matches' if not ids else 'several memories match'} "
-                              f"{arg!r}{': ' + ', '.join(ids) if ids else ''}; use an id from /facts")
+                which = "no memory matches" if not ids else "several memories match"
+                listed = ": " + ", ".join(ids) if ids else ""
+                console.print(f"{which} {arg!r}{listed}; use an id from /facts")
                 return True
         rec = mem.forget(ids[0])
         console.print(f"[yellow]forgot[/yellow] \\[{rec['id']}]: {escape(rec['text'])}")
