@@ -143,9 +143,8 @@ def others_prompts(fact: Fact, tokenizer, system_prompt=None):
     own wording; and the anchor in "Her dog"-style texts (contrast_prompts)."""
     enc = lambda s, special: tokenizer._tokenizer(s, add_special_tokens=special)["input_ids"]
     cues, questions = relations.others_wordings(fact)
-    if not fact.is_self:
-        more_cues, more_questions = relations.about_wordings(fact)
-        cues, questions = cues + more_cues, questions + more_questions
+    about_cues, about_questions = relations.about_wordings(fact)    # none for the user's facts
+    cues, questions = cues + about_cues, questions + about_questions
     own_cues, own_questions = relations.wordings(fact)
     own = [enc(c, True) for c in own_cues] + \
         [enc(chat_text(tokenizer, q, system_prompt), False) for q in own_questions]

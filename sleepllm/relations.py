@@ -12,14 +12,15 @@ memory neuron's is the relation's word after the name ("unit_anchor": "Aria's do
 lives"), so that "Aria's favorite color is" does not open the unit of Aria's dog. Its gate
 is trained shut on the same wordings with twenty other names (OTHER_NAMES): with three, the
 units opened on the same relation of any name (docs/editing.md, twenty-ninth and
-thirty-fourth rounds). For the user the name carries nothing ("I", "my" are in every
-sentence), so the anchor is the relation's own content word: "dog" for the dog's name,
-"color" for the favourite colour, "live" for the home city. This keeps the user's facts in
-separate keys. Every question
-template names an anchor *in the question* ("Where do I live?" → "live"): a key that
-only the answer names cannot make the model start that answer (tests/test_editor.py). For the
-user the anchor must come after the user's own word ("The car I drive" is keyed at "drive":
-at "car" the text has not said whose car it is — editor.OWNED).
+thirty-fourth rounds); and on the other things said of Aria (about_wordings), where a
+question puts the relation before the name ("How old is Aria?", thirty-fifth round). For the
+user the name carries nothing ("I", "my" are in every sentence), so the anchor is the
+relation's own content word: "dog" for the dog's name, "color" for the favourite colour,
+"live" for the home city. This keeps the user's facts in separate keys. Every question
+template names an anchor *in the question* ("Where do I live?" → "live"): a key that only the
+answer names cannot make the model start that answer (tests/test_editor.py). For the user
+the anchor must come after the user's own word ("The car I drive" is keyed at "drive": at
+"car" the text has not said whose car it is — editor.OWNED).
 
 MORE and SYNONYMS give further wordings of a fact about the user ("What's my mom called?",
 "What is my occupation?"): its memory neuron opens on them too, though the v* search trains

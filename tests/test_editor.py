@@ -90,7 +90,6 @@ def test_every_question_template_names_an_anchor_in_the_question():
     before the text says whose car it is ("The car Anna drives" begins the same)."""
     import re
 
-    from sleepllm import relations
     from sleepllm.editor import OWNED
 
     def named(text, anchors, own):
@@ -120,7 +119,6 @@ def test_every_question_template_names_an_anchor_in_the_question():
 def test_a_relative_is_asked_about_as_mine_and_answered_as_yours(tiny):
     """ "My sister lives in Lyon": the cue and question say "my sister", the trained answer
     "Your sister lives in Lyon."; it shares the key of "my sister's name is ..." (one owner)."""
-    from sleepllm import relations
 
     model, tok = tiny
     fact = Fact("my sister", "lives_in", "Lyon")
@@ -140,7 +138,6 @@ def test_the_same_words_said_of_someone_else_are_grammatical_and_closed_from_whe
     verbs made to agree ("I am" -> "She is", "do I" -> "does she"), a named person's fact with
     another name and the other things said of that person ("Greta works at" for her job); every
     token from the first one that differs from the fact's own wording."""
-    from sleepllm import relations
     from sleepllm.editor import others_prompts
 
     cues, questions = relations.others_wordings(Fact("user", "allergic_to", "sesame"))
@@ -763,7 +760,6 @@ def test_the_other_things_said_of_a_person_are_their_memories_about_cues():
     """relations.about: every other family's cue said of the fact's owner — a named person, or
     the relative of a "my neighbour's name is …" fact —, none of the fact's own; the user's
     own facts (keyed at their relation's word) have none."""
-    from sleepllm import relations
 
     cues = relations.about(Fact("Aria", "lives_in", "Ghent"))
     assert "Aria works as a" in cues and "The car Aria drives is a" in cues
