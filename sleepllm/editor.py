@@ -138,19 +138,22 @@ def training_set(fact: Fact, prompts, companions, tokenizer, prefixes, system_pr
 def others_prompts(fact: Fact, tokenizer, system_prompt=None):
     """Where a memory neuron must stay closed: every token of the fact's cues and questions
     said of someone else (relations.others_wordings; the questions through the chat template)
-    and, for a named person, of the other things said of them (relations.about_wordings:
-    "Rasmus works as a" for Rasmus's age), from the first token that differs from the fact's
-    own wording; and the anchor in "Her dog"-style texts (contrast_prompts)."""
+    — each cue going on with the fact's own object, "Anna's favorite color is chartreuse.":
+    the answer's tokens carry the cue's meaning too —, and, for a named person, of the other
+    things said of them (relations.about_wordings: "Rasmus works as a" for Rasmus's age), from
+    the first token that differs from the fact's own wording; and the anchor in "Her
+    dog"-style texts (contrast_prompts)."""
     enc = lambda s, special: tokenizer._tokenizer(s, add_special_tokens=special)["input_ids"]
+    obj = enc(" " + fact.object + ".", False)
     cues, questions = relations.others_wordings(fact)
     about_cues, about_questions = relations.about_wordings(fact)    # none for the user's facts
-    cues, questions = cues + about_cues, questions + about_questions
     own_cues, own_questions = relations.wordings(fact)
     own = [enc(c, True) for c in own_cues] + \
         [enc(chat_text(tokenizer, q, system_prompt), False) for q in own_questions]
+    texts = [enc(c, True) + obj for c in cues] + [enc(c, True) for c in about_cues] + \
+        [enc(chat_text(tokenizer, q, system_prompt), False) for q in questions + about_questions]
     out = []
-    for text, chat in [(c, False) for c in cues] + [(q, True) for q in questions]:
-        ids = enc(chat_text(tokenizer, text, system_prompt), False) if chat else enc(text, True)
+    for ids in texts:
         start = max(memit.shared([ids, o]) for o in own)
         if start < len(ids):
             out.append(memit.Prompt(ids, len(ids), [(0, t) for t in range(start, len(ids))]))

@@ -157,7 +157,7 @@ def test_the_same_words_said_of_someone_else_are_grammatical_and_closed_from_whe
     enc = lambda s: tok._tokenizer(s, add_special_tokens=True)["input_ids"]
     dog = Fact("user", "name", "Rex", "dog")
     prompts = {tok.decode(p.ids): p for p in others_prompts(dog, tok)}
-    her, own = enc("Her dog's name is"), enc("My dog's name is")
+    her, own = enc("Her dog's name is Rex."), enc("My dog's name is")    # with the answer
     first = memit.shared([her, own])
     assert [t for _, t in prompts[tok.decode(her)].keys] == list(range(first, len(her)))
     assert relations.about_wordings(dog) == ([], [])       # the user's facts: keyed apart
