@@ -160,6 +160,40 @@ def others_prompts(fact: Fact, tokenizer, system_prompt=None):
     return out + contrast_prompts(fact, tokenizer)
 
 
+def continued_prompts(fact: Fact, model, tokenizer, seen: dict):
+    """Every token the model writes after a few of the fact's cues said of someone else
+    (relations.others_wordings; CONTINUED of them, evenly spaced, continued CONTINUED_TOKENS):
+    "Her dog's name is" goes on " Max. He is a 12-year-old Labrador Retriever", and a unit
+    shut on the cue itself still opened at " Labrador" (0.57 of its level; docs/editing.md,
+    thirty-seventh round). The text is cut where it turns to the fact's own subject (a word of
+    the user's, the person's name). `seen`: {cue: continuation tokens} of earlier writes,
+    checked in one teacher-forced pass (probes.generate's drafts) instead of generated again;
+    updated here."""
+    cues = relations.others_wordings(fact)[0]
+    cues = cues[:: max(1, len(cues) // CONTINUED)][:CONTINUED]
+    ids = [probes.raw_ids(tokenizer, c) for c in cues]
+    texts = probes.generate(model, tokenizer, ids, max_tokens=CONTINUED_TOKENS,
+                            drafts=[seen.get(c) for c in cues])
+    enc = lambda s: tokenizer._tokenizer(s, add_special_tokens=False)["input_ids"]
+    out = []
+    for cue, p, text in zip(cues, ids, texts):
+        seen[cue] = enc(text)
+        cont = enc(until_own(fact, text))
+        if cont:
+            out.append(memit.Prompt(list(p) + cont, len(p) + len(cont),
+                                    [(0, t) for t in range(len(p), len(p) + len(cont))]))
+    return out
+
+
+def until_own(fact: Fact, text: str) -> str:
+    """text up to where it speaks of the fact's own subject: one of the user's words for the
+    user's facts, the person's name for someone else's."""
+    own = OWNED if fact.is_self else \
+        re.compile(r"(?<!\w)" + re.escape(fact.subject) + r"(?!\w)", re.I)
+    m = own.search(text)
+    return text[: m.start()] if m else text
+
+
 def _variant_keys(fact: Fact, tokenizer, system_prompt=None):
     """(ids, keys, is a chat question) of each further wording (relations.variants) whose
     anchor occurs in it."""
@@ -246,6 +280,8 @@ def _float_linear(layer) -> nn.Linear:
     return lin
 
 
+CONTINUED = 4           # someone-else cues a unit's gate also sees continued
+CONTINUED_TOKENS = 24   # (continued_prompts)
 SHARED_OPEN = 0.5   # a unit this open (of its level) on a new fact's anchors shares them
 OPEN_MIN = 0.02     # a unit's opening (of its level) below this adds nothing worth training
 
@@ -307,6 +343,7 @@ class Editor:
         self._kp_w: dict[tuple, dict] = {}
         self.neuron_layer = hp.layers[-1]
         self._unit_base = None   # (W_gate, W_up) of the neuron layer, float32, made when needed
+        self._continued = {}     # continued_prompts' continuations, by cue
         # called between the steps of a write, where the model is as the active edits make it
         # and nothing is being computed: the REPL's Learner lets a reply run there
         self.pause = lambda: None
@@ -557,7 +594,9 @@ class Editor:
         kl, near = self._kl(fact, anchors)
         delta, nll = memit.compute_delta(self.model, train, kl + near, self.hp,
                                          pause=self.pause, **self._kl_terms(kl, near))
-        hard = others_prompts(fact, self.tokenizer, self.system_prompt) + kl
+        hard = others_prompts(fact, self.tokenizer, self.system_prompt) + kl + \
+            continued_prompts(fact, self.model, self.tokenizer, self._continued)
+        self.pause()
         hard = memit.mlp_inputs(self.model, [hard], L) if hard else None
         more = variant_prompts(fact, self.tokenizer, self.system_prompt)
         more = memit.mlp_inputs(self.model, [more], L) if more else None

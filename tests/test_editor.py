@@ -4,7 +4,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import pytest
 
-from sleepllm import memit, relations
+from sleepllm import memit, probes, relations
 from sleepllm.config import load_config
 from sleepllm.editor import Editor, render, training_set
 from sleepllm.relations import Fact
@@ -174,6 +174,34 @@ def test_the_same_words_said_of_someone_else_are_grammatical_and_closed_from_whe
     first = memit.shared([at, own])
     assert 0 < first < len(at)
     assert [t for _, t in prompts[tok.decode(at)].keys] == list(range(first, len(at)))
+
+
+def test_continued_prompts_key_every_token_the_model_writes_after_a_cue(tiny):
+    """A unit's gate is also shut on what the model writes after the fact said of someone else
+    ("Her dog's name is" → " Max. He is a Labrador"): every continuation token is a key, none of
+    the cue's, and the text stops where it turns to the fact's own subject."""
+    from sleepllm.editor import CONTINUED, continued_prompts, until_own
+
+    model, tok = tiny
+    dog = Fact("user", "name", "Rex", "dog")
+    seen = {}
+    prompts = continued_prompts(dog, model, tok, seen)
+    cues = relations.others_wordings(dog)[0]
+    assert 0 < len(prompts) <= CONTINUED and len(seen) == CONTINUED
+    for p in prompts:
+        cue = next(c for c in seen if p.ids[: len(probes.raw_ids(tok, c))] ==
+                   list(probes.raw_ids(tok, c)))
+        assert cue in cues
+        n = len(probes.raw_ids(tok, cue))
+        assert [t for _, t in p.keys] == list(range(n, len(p.ids))) and p.target_start == len(p.ids)
+    # the second write of the same cues checks the continuations it has seen: same prompts
+    again = continued_prompts(dog, model, tok, seen)
+    assert [p.ids for p in again] == [p.ids for p in prompts]
+
+    assert until_own(dog, " Max. He is a Labrador. My dog is") == " Max. He is a Labrador. "
+    assert until_own(dog, " Ivy. Her owner is") == " Ivy. Her owner is"     # "I" in a word
+    greta = Fact("Greta", "drives", "Saab")
+    assert until_own(greta, " Volvo, and Greta's is red.") == " Volvo, and "
 
 
 def test_update_moves_the_residual_to_the_target_value(tiny):
