@@ -147,11 +147,14 @@ def others_prompts(fact: Fact, tokenizer, system_prompt=None):
     obj = enc(" " + fact.object + ".", False)
     cues, questions = relations.others_wordings(fact)
     about_cues, about_questions = relations.about_wordings(fact)    # none for the user's facts
+    noun_cues, noun_questions = relations.other_nouns(fact)
     own_cues, own_questions = relations.wordings(fact)
     own = [enc(c, True) for c in own_cues] + \
         [enc(chat_text(tokenizer, q, system_prompt), False) for q in own_questions]
-    texts = [enc(c, True) + obj for c in cues] + [enc(c, True) for c in about_cues] + \
-        [enc(chat_text(tokenizer, q, system_prompt), False) for q in questions + about_questions]
+    texts = [enc(c, True) + obj for c in cues] + \
+        [enc(c, True) for c in about_cues + noun_cues] + \
+        [enc(chat_text(tokenizer, q, system_prompt), False)
+         for q in questions + about_questions + noun_questions]
     out = []
     for ids in texts:
         start = max(memit.shared([ids, o]) for o in own)
@@ -170,7 +173,9 @@ def continued_prompts(fact: Fact, model, tokenizer, seen: dict):
     checked in one teacher-forced pass (probes.generate's drafts) instead of generated again;
     updated here."""
     cues = relations.others_wordings(fact)[0]
-    cues = cues[:: max(1, len(cues) // CONTINUED)][:CONTINUED]
+    cues = cues[:: max(1, len(cues) // CONTINUED)][:CONTINUED] if CONTINUED > 0 else []
+    if not cues:
+        return []
     ids = [probes.raw_ids(tokenizer, c) for c in cues]
     texts = probes.generate(model, tokenizer, ids, max_tokens=CONTINUED_TOKENS,
                             drafts=[seen.get(c) for c in cues])

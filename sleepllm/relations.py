@@ -453,6 +453,34 @@ def said_of(text: str, subject: str, obj: str, owner: str, plural: bool) -> str:
     return _capitalised(new) if text[:1].isupper() else new
 
 
+# Other nouns of the families that have one, each a thing of its own (not "dish" beside "food":
+# "What dish do I like best?" asks for the favourite food): a memory of the user's favourite
+# drink must stay shut on "My favorite fruit is" (other_nouns).
+FAMILY_NOUNS = {
+    "name": ["dog", "cat", "horse", "wife", "husband", "son", "daughter", "mother", "father",
+             "sister", "brother", "friend", "boss", "neighbor", "teacher", "doctor"],
+    "favorite": ["color", "food", "drink", "fruit", "band", "song", "movie", "book", "sport",
+                 "season", "animal", "flower", "city", "game", "painter", "number"],
+    "attribute": ["job", "car", "phone", "gym", "street", "hobby", "school", "bank", "bike",
+                  "laptop", "address", "church"],
+}
+OTHER_NOUNS = 6    # how many of them each memory is shut on
+
+
+def other_nouns(fact: Fact) -> tuple[list[str], list[str]]:
+    """(statement cues, questions) of the fact's family said of OTHER_NOUNS other nouns, evenly
+    spaced among FAMILY_NOUNS ("My favorite dish is", "What is my favorite dish?" for the
+    favourite drink); none for a family without a noun. Not the noun itself nor its synonyms."""
+    nouns = FAMILY_NOUNS.get(fact.relation, [])
+    own = {fact.noun.lower(), *SYNONYMS.get(fact.noun.lower(), [])}
+    nouns = [n for n in nouns if n not in own and fact.noun.lower() not in SYNONYMS.get(n, [])]
+    if not fact.noun or not nouns:
+        return [], []
+    nouns = nouns[:: max(1, len(nouns) // OTHER_NOUNS)][:OTHER_NOUNS]
+    other = [Fact(fact.subject, fact.relation, "", n) for n in nouns]
+    return [c for o in other for c in cues(o)], [q for o in other for q, _ in questions(o)]
+
+
 def others_wordings(fact: Fact) -> tuple[list[str], list[str]]:
     """(statement cues, questions) of the fact said of someone else ("Her dog's name is", "What
     is his dog's name?", "The car Anna drives is a"): a memory neuron must stay closed on them

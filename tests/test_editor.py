@@ -176,6 +176,28 @@ def test_the_same_words_said_of_someone_else_are_grammatical_and_closed_from_whe
     assert [t for _, t in prompts[tok.decode(at)].keys] == list(range(first, len(at)))
 
 
+def test_other_nouns_shut_a_memory_on_its_family_said_of_other_things(tiny):
+    """The favourite drink's unit is shut on "My favorite fruit is" (from " fruit" on), the
+    dog's on "My cat's name is": other nouns of the family, never the fact's own or a synonym."""
+    from sleepllm.editor import others_prompts
+
+    cues, questions = relations.other_nouns(Fact("user", "favorite", "mint tea", "drink"))
+    assert len(cues) == relations.OTHER_NOUNS and "My favorite drink is" not in cues
+    assert all(c.startswith("My favorite ") for c in cues) and len(questions) >= len(cues)
+    cues, questions = relations.other_nouns(Fact("user", "name", "Hilde", "mother"))
+    assert not any(w in t for t in cues + questions for w in ("mother", "mom", "mum"))
+    cues, _ = relations.other_nouns(Fact("Greta", "name", "Rex", "dog"))
+    assert cues and all(c.startswith("Greta's ") and " dog " not in c for c in cues)
+    assert relations.other_nouns(Fact("user", "lives_in", "Oslo")) == ([], [])
+
+    model, tok = tiny
+    enc = lambda s: tok._tokenizer(s, add_special_tokens=True)["input_ids"]
+    prompts = {tok.decode(p.ids): p for p in others_prompts(Fact("user", "name", "Rex", "dog"), tok)}
+    cat, own = enc("My cat's name is"), enc("My dog's name is")
+    assert [t for _, t in prompts[tok.decode(cat)].keys] == \
+        list(range(memit.shared([cat, own]), len(cat)))
+
+
 def test_continued_prompts_key_every_token_the_model_writes_after_a_cue(tiny):
     """A unit's gate is also shut on what the model writes after the fact said of someone else
     ("Her dog's name is" → " Max. He is a Labrador"): every continuation token is a key, none of
