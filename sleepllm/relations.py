@@ -469,7 +469,7 @@ OTHER_NOUNS = 6    # how many of them each memory is shut on
 
 def other_nouns(fact: Fact) -> tuple[list[str], list[str]]:
     """(statement cues, questions) of the fact's family said of OTHER_NOUNS other nouns, evenly
-    spaced among FAMILY_NOUNS ("My favorite dish is", "What is my favorite dish?" for the
+    spaced among FAMILY_NOUNS ("My favorite fruit is", "What is my favorite fruit?" for the
     favourite drink); none for a family without a noun. Not the noun itself nor its synonyms."""
     nouns = FAMILY_NOUNS.get(fact.relation, [])
     own = {fact.noun.lower(), *SYNONYMS.get(fact.noun.lower(), [])}
