@@ -172,8 +172,7 @@ def continued_prompts(fact: Fact, model, tokenizer, seen: dict):
     the user's, the person's name). `seen`: {cue: continuation tokens} of earlier writes,
     checked in one teacher-forced pass (probes.generate's drafts) instead of generated again;
     updated here."""
-    cues = relations.others_wordings(fact)[0]
-    cues = cues[:: max(1, len(cues) // CONTINUED)][:CONTINUED] if CONTINUED > 0 else []
+    cues = relations.spaced(relations.others_wordings(fact)[0], CONTINUED)
     if not cues:
         return []
     ids = [probes.raw_ids(tokenizer, c) for c in cues]
@@ -193,9 +192,7 @@ def continued_prompts(fact: Fact, model, tokenizer, seen: dict):
 def until_own(fact: Fact, text: str) -> str:
     """text up to where it speaks of the fact's own subject: one of the user's words for the
     user's facts, the person's name for someone else's."""
-    own = OWNED if fact.is_self else \
-        re.compile(r"(?<!\w)" + re.escape(fact.subject) + r"(?!\w)", re.I)
-    m = own.search(text)
+    m = (OWNED if fact.is_self else relations.word(fact.subject)).search(text)
     return text[: m.start()] if m else text
 
 

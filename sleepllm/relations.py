@@ -467,6 +467,16 @@ FAMILY_NOUNS = {
 OTHER_NOUNS = 6    # how many of them each memory is shut on
 
 
+def spaced(xs: list, k: int) -> list:
+    """k of xs, evenly spaced from the first (all of them if there are no more than k)."""
+    return xs[:: max(1, len(xs) // k)][:k] if k > 0 else []
+
+
+def word(w: str) -> re.Pattern:
+    """w as a whole word, any case ("Greta" in "Greta's", not in "Gretaville")."""
+    return re.compile(r"(?<!\w)" + re.escape(w) + r"(?!\w)", re.I)
+
+
 def other_nouns(fact: Fact) -> tuple[list[str], list[str]]:
     """(statement cues, questions) of the fact's family said of OTHER_NOUNS other nouns, evenly
     spaced among FAMILY_NOUNS ("My favorite fruit is", "What is my favorite fruit?" for the
@@ -476,8 +486,7 @@ def other_nouns(fact: Fact) -> tuple[list[str], list[str]]:
     nouns = [n for n in nouns if n not in own and fact.noun.lower() not in SYNONYMS.get(n, [])]
     if not fact.noun or not nouns:
         return [], []
-    nouns = nouns[:: max(1, len(nouns) // OTHER_NOUNS)][:OTHER_NOUNS]
-    other = [Fact(fact.subject, fact.relation, "", n) for n in nouns]
+    other = [Fact(fact.subject, fact.relation, "", n) for n in spaced(nouns, OTHER_NOUNS)]
     return [c for o in other for c in cues(o)], [q for o in other for q, _ in questions(o)]
 
 
@@ -490,7 +499,7 @@ def others_wordings(fact: Fact) -> tuple[list[str], list[str]]:
         swap = lambda t: [said_of(t, *o) for o in OTHERS]
     else:
         names = [n for n in OTHER_NAMES if n.lower() != fact.subject.lower()]
-        pat = re.compile(r"(?<!\w)" + re.escape(fact.subject) + r"(?!\w)", re.I)
+        pat = word(fact.subject)
         swap = lambda t: [_capitalised(pat.sub(n, t)) for n in names]
     return tuple([o for t in ts for o in swap(t) if o != t] for ts in texts)
 
