@@ -1,7 +1,8 @@
 """How far the memory neurons' gates open where they should not (docs/editing.md, thirty-seventh
 round) — in minutes, without the v* search.
 
-    .venv/bin/python scripts/gate_leaks.py N [--facts FILE] [--continued K] [editor_key=value ...]
+    .venv/bin/python scripts/gate_leaks.py N [--facts FILE] [--continued K] [--settle]
+                                             [editor_key=value ...]
 
 Writes the first N facts of a fact file (default the dev set) into a fresh memory through the
 extractor, as `sleepllm eval --via direct` does, but with δ = 0: a gate and its level depend
@@ -16,6 +17,9 @@ not shut on continuations). Then, at every token of each neighbour cue and of th
   share ≥ 0.5 (a proxy of recall: the gate open there);
 - other units > 0.1 on a fact's own prompts (cross-talk);
 - on the held-out text: the mean summed opening per token, tokens with a unit > 0.05.
+
+`--settle`: the same again after sleep's Editor.settle (the gates shut on later memories'
+anchors).
 """
 import argparse
 import json
@@ -39,6 +43,7 @@ def main():
     ap.add_argument("--facts", default=str(DEV))
     ap.add_argument("--continued", type=int, default=editor.CONTINUED)
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--settle", action="store_true", help="measure again after Editor.settle")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     editor.CONTINUED = args.continued
@@ -49,7 +54,6 @@ def main():
     mem = memory.Memory(tempfile.mkdtemp(), model, tok, cfg, mid)
     ed = mem.editor
     ed.load_stats()
-    L = ed.neuron_layer
     t0, told, fid_of = time.perf_counter(), set(), {}
     for f in facts:
         got = extract(f["statement"])
@@ -57,6 +61,17 @@ def main():
             fid_of[mem.learn(got[0], f["statement"])[0]] = f["id"]
             told |= {c.lower() for c in relations.cues(got[0])}
     print(f"{len(ed.edits)} units written in {time.perf_counter() - t0:.0f} s")
+    measure(args, cfg, model, tok, ed, facts, told, fid_of)
+    if args.settle:
+        t0 = time.perf_counter()
+        changed = ed.settle()
+        print(f"\nafter Editor.settle (sleep): {len(changed)} gates changed in "
+              f"{time.perf_counter() - t0:.1f} s")
+        measure(args, cfg, model, tok, ed, facts, told, fid_of)
+
+
+def measure(args, cfg, model, tok, ed, facts, told, fid_of):
+    L = ed.neuron_layer
     units = []
     for e in ed.edits.values():
         g, u, _ = (v.astype(np.float64) for v in e.factors[L])

@@ -286,6 +286,7 @@ CONTINUED = 4           # someone-else cues a unit's gate also sees continued
 CONTINUED_TOKENS = 24   # (continued_prompts)
 SHARED_OPEN = 0.5   # a unit this open (of its level) on a new fact's anchors shares them
 OPEN_MIN = 0.02     # a unit's opening (of its level) below this adds nothing worth training
+LEAK = 0.05         # a unit this open (of its level) on another memory's anchors leaks (settle)
 
 
 def as_deployed(model, prompts, L, g, u, level):
@@ -723,6 +724,55 @@ class Editor:
             lin.weight = lin.weight + upd
             mx.eval(lin.weight)
         return set_delta
+
+    def settle(self) -> list[str]:
+        """Sleep's consolidation of memory neurons. A unit's gate is trained closed on the
+        anchors of the memories written before it, never on those of later ones: a gate may
+        open on a later memory's anchors (a share > LEAK of its level, below SHARED_OPEN —
+        above, the two share an anchor, as companions do). Each such gate is shut there by
+        the least change ordinary text notices (neurons.shut, M = E[xxᵀ] over the negatives)
+        that leaves it exactly as it was at its own anchors; the change is kept only if the
+        gate then opens on no more ordinary-text inputs than before. Returns the ids changed
+        (new Edit objects: the ones replaced stay as they were, for a rollback)."""
+        L = self.neuron_layer
+        units = [e for e in self.edits.values() if e.kind == "neuron" and L in e.factors]
+        if len(units) < 2:
+            return []
+        N = self.negatives.astype(np.float64)
+        M = N.T @ N / len(N)
+        M += 1e-6 * np.trace(M) / len(M) * np.eye(len(M))
+        vec = {e.id: [v.astype(np.float64) for v in e.factors[L]] for e in units}
+        keys = {e.id: e.keys[L].astype(np.float64) for e in units}
+        lev = {e.id: neurons.level(keys[e.id], *vec[e.id][:2]) for e in units}
+        share = lambda i, X: neurons.output(X, *vec[i][:2]) / lev[i] if lev[i] > 0 \
+            else np.zeros(len(X))
+        changed = []
+        for e in units:
+            g, u, d = vec[e.id]
+            closed = []
+            for f in units:
+                if f is e:
+                    continue
+                o = share(e.id, keys[f.id])
+                if o.max() > SHARED_OPEN or share(f.id, keys[e.id]).max() > SHARED_OPEN:
+                    continue     # one anchor, two memories: companions
+                closed.append(keys[f.id][o > LEAK])
+            closed = np.concatenate(closed) if closed else np.zeros((0, len(g)))
+            if not len(closed):
+                continue
+            g2 = neurons.shut(g, keys[e.id], closed, M)
+            noisy = lambda gate: int((neurons.output(N, gate, u) / lev[e.id] > LEAK).sum())
+            if not np.isfinite(g2).all() or noisy(g2) > noisy(g):
+                continue
+            vectors = (g2.astype(np.float16), *e.factors[L][1:])
+            if not np.isfinite(vectors[0]).all():
+                continue
+            self.edits[e.id] = Edit(e.id, e.fact, {L: vectors}, e.keys, e.z, e.nll, e.seconds,
+                                    e.created, object_keys={}, kind="neuron")
+            changed.append(e.id)
+        if changed:
+            self._refresh(L)
+        return changed
 
     def consolidate(self) -> list[str]:
         """Rewrite every edit that carries its target z in one batch MEMIT solve

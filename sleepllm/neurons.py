@@ -116,6 +116,26 @@ def fit(pos, ordinary, hard=None, others=None, more=None):
     return g, u, level(pos_all, g, u)
 
 
+def shut(g, pos, closed, M, ridge=1e-6):
+    """The gate g changed as little as ordinary text notices so that it stays exactly as it was
+    at its own anchor inputs `pos` and is shut (gᵀc = −T/4: silu < 1e-4 of the open output) at
+    the inputs `closed` (other memories' anchors it opens on, sleep's settle):
+
+        min_Δ ΔᵀMΔ   s.t.   Δᵀp = 0 (p ∈ pos),   (g + Δ)ᵀc = −T/4 (c ∈ closed)
+        Δ = M⁻¹Aᵀ(AM⁻¹Aᵀ)⁻¹ r,      A = [pos; closed],  r = [0; −T/4 − closed·g]
+
+    with M = E[xxᵀ] over ordinary text: the least change of the gate's pre-activation there,
+    in mean square. The level and u stay valid: the positives' gate values do not move.
+    `ridge` (relative to AM⁻¹Aᵀ's mean diagonal) keeps nearly equal anchor rows solvable."""
+    pos, closed = np.asarray(pos, np.float64), np.asarray(closed, np.float64)
+    A = np.concatenate([pos, closed])
+    r = np.concatenate([np.zeros(len(pos)), -T / 4 - closed @ g])
+    MiA = np.linalg.solve(M, A.T)
+    S = A @ MiA
+    S += ridge * np.trace(S) / len(S) * np.eye(len(S))
+    return g + MiA @ np.linalg.solve(S, r)
+
+
 def level(X, g, u) -> float:
     """The unit's mean output at the inputs among X its gate opens on (gᵀx > T/4), as fit
     levels them."""

@@ -313,16 +313,16 @@ def print_sleep_report(report, console, seconds):
                   f"perplexity {report['ppl_before']:.2f} → {report['ppl_after']:.2f}")
     cons = report.get("consolidation")
     if cons and "skipped" in cons:
-        console.print(f"  joint solve not tried: {cons['skipped']}")
+        console.print(f"  consolidation not done: {cons['skipped']}")
     elif cons and not cons["kept"]:
-        console.print(f"  joint solve recalled less than the wake edits ({cons['joint_score']:.1f}"
-                      f" < {cons['wake_score']:.1f}): wake edits kept")
+        console.print(f"  consolidation recalled less than the wake edits "
+                      f"({cons['joint_score']:.1f} < {cons['wake_score']:.1f}): wake edits kept")
     for p in report["pruned"]:
         console.print(f"  pruned \\[{p['id']}] {escape(p['text'])}: {p['why']}")
     for fid in report["unrestored"]:
         console.print(f"  [yellow]could not restore[/yellow] \\[{fid}]")
     for what in report.get("skipped_for_time", []):
-        if what != "consolidate":          # said above, with the joint solve
+        if what != "consolidate":          # said above, with the consolidation
             console.print(f"  not done within sleep.seconds: {what}")
     if report["rolled_back"]:
         console.print(f"  [yellow]rolled back:[/yellow] {report['rolled_back']}")

@@ -5,12 +5,14 @@
             already reverted at wake.
 1. audit    every memory probed by free generation (its cue and chat questions):
             healthy (all answered) / degraded (some) / lost (none).
-2. consolidate  (MEMIT edits; memory neurons do not write over one another and skip it)
+2. consolidate  memory neurons (Editor.settle): a unit's gate was trained closed on the
+            memories written before it, not on later ones; each gate that opens on a later
+            memory's anchors is shut there, unchanged at its own (neurons.shut). MEMIT edits:
             the wake edits, written one at a time, interfere: every memory's edit is
             replaced by one batch MEMIT solve over all memories at once, from the target
             values found when each was learned (memit.consolidate; no v* optimisation).
-            The memories are audited again and the joint solve is kept only when it recalls
-            at least as much as the wake edits did; otherwise the wake edits are put back.
+            Either way the memories are audited again and the change is kept only when it
+            recalls at least as much as the wake edits did; otherwise they are put back.
             Above `sleep.joint_max_memories` it is not tried: measured, it recalled more
             than the wake edits at 20 and 50 memories and less at 99, twice
             (docs/benchmarks.md), and solving and auditing it costs minutes there.
@@ -134,9 +136,15 @@ def run(memory, progress=None) -> dict:
     say("consolidate", 0, 1)
     report["consolidated"] = []
     joint_fits = 0.5 * audit_cost + reaudit_cost + guard_cost <= left()
-    if ed.neurons:
-        report["consolidation"] = {"skipped": "memory neurons: each memory is its own unit, "
-                                              "there is no joint solve"}
+    if ed.neurons and reaudit_cost + guard_cost <= left():
+        report["consolidated"] = ed.settle()
+        if not report["consolidated"]:
+            report["consolidation"] = {"skipped": "no memory neuron's gate opens on another "
+                                                  "memory's anchors"}
+    elif ed.neurons:
+        report["consolidation"] = {"skipped": "the audit after settling the gates does not fit "
+                                              f"in the {cfg['sleep']['seconds']} s budget"}
+        report["skipped_for_time"].append("consolidate")
     elif len(facts) <= cfg["sleep"]["joint_max_memories"] and joint_fits:
         report["consolidated"] = ed.consolidate()
     elif len(facts) <= cfg["sleep"]["joint_max_memories"]:
@@ -147,7 +155,7 @@ def run(memory, progress=None) -> dict:
     else:
         report["consolidation"] = {"skipped": f"{len(facts)} memories > joint_max_memories "
                                               f"{cfg['sleep']['joint_max_memories']}"}
-    if report["consolidated"]:
+    if report["consolidated"]:   # judged as a whole: kept if it recalls no less
         joint = probes.audit(model, tok, facts, system, previous=audit)
         wake_score, joint_score = _total(audit), _total(joint)
         report["consolidation"] = {"wake_score": wake_score, "joint_score": joint_score,

@@ -641,6 +641,80 @@ def test_a_neuron_gate_opens_on_its_anchors_and_stays_closed_elsewhere():
         neurons.fit(np.zeros((0, d)), ordinary)
 
 
+def test_shut_keeps_the_gate_at_its_anchors_and_shuts_it_on_a_leak_at_least_cost():
+    """neurons.shut: gᵀp unchanged at every positive, gᵀc = −T/4 at the closed rows, and the
+    change is the least in the metric M (KKT: MΔ lies in the rows' span)."""
+    from sleepllm import neurons
+
+    rng = np.random.default_rng(1)
+    d = 32
+    common = rng.standard_normal(d) * 3
+    ordinary = common + rng.standard_normal((4000, d))
+    anchor = common + 2.0 * rng.standard_normal(d)
+    pos = anchor + 0.3 * rng.standard_normal((6, d))
+    g, u, level = neurons.fit(pos, ordinary)
+    leak = 0.6 * anchor + 0.4 * ordinary[:3]         # another memory's anchors, half like ours
+    assert (neurons.output(leak, g, u) / level).max() > 0.1
+    M = ordinary.T @ ordinary / len(ordinary)
+    g2 = neurons.shut(g, pos, leak, M)
+    np.testing.assert_allclose(pos @ g2, pos @ g, rtol=1e-4)     # (the ridge: 1e-6 of the
+    np.testing.assert_allclose(leak @ g2, -neurons.T / 4, rtol=1e-4)   # rows' scale)
+    A = np.concatenate([pos, leak])
+    lam = np.linalg.lstsq(A.T, M @ (g2 - g), rcond=None)[0]
+    np.testing.assert_allclose(A.T @ lam, M @ (g2 - g), atol=1e-8 * np.abs(M @ (g2 - g)).max())
+    assert np.abs(neurons.output(leak, g2, u) / level).max() < 1e-3
+    assert np.quantile(np.abs(neurons.output(ordinary, g2, u) / level), 0.99) < 0.05
+
+
+def test_settle_shuts_a_gate_on_a_later_memorys_anchors_and_keeps_the_old_edit(tmp_path):
+    """Editor.settle: a unit open (above LEAK, below SHARED_OPEN) on another memory's anchors
+    is shut there; its gate at its own anchors, its u and value column stay; the Edit replaced
+    is left as it was (sleep's rollback puts it back) and the weights carry the new gate. (The
+    tiny model is 256 wide and the unit fitted on 4 of a write's anchor inputs, so that
+    holding them leaves the gate room to move.)"""
+    import dataclasses
+
+    from conftest import make_tiny_model_dir
+    from mlx_lm import load
+
+    from sleepllm import editor as editor_mod, neurons
+
+    model, tok = load(str(make_tiny_model_dir(tmp_path / "wide", hidden=256, intermediate=512)))
+    ed = make_editor(model, tok, method="neurons", v_steps=4)
+    L = ed.neuron_layer
+    real = ed.revert(ed.write(Fact("user", "name", "Rex", "dog"), "a").id)
+    X = real.keys[L][:4].astype(np.float64)
+    g, u, level = neurons.fit(X, ed.negatives)
+    a = dataclasses.replace(real, keys={L: X.astype(np.float16)},
+                            factors={L: (g.astype(np.float16), u.astype(np.float16),
+                                         real.factors[L][2])})
+    g, u = (v.astype(np.float64) for v in a.factors[L][:2])
+    ed.add(a)
+    # a later memory whose anchors lie between a's and another fact's, where a half opens
+    c = ed.revert(ed.write(Fact("Aria", "lives_in", "Ghent"), "c").id)
+    other = c.keys[L][:4].astype(np.float64)
+    for t in np.linspace(0, 1, 41):
+        K = t * X + (1 - t) * other
+        if 0.15 < (neurons.output(K, g, u) / level).max() < 0.45:
+            break
+    else:
+        pytest.skip("no blend half opens the tiny model's unit")
+    b = dataclasses.replace(a, id="b", keys={L: K.astype(np.float16)},
+                            factors={L: (-a.factors[L][0], *a.factors[L][1:])})
+    ed.add(b)
+    assert ed.settle() == ["a"]
+    new = ed.edits["a"]
+    assert new is not a and a.factors[L][0] is not new.factors[L][0]
+    g2 = new.factors[L][0].astype(np.float64)
+    np.testing.assert_allclose(X @ g2, X @ g, rtol=2e-3, atol=0.05)
+    assert (neurons.output(K.astype(np.float16).astype(np.float64), g2, u) / level).max() \
+        < editor_mod.LEAK
+    np.testing.assert_array_equal(new.factors[L][1], a.factors[L][1])
+    gate = np.array(memit._layers(model)[L].mlp.gate_proj.weight)
+    np.testing.assert_array_equal(gate[-2], new.factors[L][0].astype(np.float32))
+    assert ed.settle() == []            # nothing left to shut
+
+
 def _mlp_weights(model, l):
     mlp = memit._layers(model)[l].mlp
     return [np.array(mlp[n].weight) for n in ("gate_proj", "up_proj", "down_proj")]
