@@ -11,6 +11,7 @@ fingerprint of the model's weights:
   favourite drink must stay closed on a recipe's "ingredient".
   The perplexity text (data/heldout.txt) is never used here.
 """
+import hashlib
 import json
 from pathlib import Path
 
@@ -36,7 +37,15 @@ TOPICS = ["baking bread", "cooking dinner", "coffee", "tea", "fruit", "breakfast
           "houses and flats", "renting a flat", "travel by train", "holidays", "the sea",
           "mountains", "the weather", "gardening", "trees", "cars", "bicycles", "phones",
           "computers", "the internet", "money", "shopping", "clothes", "birthdays", "history",
-          "science", "the stars", "colours", "hobbies"]
+          "science", "the stars", "colours", "hobbies",
+          # general knowledge, what a question about someone else or the world is about
+          "famous people in history", "composers and classical music", "painters and art",
+          "scientists and their discoveries", "inventors and inventions", "writers and their books",
+          "kings, queens and presidents", "countries of the world", "capital cities",
+          "food around the world", "festivals and holidays", "the months and the seasons",
+          "famous films and actors", "football clubs and leagues", "car makers",
+          "rivers, lakes and oceans", "wild animals", "famous buildings", "planets and space",
+          "myths and fairy tales", "ships and sailing"]
 CHAT_SEEDS = ["Tell me about", "How do I", "What is", "Can you explain", "Write a short",
               "Why do", "Give me", "Describe"]
 
@@ -202,7 +211,8 @@ def _damaged(path: Path, why: str, console):
 def _negatives(model, tokenizer, layer, folder: Path, console) -> np.ndarray:
     """The MLP inputs at `layer` over the model's own text about everyday topics (cached)."""
     d = memit.mlp_width(model, layer)
-    path = folder / f"negatives_l{layer}_topics{len(TOPICS)}.safetensors"
+    tag = hashlib.sha256(json.dumps(TOPICS).encode()).hexdigest()[:12]
+    path = folder / f"negatives_l{layer}_topics{len(TOPICS)}_{tag}.safetensors"
     rows = 2 * len(TOPICS) * TEXT_LEN
     for _ in range(2):
         X = _read(path, "X", (rows, d), console)
