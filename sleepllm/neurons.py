@@ -33,6 +33,10 @@ A memory adds one hidden unit — a row g to W_gate, a row u to W_up, a column d
    alike): the least change of u₀ that levels the positives — those the gate opens
    (gᵀx > T/4; a positive it cannot tell from a negative is left, not forced).
 
+4. Settle (sleep).  A gate is trained closed on the anchors of the memories written before
+   it, not of later ones; where it opens on those, sleep shuts it by the least change ordinary
+   text notices that holds it at its own anchors (`shut`, Editor.settle).
+
 A memory is three vectors (3 × d floats, float16 on disk); removing it removes its unit, so
 a revert is exact and memories do not write over one another. Facts that share an anchor
 ("my dog": its name and its breed) have the same x⁺ — the later unit adds what the earlier
