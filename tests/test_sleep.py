@@ -225,3 +225,63 @@ def test_the_ledger_keeps_what_the_probes_answered_and_the_next_audit_checks_it(
     second = sleep.run(again)
     assert second["audit_generated"] < first["audit_generated"]
     assert second["audit_before"] == first["audit_after"]
+
+
+def test_settled_gates_are_kept_only_if_recall_holds_and_reach_the_checkpoint(tiny_model_dir,
+                                                                              tmp_path,
+                                                                              monkeypatch):
+    """Memory neurons: sleep's consolidation is Editor.settle (new gates for some units), judged
+    like the MEMIT joint solve — an audit after it that scores lower puts the old units back
+    exactly; one that scores as high keeps the new gates, and the checkpoint holds them (a new
+    process loads the same units bit for bit). The tiny model's units open on no other memory's
+    anchors, so the settling is scripted here: a unit's gate moved a little; the audit too."""
+    import dataclasses
+
+    from sleepllm import probes
+    from sleepllm.editor import Editor
+
+    def units(mem):
+        mlp = memit._layers(mem.editor.model)[mem.editor.neuron_layer].mlp
+        return [np.array(mlp[n].weight) for n in ("gate_proj", "up_proj", "down_proj")]
+
+    def settle(ed):
+        L = ed.neuron_layer
+        e = next(iter(ed.edits.values()))
+        g, u, d = e.factors[L]
+        ed.edits[e.id] = dataclasses.replace(e, factors={L: ((g * 1.5).astype(np.float16), u, d)})
+        ed._refresh(L)
+        return [e.id]
+
+    monkeypatch.setattr(Editor, "settle", settle)
+    for lower in (True, False):
+        folder = tmp_path / f"m{lower}"
+        model, tok = load(str(tiny_model_dir))
+        cfg = tiny_cfg(method="neurons")
+        cfg["sleep"].update(rounds=0, max_ppl_drift=10.0, max_general_changed=1.0)
+        mem = Memory(folder, model, tok, cfg, "tiny")
+        first, _ = mem.learn(Fact("user", "name", "Rex", "dog"))
+        mem.learn(Fact("Aria", "lives_in", "Ghent"))
+        w = units(mem)
+        calls = []
+
+        def audit(model, tok, facts, system=None, **_):
+            calls.append(1)
+            ok = len(calls) == 1 or not lower
+            return {i: R(ok, float(ok)) for i in facts}
+
+        monkeypatch.setattr(probes, "audit", audit)
+        report = sleep.run(mem)
+        assert report["consolidation"]["kept"] is not lower
+        after = units(mem)
+        if lower:
+            assert report["consolidated"] == []
+            assert all(np.array_equal(x, y) for x, y in zip(after, w))
+        else:
+            assert report["consolidated"] == [first]
+            np.testing.assert_array_equal(
+                after[0][-2], (w[0][-2].astype(np.float16) * np.float16(1.5)).astype(np.float32))
+        monkeypatch.undo()
+        monkeypatch.setattr(Editor, "settle", settle)
+        again, tok = load(str(tiny_model_dir))
+        back = Memory(folder, again, tok, cfg, "tiny")
+        assert all(np.array_equal(x, y) for x, y in zip(units(back), after))
