@@ -35,7 +35,8 @@ A memory adds one hidden unit — a row g to W_gate, a row u to W_up, a column d
 
 4. Settle (sleep).  A gate is trained closed on the anchors of the memories written before
    it, not of later ones; where it opens on those, sleep shuts it by the least change ordinary
-   text notices that holds it at its own anchors (`shut`, Editor.settle).
+   text notices that holds it at its own anchors (`shut`, Editor.settle; `sleep.settle_gates`,
+   off by default: measured at 100 facts it recalled less, docs/editing.md 38th round).
 
 A memory is three vectors (3 × d floats, float16 on disk); removing it removes its unit, so
 a revert is exact and memories do not write over one another. Facts that share an anchor

@@ -5,9 +5,11 @@
             already reverted at wake.
 1. audit    every memory probed by free generation (its cue and chat questions):
             healthy (all answered) / degraded (some) / lost (none).
-2. consolidate  memory neurons (Editor.settle): a unit's gate was trained closed on the
-            memories written before it, not on later ones; each gate that opens on a later
-            memory's anchors is shut there, unchanged at its own (neurons.shut). MEMIT edits:
+2. consolidate  memory neurons, with `sleep.settle_gates` (off by default: at 100 facts it
+            recalled less, docs/editing.md, thirty-eighth round): a unit's gate was trained
+            closed on the memories written before it, not on later ones; each gate that opens
+            on a later memory's anchors is shut there, unchanged at its own (Editor.settle,
+            neurons.shut). MEMIT edits:
             the wake edits, written one at a time, interfere: every memory's edit is
             replaced by one batch MEMIT solve over all memories at once, from the target
             values found when each was learned (memit.consolidate; no v* optimisation).
@@ -136,7 +138,9 @@ def run(memory, progress=None) -> dict:
     say("consolidate", 0, 1)
     report["consolidated"] = []
     joint_fits = 0.5 * audit_cost + reaudit_cost + guard_cost <= left()
-    if ed.neurons and reaudit_cost + guard_cost <= left():
+    if ed.neurons and not cfg["sleep"]["settle_gates"]:
+        report["consolidation"] = {"skipped": "memory neurons: sleep.settle_gates is off"}
+    elif ed.neurons and reaudit_cost + guard_cost <= left():
         report["consolidated"] = ed.settle()
         if not report["consolidated"]:
             report["consolidation"] = {"skipped": "no memory neuron's gate opens on another "

@@ -230,7 +230,8 @@ def test_the_ledger_keeps_what_the_probes_answered_and_the_next_audit_checks_it(
 def test_settled_gates_are_kept_only_if_recall_holds_and_reach_the_checkpoint(tiny_model_dir,
                                                                               tmp_path,
                                                                               monkeypatch):
-    """Memory neurons: sleep's consolidation is Editor.settle (new gates for some units), judged
+    """Memory neurons, with sleep.settle_gates (off by default: then it is not tried): sleep's
+    consolidation is Editor.settle (new gates for some units), judged
     like the MEMIT joint solve — an audit after it that scores lower puts the old units back
     exactly; one that scores as high keeps the new gates, and the checkpoint holds them (a new
     process loads the same units bit for bit). The tiny model's units open on no other memory's
@@ -253,11 +254,12 @@ def test_settled_gates_are_kept_only_if_recall_holds_and_reach_the_checkpoint(ti
         return [e.id]
 
     monkeypatch.setattr(Editor, "settle", settle)
-    for lower in (True, False):
-        folder = tmp_path / f"m{lower}"
+    for lower, on in ((True, True), (False, True), (False, False)):
+        folder = tmp_path / f"m{lower}{on}"
         model, tok = load(str(tiny_model_dir))
         cfg = tiny_cfg(method="neurons")
-        cfg["sleep"].update(rounds=0, max_ppl_drift=10.0, max_general_changed=1.0)
+        cfg["sleep"].update(rounds=0, max_ppl_drift=10.0, max_general_changed=1.0,
+                            settle_gates=on)
         mem = Memory(folder, model, tok, cfg, "tiny")
         first, _ = mem.learn(Fact("user", "name", "Rex", "dog"))
         mem.learn(Fact("Aria", "lives_in", "Ghent"))
@@ -271,8 +273,13 @@ def test_settled_gates_are_kept_only_if_recall_holds_and_reach_the_checkpoint(ti
 
         monkeypatch.setattr(probes, "audit", audit)
         report = sleep.run(mem)
-        assert report["consolidation"]["kept"] is not lower
         after = units(mem)
+        if not on:              # the default: not tried
+            assert "settle_gates is off" in report["consolidation"]["skipped"]
+            assert report["consolidated"] == [] and len(calls) == 1
+            assert all(np.array_equal(x, y) for x, y in zip(after, w))
+            continue
+        assert report["consolidation"]["kept"] is not lower
         if lower:
             assert report["consolidated"] == []
             assert all(np.array_equal(x, y) for x, y in zip(after, w))
