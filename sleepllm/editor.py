@@ -748,7 +748,7 @@ class Editor:
             else np.zeros(len(X))
         changed = []
         for e in units:
-            g, u, d = vec[e.id]
+            g, u, _ = vec[e.id]
             closed = []
             for f in units:
                 if f is e:
