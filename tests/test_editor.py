@@ -620,17 +620,23 @@ def test_the_inverse_statistics_are_cached_bit_for_bit(tiny, tmp_path):
 
 # ------------------------------------------------------------------ memory neurons
 
+def _gate_inputs(rng, d=32):
+    """(ordinary, anchor, pos): 4000 ordinary inputs, an anchor and 6 positives near it, all
+    sharing a large common direction (the MLP has no bias to take it away)."""
+    common = rng.standard_normal(d) * 3
+    ordinary = common + rng.standard_normal((4000, d))
+    anchor = common + 2.0 * rng.standard_normal(d)
+    return ordinary, anchor, anchor + 0.3 * rng.standard_normal((6, d))
+
+
 def test_a_neuron_gate_opens_on_its_anchors_and_stays_closed_elsewhere():
     """neurons.fit: the unit gives 1 at every positive (levelled), ~0 on held-out ordinary
     inputs and on the contrast rows, though all share a large common direction (no bias)."""
     from sleepllm import neurons
 
     rng = np.random.default_rng(0)
-    d = 32
-    common = rng.standard_normal(d) * 3
-    ordinary = common + rng.standard_normal((4000, d))
-    anchor = common + 2.0 * rng.standard_normal(d)
-    pos = anchor + 0.3 * rng.standard_normal((6, d))
+    ordinary, anchor, pos = _gate_inputs(rng)
+    d = pos.shape[1]
     hard = anchor + 0.3 * rng.standard_normal((4, d)) + 1.5 * rng.standard_normal(d)
     g, u, level = neurons.fit(pos, ordinary[:2000], hard[:2])
     out = neurons.output(pos, g, u) / level
@@ -646,12 +652,7 @@ def test_shut_keeps_the_gate_at_its_anchors_and_shuts_it_on_a_leak_at_least_cost
     change is the least in the metric M (KKT: MΔ lies in the rows' span)."""
     from sleepllm import neurons
 
-    rng = np.random.default_rng(1)
-    d = 32
-    common = rng.standard_normal(d) * 3
-    ordinary = common + rng.standard_normal((4000, d))
-    anchor = common + 2.0 * rng.standard_normal(d)
-    pos = anchor + 0.3 * rng.standard_normal((6, d))
+    ordinary, anchor, pos = _gate_inputs(np.random.default_rng(1))
     g, u, level = neurons.fit(pos, ordinary)
     leak = 0.6 * anchor + 0.4 * ordinary[:3]         # another memory's anchors, half like ours
     assert (neurons.output(leak, g, u) / level).max() > 0.1

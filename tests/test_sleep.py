@@ -5,7 +5,7 @@ from mlx_lm import load
 from sleepllm import memit, sleep, store
 from sleepllm.memory import Memory
 from sleepllm.relations import Fact
-from test_editor import tiny_cfg
+from test_editor import _mlp_weights, tiny_cfg
 from test_memory import down, same
 
 
@@ -241,9 +241,7 @@ def test_settled_gates_are_kept_only_if_recall_holds_and_reach_the_checkpoint(ti
     from sleepllm import probes
     from sleepllm.editor import Editor
 
-    def units(mem):
-        mlp = memit._layers(mem.editor.model)[mem.editor.neuron_layer].mlp
-        return [np.array(mlp[n].weight) for n in ("gate_proj", "up_proj", "down_proj")]
+    units = lambda mem: _mlp_weights(mem.editor.model, mem.editor.neuron_layer)
 
     def settle(ed):
         L = ed.neuron_layer
