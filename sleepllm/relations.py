@@ -10,16 +10,19 @@ and the *anchor*: the words at whose last token the editor reads and writes the 
 another person MEMIT's anchor is their name (every fact about Aria lives in Aria's key); a
 memory neuron's is the relation's word after the name ("unit_anchor": "Aria's dog", "Aria
 lives"), so that "Aria's favorite color is" does not open the unit of Aria's dog. Its gate
-is trained shut on the same wordings with twenty other names (OTHER_NAMES): with three, the
-units opened on the same relation of any name (docs/editing.md, twenty-ninth and
-thirty-fourth rounds); and on the other things said of Aria (about_wordings), where a
-question puts the relation before the name ("How old is Aria?", thirty-fifth round). For the
-user the name carries nothing ("I", "my" are in every sentence), so the anchor is the
-relation's own content word: "dog" for the dog's name, "color" for the favourite colour,
-"live" for the home city. This keeps the user's facts in separate keys. Every question
-template names an anchor *in the question* ("Where do I live?" → "live"): a key that only the
-answer names cannot make the model start that answer (tests/test_editor.py). For the user
-the anchor must come after the user's own word ("The car I drive" is keyed at "drive": at
+is trained shut on the same wordings with other names: twenty common ones (OTHER_NAMES; with
+three, the units opened on the same relation of any name: docs/editing.md, twenty-ninth and
+thirty-fourth rounds), rarer ones of several tokens (RARE_NAMES) and made-up ones that begin
+as the subject's does (near_names; thirty-ninth round); and on the other things said of Aria
+(about_wordings), where a question puts the relation before the name ("How old is Aria?",
+thirty-fifth round). For the user the name carries nothing ("I", "my" are in every sentence),
+so the anchor is the relation's own content word: "dog" for the dog's name, "color" for the
+favourite colour, "live" for the home city — and, for a plain attribute, also the user's "I"
+after its noun ("The gym I go to", "Which gym do I …": whatever verb follows, the key is read
+before it). This keeps the user's facts in separate keys. Every question template names an
+anchor *in the question* ("Where do I live?" → "live"): a key that only the answer names
+cannot make the model start that answer (tests/test_editor.py). For the user the anchor must
+come after the user's own word ("The car I drive" is keyed at "drive": at
 "car" the text has not said whose car it is — editor.OWNED).
 
 MORE and SYNONYMS give further wordings of a fact about the user ("What's my mom called?",
@@ -61,9 +64,10 @@ FAMILIES = {
     },
     # a plain attribute: job, car, phone, gym, street, hobby, native language ...
     "attribute": {
-        "self": {"anchor": ["my {N}", "your {N}"],
+        "self": {"anchor": ["my {N}", "your {N}", "{N} do I"],
                  "cue": ["My {N} is"],
                  "qa": [("What is my {N}?", "Your {N} is"),
+                        ("Which {N} do I have?", "Your {N} is"),
                         ("What's my {N}?", "Your {N} is")]},
         "other": {"anchor": ["{P}"],
                   "unit_anchor": ["{P}'s {N}"],
@@ -277,7 +281,7 @@ MORE = {
     "name": (["What's the name of my {N}?", "What did I name my {N}?", "How is my {N} named?",
               "My {N} is named"], []),
     "favorite": (["My favourite {N} is", "What is my favourite {N}?"], ["favourite {N}"]),
-    "attribute": (["What is my {N} called?"], []),
+    "attribute": (["What is my {N} called?", "The {N} I have is"], ["{N} I"]),
     "supports": (["Which club do I support?", "My favorite football team is",
                   "My favourite team is"], ["football team", "favourite team"]),
     "lives_in": (["Where is my home?", "Which town is my home in?"], ["my home"]),
@@ -408,6 +412,14 @@ OTHERS = [("she", "her", "her", False), ("he", "him", "his", False),
 OTHER_NAMES = ["Anna", "Tom", "my friend", "Lena", "Marco", "Priya", "Jonas", "Chloe", "Dmitri",
                "Aiko", "Pablo", "Greta", "Omar", "Ingrid", "Felix", "Nadia", "Hugo", "Sofia",
                "Kenji", "Mira", "Lars"]
+# Rarer names, several tokens long as many people's are ("Rasmus": " R", "asm", "us"): with only
+# the common one-token names above among its negatives, a gate keyed at "Rasmus drives" stayed
+# open on an unseen "The car Wilbur drives is a" (0.82 of its level).
+RARE_NAMES = ["Thaddeus", "Ottilie", "Casimir", "Rosalind", "Evander", "Marisol", "Anselm",
+              "Henrike", "Ignatius", "Zuleika", "Bertil", "Oonagh", "Leopold", "Amaranta"]
+# Made-up names that begin as the subject's does (its first two letters, then one of these):
+# the hardest names for a gate to tell from the subject's own ("Katarina": "Kandra", "Kamon").
+NAME_ENDINGS = ["ndra", "mon", "ttis", "lvin", "bella", "rik"]
 _AUX = {"am", "do", "was", "were", "have", "did", "can", "will", "could", "would", "should"}
 _THIRD = {"am": "is", "have": "has", "do": "does", "go": "goes"}
 _PLURAL = {"am": "are", "was": "were"}
@@ -490,6 +502,14 @@ def other_nouns(fact: Fact) -> tuple[list[str], list[str]]:
     return [c for o in other for c in cues(o)], [q for o in other for q, _ in questions(o)]
 
 
+def near_names(name: str) -> list[str]:
+    """Made-up names sharing the first two letters of `name` ("Katarina" -> "Kandra", "Kamon",
+    ...); none for a name of fewer than four letters or not a single word."""
+    if len(name) < 4 or not name.isalpha():
+        return []
+    return [name[:2] + e for e in NAME_ENDINGS if not name.lower().startswith(name[:2].lower() + e)]
+
+
 def others_wordings(fact: Fact) -> tuple[list[str], list[str]]:
     """(statement cues, questions) of the fact said of someone else ("Her dog's name is", "What
     is his dog's name?", "The car Anna drives is a"): a memory neuron must stay closed on them
@@ -498,7 +518,8 @@ def others_wordings(fact: Fact) -> tuple[list[str], list[str]]:
     if fact.is_self:
         swap = lambda t: [said_of(t, *o) for o in OTHERS]
     else:
-        names = [n for n in OTHER_NAMES if n.lower() != fact.subject.lower()]
+        names = [n for n in OTHER_NAMES + RARE_NAMES + near_names(fact.subject)
+                 if n.lower() != fact.subject.lower()]
         pat = word(fact.subject)
         swap = lambda t: [_capitalised(pat.sub(n, t)) for n in names]
     return tuple([o for t in ts for o in swap(t) if o != t] for ts in texts)
