@@ -415,8 +415,8 @@ OTHER_NAMES = ["Anna", "Tom", "my friend", "Lena", "Marco", "Priya", "Jonas", "C
 # Rarer names, several tokens long as many people's are ("Rasmus": " R", "asm", "us"): with only
 # the common one-token names above among its negatives, a gate keyed at "Rasmus drives" stayed
 # open on an unseen "The car Wilbur drives is a" (0.82 of its level).
-RARE_NAMES = ["Thaddeus", "Ottilie", "Casimir", "Rosalind", "Evander", "Marisol", "Anselm",
-              "Henrike", "Ignatius", "Zuleika", "Bertil", "Oonagh", "Leopold", "Amaranta"]
+RARE_NAMES = ["Thaddeus", "Philippa", "Casimir", "Rosalind", "Evander", "Marisol", "Anselm",
+              "Henrike", "Ignatius", "Zuleika", "Bertil", "Oonagh", "Wendelin", "Amaranta"]
 # Made-up names that begin as the subject's does (its first two letters, then one of these):
 # the hardest names for a gate to tell from the subject's own ("Katarina": "Kandra", "Kamon").
 NAME_ENDINGS = ["ndra", "mon", "ttis", "lvin", "bella", "rik"]
