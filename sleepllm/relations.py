@@ -22,8 +22,8 @@ after its noun ("The gym I go to", "Which gym do I …": whatever verb follows, 
 before it). This keeps the user's facts in separate keys. Every question template names an
 anchor *in the question* ("Where do I live?" → "live"): a key that only the answer names
 cannot make the model start that answer (tests/test_editor.py). For the user the anchor must
-come after the user's own word ("The car I drive" is keyed at "drive": at
-"car" the text has not said whose car it is — editor.OWNED).
+come after the user's own word ("The car I drive" is keyed at "drive": at "car" the text has
+not said whose car it is — editor.OWNED).
 
 MORE and SYNONYMS give further wordings of a fact about the user ("What's my mom called?",
 "What is my occupation?"): its memory neuron opens on them too, though the v* search trains

@@ -6,7 +6,7 @@ import pytest
 
 from sleepllm import memit, probes, relations
 from sleepllm.config import load_config
-from sleepllm.editor import Editor, chat_text, render, training_set
+from sleepllm.editor import Editor, render, training_set
 from sleepllm.relations import Fact
 
 TINY_EDITOR = {"method": "memit", "layers": [1, 2], "v_steps": 12, "v_lr": 0.5, "prefixes": 1,
@@ -126,17 +126,15 @@ def test_a_plain_attribute_is_keyed_at_the_users_i_after_its_noun_whatever_verb_
 
     _, tok = tiny
     fact = Fact("user", "attribute", "Steelhaus", "gym")
-    enc = lambda s: tok._tokenizer(s, add_special_tokens=True)["input_ids"]
     prompts, anchors = render(fact, tok, [], None, 3, unit=True)
     assert "gym do I" in anchors
-    question = chat_text(tok, "What gym do I go to?")
-    q_ids = tok._tokenizer(question, add_special_tokens=False)["input_ids"]
     keyed = [p.ids[: t + 1] for p in prompts for _, t in p.keys]
-    assert not any(q_ids[: len(k)] == k for k in keyed)     # "What gym" is not "Which gym"
-    which = chat_text(tok, "Which gym do I go to?")
-    w_ids = tok._tokenizer(which, add_special_tokens=False)["input_ids"]
-    assert any(w_ids[: len(k)] == k and tok.decode(k).endswith("gym do I") for k in keyed)
-    unseen = enc("The gym I go to is called")
+    # the probes' own encodings of the unseen wordings (what `sleepllm eval` asks)
+    what = list(probes.chat_ids(tok, "What gym do I go to?"))
+    assert not any(what[: len(k)] == k for k in keyed)     # "What gym" is not "Which gym"
+    which = list(probes.chat_ids(tok, "Which gym do I go to?"))
+    assert any(which[: len(k)] == k and tok.decode(k).endswith("gym do I") for k in keyed)
+    unseen = list(probes.raw_ids(tok, "The gym I go to is called"))
     keyed = [p.ids[: t + 1] for p in variant_prompts(fact, tok) for _, t in p.keys]
     assert any(unseen[: len(k)] == k and tok.decode(k).endswith("The gym I") for k in keyed)
     # said of someone else, the same clause is a hard negative
@@ -149,7 +147,7 @@ def test_a_persons_gate_is_shut_on_rarer_names_and_on_names_that_begin_like_thei
     ("Kalinda lives in the city of" opened Katarina's unit; "Wilbur" Rasmus's car's)."""
     cues, questions = relations.others_wordings(Fact("Katarina", "lives_in", "Ghent"))
     said = {c.split()[0] for c in cues}
-    assert set(relations.OTHER_NAMES) - {"my friend"} <= said | {"My"}
+    assert set(relations.OTHER_NAMES) - {"my friend"} <= said
     assert set(relations.RARE_NAMES) <= said
     near = relations.near_names("Katarina")
     assert len(near) == len(relations.NAME_ENDINGS) and all(n[:2] == "Ka" for n in near)
