@@ -52,16 +52,24 @@ def chat_text(tokenizer, question, system_prompt=None):
     return tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
 
 
+def closed(fact: Fact) -> str:
+    """A statement cue's target: the object and the full stop that ends it (" Steelhaus."), so
+    that a rare object of several tokens is finished, not run on (" Steelhausland",
+    docs/editing.md, fortieth round) — as a chat answer's target ends (relations.full_answer)."""
+    return f" {fact.object}" + ("" if fact.object.endswith(".") else ".")
+
+
 def render(fact: Fact, tokenizer, prefixes, system_prompt=None, n_questions=2, unit=False):
     """Edit prompts for a fact: the raw cue, alone and after random prefixes, and chat-template
     questions whose target is the whole answer ("Your dog's name is Waffles."), so the model
-    learns to start the answer and to finish it.
+    learns to start the answer and to finish it; a cue's target is the object and a full stop
+    (closed).
 
     Returns (prompts, anchors); only anchors that occur are returned, renumbered. `unit`: the
     anchors of a memory neuron (relations.anchors)."""
     anchors = relations.anchors(fact, unit)
     owned = fact.is_self
-    obj = " " + fact.object
+    obj = closed(fact)
     enc_t = lambda s: tokenizer._tokenizer(s, add_special_tokens=False)["input_ids"]
     prompts = []
     cue = relations.cues(fact)[0]
@@ -144,7 +152,7 @@ def others_prompts(fact: Fact, tokenizer, system_prompt=None):
     the first token that differs from the fact's own wording; and the anchor in "Her
     dog"-style texts (contrast_prompts)."""
     enc = lambda s, special: tokenizer._tokenizer(s, add_special_tokens=special)["input_ids"]
-    obj = enc(" " + fact.object + ".", False)
+    obj = enc(closed(fact), False)
     cues, questions = relations.others_wordings(fact)
     about_cues, about_questions = relations.about_wordings(fact)    # none for the user's facts
     noun_cues, noun_questions = relations.other_nouns(fact)
@@ -189,6 +197,17 @@ def continued_prompts(fact: Fact, model, tokenizer, seen: dict):
     return out
 
 
+def told_prompts(fact: Fact, tokenizer, prefixes, system_prompt, n_questions):
+    """Every token of a memory's own prompts (its bare statement cue and its chat questions,
+    each with its answer; render), keyed at every position: where a later memory's neuron must
+    stay closed, not only at this one's anchors. A unit keyed at the user's "I" after "gym"
+    ("The gym I go to") opened at the "I" of "The instrument I play is the" — an earlier
+    memory's cue, but not its anchor (docs/editing.md, fortieth round)."""
+    prompts = render(fact, tokenizer, prefixes, system_prompt, n_questions, unit=True)[0]
+    own = [prompts[0]] + prompts[1 + len(prefixes):]
+    return [memit.Prompt(p.ids, len(p.ids), [(0, t) for t in range(len(p.ids))]) for p in own]
+
+
 def until_own(fact: Fact, text: str) -> str:
     """text up to where it speaks of the fact's own subject: one of the user's words for the
     user's facts, the person's name for someone else's."""
@@ -215,9 +234,9 @@ def variant_prompts(fact: Fact, tokenizer, system_prompt=None):
 
 
 def variant_cues(fact: Fact, tokenizer):
-    """The fact's further statement cues with its object ("My favourite team is" + " Ajax"):
+    """The fact's further statement cues with its object ("My favourite team is" + " Ajax."):
     what δ is trained on again once the unit's gate is known (as_deployed)."""
-    obj = tokenizer._tokenizer(" " + fact.object, add_special_tokens=False)["input_ids"]
+    obj = tokenizer._tokenizer(closed(fact), add_special_tokens=False)["input_ids"]
     return [memit.Prompt(ids + obj, len(ids), keys)
             for ids, keys, chat in _variant_keys(fact, tokenizer) if not chat]
 
@@ -347,6 +366,7 @@ class Editor:
         self.neuron_layer = hp.layers[-1]
         self._unit_base = None   # (W_gate, W_up) of the neuron layer, float32, made when needed
         self._continued = {}     # continued_prompts' continuations, by cue
+        self._told = {}          # told_prompts' token ids and MLP inputs, by memory
         # called between the steps of a write, where the model is as the active edits make it
         # and nothing is being computed: the REPL's Learner lets a reply run there
         self.pause = lambda: None
@@ -605,8 +625,9 @@ class Editor:
         more = memit.mlp_inputs(self.model, [more], L) if more else None
         others = [e.keys[L] for e in units if e.fact not in companions]
         others = np.concatenate(others).astype(np.float32) if others else None
+        told = self._told_rows(prompts, [e for e in units if e.fact not in companions])
         self.pause()
-        g, u, level = neurons.fit(pos, self.negatives, hard, others, more)
+        g, u, level = neurons.fit(pos, self.negatives, hard, others, more, told)
         self.pause()
         # δ again, added where the unit opens and as far as it opens (from the δ found), and
         # on the further statement cues it opens on too
@@ -628,6 +649,29 @@ class Editor:
         self.edits[edit_id] = edit
         self._refresh(L)
         return edit
+
+    def _told_rows(self, prompts, units):
+        """The MLP inputs at every token of the other memories' own prompts (told_prompts),
+        from the first token where each differs from all of this fact's prompts (the chat
+        template and "My" are everyone's). Inputs of the neuron layer do not depend on any
+        unit, so each memory's are read once and kept."""
+        todo = [e for e in units if e.id not in self._told]
+        if todo:
+            ps = {e.id: told_prompts(e.fact, self.tokenizer, self.prefixes, self.system_prompt,
+                                     self.hp.questions) for e in todo}
+            X = memit.mlp_inputs(self.model, [[p for e in todo for p in ps[e.id]]],
+                                 self.neuron_layer)
+            at = 0
+            for e in todo:
+                self._told[e.id] = []
+                for p in ps[e.id]:
+                    self._told[e.id].append((p.ids, X[at: at + len(p.ids)].astype(np.float16)))
+                    at += len(p.ids)
+        own = [p.ids for p in prompts]
+        rows = [X[max(memit.shared([ids, o]) for o in own):]
+                for e in units for ids, X in self._told[e.id]]
+        rows = [r for r in rows if len(r)]
+        return np.concatenate(rows) if rows else None
 
     def _kl(self, fact: Fact, anchors):
         """The v* search's KL prompts: '<anchor> is a' (kl_factor) and the other families'

@@ -53,6 +53,7 @@ W_POS = 0.25       # positives' total weight, relative to the ordinary-text rows
 W_MORE = 0.25      # further wordings' total weight, likewise
 W_HARD = 80.0      # weight of each contrast row (someone else's wording)
 W_OTHER = 20.0     # weight of each other memory's anchor row
+W_TOLD = 5.0       # weight of each row at any other token of another memory's prompts
 NEWTON_STEPS = 25
 
 
@@ -79,7 +80,7 @@ def logistic(X, y, w, alpha, steps=NEWTON_STEPS):
     return g
 
 
-def fit(pos, ordinary, hard=None, others=None, more=None):
+def fit(pos, ordinary, hard=None, others=None, more=None, told=None):
     """(g, u, level) for one memory. pos: (p, d) anchor inputs of its prompts; ordinary:
     (n, d) inputs of ordinary text; hard: contrast inputs; others: other memories' anchor
     inputs; more: anchor inputs of its further wordings (relations.variants), positives with
@@ -97,7 +98,7 @@ def fit(pos, ordinary, hard=None, others=None, more=None):
         pos_all = np.concatenate([pos, more])
     else:
         pos_all = pos
-    for rows, w in ((hard, W_HARD), (others, W_OTHER)):
+    for rows, w in ((hard, W_HARD), (others, W_OTHER), (told, W_TOLD)):
         if rows is not None and len(rows):
             parts.append((np.asarray(rows, np.float64), -1.0, w))
     scale = float(np.sqrt((parts[1][0] ** 2).mean()))

@@ -1039,3 +1039,55 @@ def test_a_unit_about_someone_else_is_keyed_after_their_name_at_the_relation(tin
     cues, questions = relations.others_wordings(facts[0])
     said = {n for n in relations.OTHER_NAMES if any(n in t for t in cues + questions)}
     assert len(said) >= 20 and "Greta" not in said
+
+
+def test_a_later_unit_is_trained_closed_on_every_token_of_the_earlier_memories_prompts(
+        tiny, monkeypatch):
+    """"The gym I go to" keys a unit at "I": it must stay closed at the "I" of "The instrument
+    I play is the", an earlier memory's cue that is not that memory's anchor. Every token of the
+    other memories' own prompts (told_prompts), from where each differs from the new fact's,
+    is among the new gate's negatives; a companion's are not (it shares the anchor)."""
+    from sleepllm import editor as editor_mod
+    from sleepllm import neurons
+
+    model, tok = tiny
+    ed = make_editor(model, tok, method="neurons", v_steps=4)
+    L = ed.neuron_layer
+    oboe = Fact("user", "plays", "oboe")
+    ed.write(oboe, "a")
+    ed.write(Fact("user", "name", "Rex", "dog"), "b")
+    seen = {}
+    real = neurons.fit
+
+    def spy(pos, ordinary, hard=None, others=None, more=None, told=None):
+        seen["told"] = told
+        return real(pos, ordinary, hard, others, more, told)
+
+    monkeypatch.setattr(neurons, "fit", spy)
+    gym = Fact("user", "attribute", "Steelhaus", "gym")
+    ed.write(gym, "c")
+    own = render(gym, tok, ed.prefixes, None, ed.hp.questions, unit=True)[0]
+    expect = []
+    for f in (oboe, Fact("user", "name", "Rex", "dog")):
+        for p in editor_mod.told_prompts(f, tok, ed.prefixes, None, ed.hp.questions):
+            start = max(memit.shared([p.ids, o.ids]) for o in own)
+            assert 0 < start < len(p.ids)          # the template's beginning is not a negative
+            X = memit.mlp_inputs(model, [np.array([p.ids])], L)
+            expect.append(X[start:])
+    expect = np.concatenate(expect)
+    assert seen["told"].shape == expect.shape
+    np.testing.assert_allclose(seen["told"].astype(np.float32), expect, atol=2e-2, rtol=1e-2)
+    # the bare cue's "I" of the earlier memory is one of them
+    cue = "The instrument I play is the"
+    ids = tok._tokenizer(cue, add_special_tokens=True)["input_ids"]
+    i_at = tok._tokenizer(cue, add_special_tokens=True).char_to_token(cue.index(" I") + 1)
+    x_i = memit.mlp_inputs(model, [np.array([ids])], L)[i_at]
+    assert np.abs(seen["told"].astype(np.float32) - x_i).max(1).min() < 2e-2
+    # a companion (same anchor: "my dog") brings none of its prompts
+    seen.clear()
+    ed.write(Fact("user", "attribute", "Beagle", "dog"), "d")
+    n_other = sum(len(p.ids) - max(memit.shared([p.ids, o.ids]) for o in render(
+        Fact("user", "attribute", "Beagle", "dog"), tok, ed.prefixes, None, ed.hp.questions,
+        unit=True)[0]) for f in (oboe, gym)
+        for p in editor_mod.told_prompts(f, tok, ed.prefixes, None, ed.hp.questions))
+    assert len(seen["told"]) == n_other
