@@ -366,7 +366,7 @@ class Editor:
         self.neuron_layer = hp.layers[-1]
         self._unit_base = None   # (W_gate, W_up) of the neuron layer, float32, made when needed
         self._continued = {}     # continued_prompts' continuations, by cue
-        self._told = {}          # told_prompts' token ids and MLP inputs, by memory
+        self._told = {}          # told_prompts' token ids and MLP inputs, by fact
         # called between the steps of a write, where the model is as the active edits make it
         # and nothing is being computed: the REPL's Learner lets a reply run there
         self.pause = lambda: None
@@ -408,12 +408,14 @@ class Editor:
         return self.load_stats()["prefixes"]
 
     def retune(self, **changes):
-        """Change editor hyper-parameters in place (the cached principal directions follow them)."""
+        """Change editor hyper-parameters in place (the cached principal directions and the
+        other memories' prompt inputs follow them)."""
         for k, v in changes.items():
             if k not in memit.Hparams.__dataclass_fields__:
                 raise ValueError(f"unknown editor setting {k!r}")
             setattr(self.hp, k, type(getattr(self.hp, k))(v))
         self.__dict__.pop("_principal", None)
+        self._told = {}
 
     @property
     def principal(self) -> dict:
@@ -654,8 +656,8 @@ class Editor:
         """The MLP inputs at every token of the other memories' own prompts (told_prompts),
         from the first token where each differs from all of this fact's prompts (the chat
         template and "My" are everyone's). Inputs of the neuron layer do not depend on any
-        unit, so each memory's are read once and kept."""
-        todo = [e for e in units if e.id not in self._told]
+        unit, so each fact's are read once and kept."""
+        todo = [e for e in units if e.fact not in self._told]
         if todo:
             ps = {e.id: told_prompts(e.fact, self.tokenizer, self.prefixes, self.system_prompt,
                                      self.hp.questions) for e in todo}
@@ -663,13 +665,13 @@ class Editor:
                                  self.neuron_layer)
             at = 0
             for e in todo:
-                self._told[e.id] = []
+                self._told[e.fact] = []
                 for p in ps[e.id]:
-                    self._told[e.id].append((p.ids, X[at: at + len(p.ids)].astype(np.float16)))
+                    self._told[e.fact].append((p.ids, X[at: at + len(p.ids)].astype(np.float16)))
                     at += len(p.ids)
         own = [p.ids for p in prompts]
         rows = [X[max(memit.shared([ids, o]) for o in own):]
-                for e in units for ids, X in self._told[e.id]]
+                for e in units for ids, X in self._told[e.fact]]
         rows = [r for r in rows if len(r)]
         return np.concatenate(rows) if rows else None
 
