@@ -31,7 +31,8 @@
             budget is spent; what cannot be restored is reported, never silently dropped.
    budget   `sleep.seconds` bounds the whole sleep: the joint solve and each rewrite start
             only when they, the audit that judges them and the guard still fit in what is
-            left; what was skipped for time is reported. Every audit after the first passes
+            left (a gate settling that leaves too little for them is undone); what was
+            skipped for time is reported. Every audit after the first passes
             each probe's last output as its draft (probes.audit), so it costs about the first
             audit's teacher-forced pass, not its token-by-token generation of the misses.
 4. guard    perplexity on held-out text before/after, and the share of general questions
@@ -145,6 +146,13 @@ def run(memory, progress=None) -> dict:
         if not report["consolidated"]:
             report["consolidation"] = {"skipped": "no memory neuron's gate opens on another "
                                                   "memory's anchors"}
+        elif reaudit_cost + guard_cost > left():   # the settling's own time, counted
+            _restore(ed, before)
+            report["consolidated"] = []
+            report["consolidation"] = {"skipped": "the audit after settling the gates no "
+                                                  "longer fits in the "
+                                                  f"{cfg['sleep']['seconds']} s budget"}
+            report["skipped_for_time"].append("consolidate")
     elif ed.neurons:
         report["consolidation"] = {"skipped": "the audit after settling the gates does not fit "
                                               f"in the {cfg['sleep']['seconds']} s budget"}

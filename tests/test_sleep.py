@@ -287,6 +287,25 @@ def test_settled_gates_are_kept_only_if_recall_holds_and_reach_the_checkpoint(ti
                 after[0][-2], (w[0][-2].astype(np.float16) * np.float16(1.5)).astype(np.float32))
         monkeypatch.undo()
         monkeypatch.setattr(Editor, "settle", settle)
+        if on and not lower:    # a settling that leaves no time for its audit is undone
+            model, tok = load(str(tiny_model_dir))
+            slow = Memory(tmp_path / "slow", model, tok, cfg, "tiny")
+            slow.learn(Fact("user", "name", "Rex", "dog"))
+            slow.learn(Fact("Aria", "lives_in", "Ghent"))
+            w_slow = units(slow)
+            monkeypatch.setattr(probes, "audit", audit)
+            now = [0.0]                                  # a clock: 1 ms a reading, and the
+            tick = lambda: now.__setitem__(0, now[0] + 1e-3) or now[0]   # settling takes 100 s
+            monkeypatch.setattr(sleep.time, "perf_counter", tick)
+            monkeypatch.setattr(Editor, "settle",
+                                lambda ed: now.__setitem__(0, now[0] + 100) or settle(ed))
+            slow.cfg["sleep"]["seconds"] = 60
+            report = sleep.run(slow)
+            assert report["consolidated"] == [] and "consolidate" in report["skipped_for_time"]
+            assert "no longer fits" in report["consolidation"]["skipped"]
+            assert all(np.array_equal(x, y) for x, y in zip(units(slow), w_slow))
+            monkeypatch.undo()
+            monkeypatch.setattr(Editor, "settle", settle)
         again, tok = load(str(tiny_model_dir))
         back = Memory(folder, again, tok, cfg, "tiny")
         assert all(np.array_equal(x, y) for x, y in zip(units(back), after))
