@@ -52,24 +52,16 @@ def chat_text(tokenizer, question, system_prompt=None):
     return tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
 
 
-def closed(fact: Fact) -> str:
-    """A statement cue's target: the object and the full stop that ends it (" Steelhaus."), so
-    that a rare object of several tokens is finished, not run on (" Steelhausland",
-    docs/editing.md, fortieth round) — as a chat answer's target ends (relations.full_answer)."""
-    return f" {fact.object}" + ("" if fact.object.endswith(".") else ".")
-
-
 def render(fact: Fact, tokenizer, prefixes, system_prompt=None, n_questions=2, unit=False):
     """Edit prompts for a fact: the raw cue, alone and after random prefixes, and chat-template
     questions whose target is the whole answer ("Your dog's name is Waffles."), so the model
-    learns to start the answer and to finish it; a cue's target is the object and a full stop
-    (closed).
+    learns to start the answer and to finish it.
 
     Returns (prompts, anchors); only anchors that occur are returned, renumbered. `unit`: the
     anchors of a memory neuron (relations.anchors)."""
     anchors = relations.anchors(fact, unit)
     owned = fact.is_self
-    obj = closed(fact)
+    obj = " " + fact.object
     enc_t = lambda s: tokenizer._tokenizer(s, add_special_tokens=False)["input_ids"]
     prompts = []
     cue = relations.cues(fact)[0]
@@ -152,7 +144,7 @@ def others_prompts(fact: Fact, tokenizer, system_prompt=None):
     the first token that differs from the fact's own wording; and the anchor in "Her
     dog"-style texts (contrast_prompts)."""
     enc = lambda s, special: tokenizer._tokenizer(s, add_special_tokens=special)["input_ids"]
-    obj = enc(closed(fact), False)
+    obj = enc(" " + fact.object + ".", False)
     cues, questions = relations.others_wordings(fact)
     about_cues, about_questions = relations.about_wordings(fact)    # none for the user's facts
     noun_cues, noun_questions = relations.other_nouns(fact)
@@ -234,9 +226,9 @@ def variant_prompts(fact: Fact, tokenizer, system_prompt=None):
 
 
 def variant_cues(fact: Fact, tokenizer):
-    """The fact's further statement cues with its object ("My favourite team is" + " Ajax."):
+    """The fact's further statement cues with its object ("My favourite team is" + " Ajax"):
     what δ is trained on again once the unit's gate is known (as_deployed)."""
-    obj = tokenizer._tokenizer(closed(fact), add_special_tokens=False)["input_ids"]
+    obj = tokenizer._tokenizer(" " + fact.object, add_special_tokens=False)["input_ids"]
     return [memit.Prompt(ids + obj, len(ids), keys)
             for ids, keys, chat in _variant_keys(fact, tokenizer) if not chat]
 

@@ -83,19 +83,6 @@ def test_render_finds_anchor_keys(tiny):
         assert tok.decode([p.ids[t] for _, t in p.keys][-1:]).endswith("g")  # byte tokens
 
 
-def test_a_statement_cues_target_is_the_object_and_a_full_stop(tiny):
-    """"The gym I go to is called" + " Steelhaus" was finished " Steelhausland": a cue's target
-    ends the object with a full stop, as a chat answer's does; an object that ends with one
-    gets no second."""
-    model, tok = tiny
-    for obj in ("Steelhaus", "Acme Inc."):
-        prompts, _ = render(Fact("user", "attribute", obj, "gym"), tok, ["Because it rained"])
-        cues = [p for p in prompts if "?" not in tok.decode(p.ids[: p.target_start])]
-        assert len(cues) == 2                               # alone and after the prefix
-        for p in cues:
-            assert tok.decode(p.ids[p.target_start:]) == f" {obj.rstrip('.')}."
-
-
 def test_every_question_template_names_an_anchor_in_the_question():
     """A key that only the answer names ("Where do I live?" -> "You live in ...") sits after
     the tokens the model must produce first, so the edit cannot make it start that answer. A
