@@ -12,7 +12,8 @@ A memory adds one hidden unit — a row g to W_gate, a row u to W_up, a column d
 2. Gate.  g separates the anchor inputs x⁺ of the fact's prompts (the statement cue, alone and
    after prefixes, and the chat questions) from inputs that must not recall it: ordinary text
    the model writes itself (stats "negatives"), the same words said of someone else ("Her dog's
-   name is", "What is his dog's name?", "The dog"), and the anchors of every other memory. It is
+   name is", "What is his dog's name?", "The dog"), the anchors of every other memory and, more
+   lightly, every other token of their own prompts (docs/editing.md, fortieth round). It is
    a weighted, L2-regularised logistic regression without intercept (the MLP has no bias),
 
        min_g  Σᵢ wᵢ log(1 + exp(−yᵢ gᵀxᵢ)) + α‖g‖²,        yᵢ = +1 for x⁺, −1 otherwise,
@@ -85,7 +86,8 @@ def fit(pos, ordinary, hard=None, others=None, more=None, told=None):
     (n, d) inputs of ordinary text; hard: contrast inputs; others: other memories' anchor
     inputs; more: anchor inputs of its further wordings (relations.variants), positives with
     a total weight of their own, so that many of them do not outweigh the prompts the v*
-    search trained. The unit gives `level` (≈ 1) at the positives it opens on: its value
+    search trained; told: inputs at every token of the other memories' own prompts, each
+    W_TOLD. The unit gives `level` (≈ 1) at the positives it opens on: its value
     column is δ / level."""
     pos = np.asarray(pos, np.float64)
     if len(pos) == 0:
