@@ -189,6 +189,12 @@ def continued_prompts(fact: Fact, model, tokenizer, seen: dict):
     return out
 
 
+def unprefixed(prompts, prefixes):
+    """render's prompts without the cue's prefixed copies — the bare statement cue, then the
+    questions (render puts the bare cue first, then one copy per prefix, then the questions)."""
+    return [prompts[0]] + prompts[1 + len(prefixes):]
+
+
 def told_prompts(fact: Fact, tokenizer, prefixes, system_prompt, n_questions):
     """Every token of a memory's own prompts (its bare statement cue and its chat questions,
     each with its answer; render), keyed at every position: where a later memory's neuron must
@@ -196,8 +202,8 @@ def told_prompts(fact: Fact, tokenizer, prefixes, system_prompt, n_questions):
     ("The gym I go to") opened at the "I" of "The instrument I play is the" — an earlier
     memory's cue, but not its anchor (docs/editing.md, fortieth round)."""
     prompts = render(fact, tokenizer, prefixes, system_prompt, n_questions, unit=True)[0]
-    own = [prompts[0]] + prompts[1 + len(prefixes):]
-    return [memit.Prompt(p.ids, len(p.ids), [(0, t) for t in range(len(p.ids))]) for p in own]
+    return [memit.Prompt(p.ids, len(p.ids), [(0, t) for t in range(len(p.ids))])
+            for p in unprefixed(prompts, prefixes)]
 
 
 def until_own(fact: Fact, text: str) -> str:
@@ -617,9 +623,10 @@ class Editor:
         hard = memit.mlp_inputs(self.model, [hard], L) if hard else None
         more = variant_prompts(fact, self.tokenizer, self.system_prompt)
         more = memit.mlp_inputs(self.model, [more], L) if more else None
-        others = [e.keys[L] for e in units if e.fact not in companions]
+        strangers = [e for e in units if e.fact not in companions]
+        others = [e.keys[L] for e in strangers]
         others = np.concatenate(others).astype(np.float32) if others else None
-        told = self._told_rows(prompts, [e for e in units if e.fact not in companions])
+        told = self._told_rows(prompts, strangers)
         self.pause()
         g, u, level = neurons.fit(pos, self.negatives, hard, others, more, told)
         self.pause()
@@ -653,13 +660,14 @@ class Editor:
         if todo:
             ps = {e.id: told_prompts(e.fact, self.tokenizer, self.prefixes, self.system_prompt,
                                      self.hp.questions) for e in todo}
-            X = memit.mlp_inputs(self.model, [[p for e in todo for p in ps[e.id]]],
-                                 self.neuron_layer)
+            inputs = memit.mlp_inputs(self.model, [[p for e in todo for p in ps[e.id]]],
+                                      self.neuron_layer)
             at = 0
             for e in todo:
                 self._told[e.fact] = []
                 for p in ps[e.id]:
-                    self._told[e.fact].append((p.ids, X[at: at + len(p.ids)].astype(np.float16)))
+                    self._told[e.fact].append(
+                        (p.ids, inputs[at: at + len(p.ids)].astype(np.float16)))
                     at += len(p.ids)
         own = [p.ids for p in prompts]
         rows = [X[max(memit.shared([ids, o]) for o in own):]
@@ -723,8 +731,7 @@ class Editor:
         for fact in facts:
             prompts = render(fact, self.tokenizer, self.prefixes, self.system_prompt,
                              self.hp.questions)[0]
-            # render: the bare cue, the cue after each prefix, then the questions
-            audited = [prompts[0]] + prompts[1 + len(self.prefixes):][:probes.AUDIT_QUESTIONS]
+            audited = unprefixed(prompts, self.prefixes)[: 1 + probes.AUDIT_QUESTIONS]
             rows += [(p.ids[: t + 1], t) for p in audited for _, t in p.keys]
         out = {l: [np.zeros((0, self.base[l].shape[1]))] for l in self.hp.layers}
         for i in range(0, len(rows), 48):
