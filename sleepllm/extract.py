@@ -372,7 +372,7 @@ def _rules():
     add(rf"^(?:i|we) (?:grew up|was raised|were raised) in {OBJ}$",
         lambda m: ("user", "grew_up_in", ""))
     add(rf"^{who} (?:grew up|was raised) in {OBJ}$", lambda m: (m["P"], "grew_up_in", ""))
-    add(rf"^(?:i|we) live on {OBJ}$",
+    add(rf"^(?:i|we) (?P<V>live on) {OBJ}$",
         lambda m: ("user", "attribute", "street") if _obj(m["O"])[:1].isupper() else None)
     add(rf"^{who} (?:lives|resides|is living|is based) in {OBJ}$", lambda m: (m["P"], "lives_in", ""))
     add(rf"^{who}(?: just| recently| has)? (?:moved|relocated) to {OBJ}$",
@@ -519,15 +519,15 @@ def _rules():
         r"(?: (?:last|this|in|on|yesterday|today|recently)\b.*)?$", lambda m: ("user", "age", ""))
     add(rf"^{who} is (?P<O>\d{{1,3}})(?: years old| years of age)?$", lambda m: (m["P"], "age", ""))
     # ---- places and things the user uses
-    add(rf"^(?:i|we) (?:train|work out|exercise) at {OBJ}(?: gym)?$",
+    add(rf"^(?:i|we) (?P<V>(?:train|work out|exercise) at) {OBJ}(?: gym)?$",
         lambda m: ("user", "attribute", "gym"))
-    add(rf"^(?:i|we) (?:go to|use|belong to) (?:the|a) gym (?:at|called|named) {OBJ}$",
+    add(rf"^(?:i|we) (?P<V>go to|use|belong to) (?:the|a) gym (?:at|called|named) {OBJ}$",
         lambda m: ("user", "attribute", "gym") if _obj(m["O"])[:1].isupper() else None)
-    add(rf"^(?:i|we) (?:go to|use|belong to) (?:the )?{OBJ} gym$",
+    add(rf"^(?:i|we) (?P<V>go to|use|belong to) (?:the )?{OBJ} gym$",
         lambda m: ("user", "attribute", "gym") if _obj(m["O"])[:1].isupper() else None)
     add(r"^(?:i|we) (?:see|visit|go to) (?P<O>Dr\.\s*[^,.;!]+?)(?: for .*)?$",
         lambda m: ("user", "name", "doctor"))
-    add(r"^(?:i|we) use (?:a|an) (?P<O>[A-ZÀ-Þ][\w\-]*) (?P<N>phone|laptop|computer|camera|bike)$",
+    add(r"^(?:i|we) (?P<V>use (?:a|an)) (?P<O>[A-ZÀ-Þ][\w\-]*) (?P<N>phone|laptop|computer|camera|bike)$",
         lambda m: ("user", "attribute", m["N"]))
     # ---- a possessive: "my hobby is X", "Aria's phone is a Pixel" (a name when N is a person
     # or pet noun; a family of its own when N says which: "Aria's native language is ...")
@@ -814,7 +814,9 @@ def _match(sent: str) -> Fact | None:
         noun = _norm_noun(noun)
         if relation == "favorite" and noun in ("team", "football team", "club"):
             relation, noun = "supports", ""            # the team one supports
-        return Fact(subject, relation, obj, noun)
+        # the user's own verb for a thing of theirs ("I *use* a Nokia phone"): more wordings
+        verb = (m.groupdict().get("V") or "").lower() if relation == "attribute" else ""
+        return Fact(subject, relation, obj, noun, verb)
     return None
 
 

@@ -32,7 +32,7 @@ only the family's cues and first questions.
 Templates are generic per family; nothing here is keyed to a particular evaluation set.
 """
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # family -> templates. cue: raw statement cue (object follows); qa: (question, answer prefix).
 # "self" templates speak of the user (questions in the first person, answers in the second).
@@ -281,7 +281,8 @@ MORE = {
     "name": (["What's the name of my {N}?", "What did I name my {N}?", "How is my {N} named?",
               "My {N} is named"], []),
     "favorite": (["My favourite {N} is", "What is my favourite {N}?"], ["favourite {N}"]),
-    "attribute": (["What is my {N} called?", "The {N} I have is"], ["{N} I"]),
+    "attribute": (["What is my {N} called?", "The {N} I have is", "What {N} do I have?"],
+                  ["{N} I"]),
     "supports": (["Which club do I support?", "My favorite football team is",
                   "My favourite team is"], ["football team", "favourite team"]),
     "lives_in": (["Where is my home?", "Which town is my home in?"], ["my home"]),
@@ -298,6 +299,8 @@ MORE = {
     "allergic_to": (["What do I have an allergy to?", "My allergy is to"], []),
     "speaks": (["What is my first language?", "My first language is"], ["my first language"]),
 }
+# ... and with the user's own verb for the thing, where they said one (Fact.verb)
+VERBED = {"attribute": ["The {N} I {V} is {A}", "Which {N} do I {V}?", "What {N} do I {V}?"]}
 # Other words for a family's noun — spellings, short forms, near-exact synonyms — each says the
 # fact's wordings again. Not a category's name ("dish" for "food", "beverage" for "drink"): a
 # gate opened on those opens on the whole topic ("ingredient" in a bread recipe; docs/editing.md,
@@ -315,6 +318,8 @@ class Fact:
     relation: str    # a FAMILIES key
     object: str
     noun: str = ""   # the family's noun, where it has one ("dog", "favorite color" -> "color")
+    verb: str = ""   # the user's verb for it, where they said one, with the article they put
+                     # before the object ("I use a Nokia phone": "use a"; "I live on": "live on")
 
     @property
     def is_self(self) -> bool:
@@ -334,12 +339,13 @@ class Fact:
         return (self.subject.lower(), self.relation, self.noun.lower())
 
     def to_dict(self) -> dict:
-        return {"subject": self.subject, "relation": self.relation, "object": self.object,
-                "noun": self.noun}
+        d = {"subject": self.subject, "relation": self.relation, "object": self.object,
+             "noun": self.noun}
+        return d | ({"verb": self.verb} if self.verb else {})
 
     @classmethod
     def from_dict(cls, d: dict) -> "Fact":
-        return cls(d["subject"], d["relation"], d["object"], d.get("noun", ""))
+        return cls(d["subject"], d["relation"], d["object"], d.get("noun", ""), d.get("verb", ""))
 
 
 def companions(fact: Fact, others) -> list[Fact]:
@@ -365,7 +371,8 @@ def _fill(template: str, fact: Fact, answer=False, sentence=True) -> str:
     p = fact.subject
     if answer and p.startswith("my "):
         p = "your " + p[3:]
-    text = template.format(P=p, N=fact.noun, O=fact.object)
+    verb, article = re.fullmatch(r"(.*?)(?: (a|an|the))?", fact.verb).groups()
+    text = template.format(P=p, N=fact.noun, O=fact.object, V=verb, A=article or "").rstrip()
     return _capitalised(text) if sentence and template.startswith("{P}") else text
 
 
@@ -576,11 +583,13 @@ def variants(fact: Fact) -> list[tuple[str, list[str]]]:
     if not fact.is_self:
         return []
     templates, more_anchors = MORE.get(fact.relation, ([], []))
+    if fact.verb:
+        templates = templates + VERBED.get(fact.relation, [])
     t = _t(fact)
     others = SYNONYMS.get(fact.noun, []) if "{N}" in str(t) else []   # a family with a noun
     out = {}
     for noun in [fact.noun] + others:
-        f = Fact(fact.subject, fact.relation, fact.object, noun)
+        f = replace(fact, noun=noun)
         anchors = list(dict.fromkeys(_fill(a, f, sentence=False)
                                      for a in t["anchor"] + more_anchors))
         texts = [] if noun == fact.noun else cues(f) + [q for q, _ in questions(f)]

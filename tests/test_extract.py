@@ -279,6 +279,35 @@ def test_a_favourite_team_is_the_team_one_supports():
         assert [(f.relation, f.object) for f in extract(msg)] == [("supports", "Ajax")], msg
 
 
+def test_the_users_own_verb_for_a_thing_is_kept_and_worded():
+    """ "I use a Nokia phone": the user said how the phone is theirs, so the memory is also
+    worded with that verb ("The phone I use is", "What phone do I use?"); a statement without
+    one ("My phone is a Nokia") has no such wordings. The verb is not part of what the fact is
+    about: "My phone is a Pixel" supersedes it. A ledger written before the verb loads."""
+    from sleepllm.relations import Fact, others_wordings, variants, wordings
+
+    told = {"I use a Nokia phone.": "use a", "I train at Steelhaus gym.": "train at",
+            "We go to the gym at Iron Temple.": "go to", "I live on Elm Street.": "live on",
+            "My phone is a Nokia.": ""}
+    for msg, verb in told.items():
+        (fact,) = extract(msg)
+        assert (fact.relation, fact.verb) == ("attribute", verb), msg
+        assert Fact.from_dict(fact.to_dict()) == fact
+        texts = [t for t, _ in variants(fact)]
+        if verb:
+            said = verb.removesuffix(" a")        # the article goes before the object
+            assert f"The {fact.noun} I {said} is{verb[len(said):]}" in texts
+            assert f"What {fact.noun} do I {said}?" in wordings(fact)[1]
+            assert not any(verb in t for t in wordings(Fact(**fact.to_dict() | {"verb": ""}))[0])
+        else:
+            assert not any(" use" in t for t in texts)
+    (phone,) = extract("I use a Nokia phone.")
+    assert phone.key() == extract("My phone is a Pixel.")[0].key()
+    assert "verb" not in extract("My phone is a Pixel.")[0].to_dict()   # the old ledger's form
+    assert "The phone she uses is a" in others_wordings(phone)[0]   # said of someone else: shut
+    assert extract("I love playing badminton.")[0].verb == ""       # other families: none
+
+
 def test_a_refused_sentence_is_not_rescued_by_its_clauses():
     for msg in ["If I had a dog, I would call him Rex.", "Maybe, my dog is called Rex.",
                 "My dog is not called Rex, my dog is called Max.",
