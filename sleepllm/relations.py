@@ -270,13 +270,12 @@ FAMILIES = {
 }
 
 
-# More ways the user says or asks a fact about themself: the memory's gate opens on these too,
-# the v* search does not train them (a forward pass each, not fifty backward ones; editor.py).
-# family -> (templates, anchors); a template ending in "?" is a chat question, else a cue. The
-# anchors name the thing ("my occupation", "favourite colour"), never a bare verb: a gate
-# opened at "I like" or "do I have" opens on ordinary text too (docs/editing.md, 29th round).
-# Nor "phone I" ("The phone I use is a"): at "I" the layer's input says "I", not whose phone
-# (the gate stays shut there: docs/editing.md, thirtieth round).
+# More ways the user says or asks a fact about themself: the memory's gate opens on these too;
+# the first v* search does not train them, the second trains the statement cues among them the
+# gate opens on (editor.variant_cues). family -> (templates, anchors); a template ending in "?"
+# is a chat question, else a cue. The anchors name the thing ("my occupation", "favourite
+# colour", "phone I": the user's "I" after its noun, docs/editing.md 39th round), never a bare
+# verb: a gate opened at "I like" or "do I have" opens on ordinary text too (29th round).
 MORE = {
     "name": (["What's the name of my {N}?", "What did I name my {N}?", "How is my {N} named?",
               "My {N} is named"], []),
