@@ -655,7 +655,9 @@ class Editor:
         """The MLP inputs at every token of the other memories' own prompts (told_prompts),
         from the first token where each differs from all of this fact's prompts (the chat
         template and "My" are everyone's). Inputs of the neuron layer do not depend on any
-        unit, so each fact's are read once and kept."""
+        unit, so each fact's are read once and kept (while the fact is in memory)."""
+        live = {e.fact for e in self.edits.values()}
+        self._told = {f: rows for f, rows in self._told.items() if f in live}
         todo = [e for e in units if e.fact not in self._told]
         if todo:
             ps = {e.id: told_prompts(e.fact, self.tokenizer, self.prefixes, self.system_prompt,

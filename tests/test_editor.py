@@ -1091,3 +1091,8 @@ def test_a_later_unit_is_trained_closed_on_every_token_of_the_earlier_memories_p
         unit=True)[0]) for f in (oboe, gym)
         for p in editor_mod.told_prompts(f, tok, ed.prefixes, None, ed.hp.questions))
     assert len(seen["told"]) == n_other
+    # a reverted memory's inputs are not kept
+    assert oboe in ed._told
+    ed.revert("a")
+    ed.write(Fact("user", "lives_in", "Oslo"), "e")
+    assert oboe not in ed._told and gym in ed._told
