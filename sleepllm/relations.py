@@ -298,8 +298,10 @@ MORE = {
     "allergic_to": (["What do I have an allergy to?", "My allergy is to"], []),
     "speaks": (["What is my first language?", "My first language is"], ["my first language"]),
 }
-# ... and with the user's own verb for the thing, where they said one (Fact.verb)
-VERBED = {"attribute": ["The {N} I {V} is {A}", "Which {N} do I {V}?", "What {N} do I {V}?"]}
+# ... and with the user's own verb for the thing, where they said one (Fact.verb): more
+# wordings, and a question the v* search trains (`questions`, second after the family's first)
+VERBED = {"attribute": ["The {N} I {V} is {A}", "Which {N} do I {V}?"]}
+VERBED_QA = {"attribute": ("What {N} do I {V}?", "Your {N} is")}
 # Other words for a family's noun — spellings, short forms, near-exact synonyms — each says the
 # fact's wordings again. Not a category's name ("dish" for "food", "beverage" for "drink"): a
 # gate opened on those opens on the whole topic ("ingredient" in a bread recipe; docs/editing.md,
@@ -609,7 +611,10 @@ def cues(fact: Fact) -> list[str]:
 
 
 def questions(fact: Fact) -> list[tuple[str, str]]:
-    return [(_fill(q, fact), _fill(a, fact, answer=True)) for q, a in _t(fact)["qa"]]
+    qa = list(_t(fact)["qa"])
+    if fact.verb and fact.relation in VERBED_QA:
+        qa.insert(1, VERBED_QA[fact.relation])
+    return [(_fill(q, fact), _fill(a, fact, answer=True)) for q, a in qa]
 
 
 def full_answer(fact: Fact, answer: str) -> str:

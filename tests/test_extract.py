@@ -281,10 +281,11 @@ def test_a_favourite_team_is_the_team_one_supports():
 
 def test_the_users_own_verb_for_a_thing_is_kept_and_worded():
     """ "I use a Nokia phone": the user said how the phone is theirs, so the memory is also
-    worded with that verb ("The phone I use is", "What phone do I use?"); a statement without
+    worded with that verb ("The phone I use is a"; "What phone do I use?" among the questions
+    the v* search trains); a statement without
     one ("My phone is a Nokia") has no such wordings. The verb is not part of what the fact is
     about: "My phone is a Pixel" supersedes it. A ledger written before the verb loads."""
-    from sleepllm.relations import Fact, others_wordings, variants, wordings
+    from sleepllm.relations import Fact, others_wordings, questions, variants, wordings
 
     told = {"I use a Nokia phone.": "use a", "I train at Steelhaus gym.": "train at",
             "We go to the gym at Iron Temple.": "go to", "I live on Elm Street.": "live on",
@@ -297,7 +298,7 @@ def test_the_users_own_verb_for_a_thing_is_kept_and_worded():
         if verb:
             said = verb.removesuffix(" a")        # the article goes before the object
             assert f"The {fact.noun} I {said} is{verb[len(said):]}" in texts
-            assert f"What {fact.noun} do I {said}?" in wordings(fact)[1]
+            assert f"What {fact.noun} do I {said}?" in [q for q, _ in questions(fact)[:3]]
             assert not any(verb in t for t in wordings(Fact(**fact.to_dict() | {"verb": ""}))[0])
         else:
             assert not any(" use" in t for t in texts)
