@@ -13,9 +13,10 @@ Memory folder layout:
                                   (gate and up rows, d), .D (down column, d_out) and .X (its
                                   anchor inputs, p×d: later gates are trained closed on them);
                                   a MEMIT edit's .A (d_out×r), .B (d_k×r), .K (r×d_k)
-        ledger.json               facts: id, text, triple, status, history, the last audit
-                                  (verdicts and what each probe answered: the next audit's
-                                  drafts)
+        ledger.json               facts: id, text, the fact (subject, relation, object,
+                                  noun, and "verb" where the user said one: "use a"),
+                                  status, history, the last audit (verdicts and what each
+                                  probe answered: the next audit's drafts)
     manifest.json                 points at the current checkpoint (written last)
 
 Cache (per model, under <data dir>/cache/<fingerprint>/, stats.load): prefixes.json,
