@@ -815,8 +815,7 @@ def _match(sent: str) -> Fact | None:
         if relation == "favorite" and noun in ("team", "football team", "club"):
             relation, noun = "supports", ""            # the team one supports
         # the user's own verb for a thing of theirs ("I *use* a Nokia phone"): more wordings
-        verb = (m.groupdict().get("V") or "").lower() if relation == "attribute" else ""
-        return Fact(subject, relation, obj, noun, verb)
+        return Fact(subject, relation, obj, noun, (m.groupdict().get("V") or "").lower())
     return None
 
 

@@ -300,7 +300,7 @@ MORE = {
 }
 # ... and with the user's own verb for the thing, where they said one (Fact.verb): more
 # wordings, and a question the v* search trains (`questions`, second after the family's first)
-VERBED = {"attribute": ["The {N} I {V} is {A}", "Which {N} do I {V}?"]}
+VERBED = {"attribute": ["The {N} I {V} is{A}", "Which {N} do I {V}?"]}
 VERBED_QA = {"attribute": ("What {N} do I {V}?", "Your {N} is")}
 # Other words for a family's noun — spellings, short forms, near-exact synonyms — each says the
 # fact's wordings again. Not a category's name ("dish" for "food", "beverage" for "drink"): a
@@ -372,8 +372,9 @@ def _fill(template: str, fact: Fact, answer=False, sentence=True) -> str:
     p = fact.subject
     if answer and p.startswith("my "):
         p = "your " + p[3:]
-    verb, article = re.fullmatch(r"(.*?)(?: (a|an|the))?", fact.verb).groups()
-    text = template.format(P=p, N=fact.noun, O=fact.object, V=verb, A=article or "").rstrip()
+    # the user's verb, and the article they put before the object (" a" or "")
+    verb, article = re.fullmatch(r"(.*?)((?: (?:a|an|the))?)", fact.verb).groups()
+    text = template.format(P=p, N=fact.noun, O=fact.object, V=verb, A=article)
     return _capitalised(text) if sentence and template.startswith("{P}") else text
 
 

@@ -282,9 +282,9 @@ def test_a_favourite_team_is_the_team_one_supports():
 def test_the_users_own_verb_for_a_thing_is_kept_and_worded():
     """ "I use a Nokia phone": the user said how the phone is theirs, so the memory is also
     worded with that verb ("The phone I use is a"; "What phone do I use?" among the questions
-    the v* search trains); a statement without
-    one ("My phone is a Nokia") has no such wordings. The verb is not part of what the fact is
-    about: "My phone is a Pixel" supersedes it. A ledger written before the verb loads."""
+    the v* search trains); a statement without one ("My phone is a Nokia") has no such
+    wordings. The verb is not part of what the fact is about: "My phone is a Pixel" supersedes
+    it. A ledger written before the verb loads."""
     from sleepllm.relations import Fact, others_wordings, questions, variants, wordings
 
     told = {"I use a Nokia phone.": "use a", "I train at Steelhaus gym.": "train at",
