@@ -14,7 +14,7 @@ restores them to float32 round-off (≤1e-6).
 import re
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -771,6 +771,80 @@ class Editor:
             lin.weight = lin.weight + upd
             mx.eval(lin.weight)
         return set_delta
+
+    def rehearse(self, edit_id: str, wordings, steps: int) -> Edit:
+        """Sleep's rehearsal of a memory neuron: its δ searched again (from the δ it has, at
+        most `steps` Adam steps) on the prompts it was written with, its further statement cues
+        and `wordings` — (text, answer's beginning or None for a statement cue) it should also
+        answer (relations.every_wording) — each where and as far as its gate opens
+        (as_deployed; the gate, the level and every other unit stay as they are). The other
+        memories' prompts that this gate opens on join the search with their own answers
+        (their share of δ is their opening), so that a stronger δ does not speak over them.
+        Returns the edit replaced (Editor.swap puts it back). A ValueError, before any search,
+        when the gate opens on none of `wordings` (only a new gate could reach them)."""
+        L = self.neuron_layer
+        old = self.edits[edit_id]
+        if old.kind != "neuron":
+            raise ValueError(f"edit {edit_id} is not a memory neuron: nothing to rehearse")
+        fact = old.fact
+        g, u, d = (v.astype(np.float64) for v in old.factors[L])
+        level = neurons.level(old.keys[L], g, u)
+        enc_t = lambda s: self.tokenizer._tokenizer(s, add_special_tokens=False)["input_ids"]
+        prompts, anchors = render(fact, self.tokenizer, self.prefixes, self.system_prompt,
+                                  self.hp.questions, unit=True)
+        train = training_set(fact, prompts, [], self.tokenizer, self.prefixes,
+                             self.system_prompt, self.hp, unit=True)[0]
+        train += variant_cues(fact, self.tokenizer)
+        own = len(train)
+        for text, answer in wordings:
+            if answer is None:
+                ids = self.tokenizer.encode(text)
+                train.append(memit.Prompt(ids + enc_t(" " + fact.object), len(ids), []))
+            else:
+                chat = chat_text(self.tokenizer, text, self.system_prompt)
+                train.append(memit.Prompt(enc_t(chat + relations.full_answer(fact, answer)),
+                                          len(enc_t(chat)), []))
+        if not as_deployed(self.model, train[own:], L, g, u, level):
+            raise ValueError(f"memory {edit_id}'s gate is shut on every wording given: "
+                             "its value cannot reach them")
+        # the other memories whose anchor inputs this gate opens on, with their own answers
+        near = [e.fact for e in self.edits.values() if e.kind == "neuron" and e.id != edit_id
+                and _opens(old, L, e.keys[L].astype(np.float64)) > LEAK]
+        for f in near:
+            train += render(f, self.tokenizer, [], self.system_prompt, self.hp.questions,
+                            unit=True)[0]
+        # the search runs without the unit: its value column zero (it then adds nothing)
+        self.swap(replace(old, factors={L: (*old.factors[L][:2], np.zeros_like(d, np.float16))}))
+        try:
+            deployed = as_deployed(self.model, train, L, g, u, level)
+            kl, about = self._kl(fact, anchors)
+            kl, about = (as_deployed(self.model, ps, L, g, u, level) for ps in (kl, about))
+            hp = replace(self.hp, v_steps=min(steps, self.hp.v_steps))
+            delta, nll = memit.compute_delta(self.model, deployed, kl + about, hp,
+                                             init=d * level, **self._kl_terms(kl, about))
+            value = (delta / level).astype(np.float16)
+            if not np.isfinite(value).all():
+                raise FloatingPointError(f"rehearsed memory neuron {edit_id} overflowed float16")
+        except BaseException:
+            self.swap(old)
+            raise
+        self.swap(replace(old, factors={L: (*old.factors[L][:2], value)}, z=None, nll=nll))
+        return old
+
+    def swap(self, edit: Edit) -> Edit:
+        """Put `edit` in the place of the active edit with its id (its place in creation order
+        kept, so the layers are built as before); returns the edit it replaced."""
+        old = self.edits[edit.id]
+        if edit.kind == "neuron":
+            self._check_unit(edit)
+        for which in ("anchor", "object"):
+            self._track_keys(old, which, -1)
+        self.edits[edit.id] = edit
+        for which in ("anchor", "object"):
+            self._track_keys(edit, which, +1)
+        for l in sorted(set(old.factors) | set(edit.factors)):
+            self._refresh(l)
+        return old
 
     def settle(self) -> list[str]:
         """Sleep's consolidation of memory neurons. A unit's gate is trained closed on the

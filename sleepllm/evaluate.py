@@ -362,6 +362,7 @@ def eval_chat(session, facts_file, n, cycles=1, cfg_file=None, progress=None):
         sleep_reports.append({"seconds": slept, "phases": rep["phases"],
                               "counts": rep["counts"], "rolled_back": rep["rolled_back"],
                               "pruned": len(rep["pruned"]), "refreshed": len(rep["refreshed"]),
+                              "rehearsed": rep.get("rehearsed", []),
                               "consolidation": rep.get("consolidation"),
                               "skipped_for_time": rep["skipped_for_time"],
                               "n_facts": len(memory.records)})

@@ -237,6 +237,28 @@ def audit(model, tokenizer, facts: dict, system_prompt=None, previous=None, stat
     return res
 
 
+def wordings(model, tokenizer, facts: dict, system_prompt=None) -> dict:
+    """{fact id: [(wording, answer's beginning, recalled?, output)]} over every wording the app
+    knows of each fact (relations.every_wording: trained or not) — sleep's rehearsal asks these.
+    Free greedy generation, each probe's draft the answer the wording would be trained to give."""
+    enc = lambda s: tokenizer.encode(s, add_special_tokens=False)
+    items = []
+    for fid, fact in facts.items():
+        for text, answer in relations.every_wording(fact):
+            if answer is None:
+                items.append((fid, text, answer, raw_ids(tokenizer, text), enc(" " + fact.object)))
+            else:
+                items.append((fid, text, answer, chat_ids(tokenizer, text, system_prompt),
+                              enc(relations.full_answer(fact, answer))))
+    texts = generate(model, tokenizer, [it[3] for it in items], max_tokens=24,
+                     until=[named(facts[it[0]].object) for it in items],
+                     drafts=[it[4] for it in items])
+    out = {fid: [] for fid in facts}
+    for (fid, text, answer, _, _), got in zip(items, texts):
+        out[fid].append((text, answer, hit(facts[fid].object, got), got))
+    return out
+
+
 def named(obj):
     """A predicate for generate(until=...): the text names obj and something follows it (so a
     longer word, "Waffles" → "Wafflesville", is not taken for it)."""

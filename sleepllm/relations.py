@@ -607,6 +607,25 @@ def wordings(fact: Fact) -> tuple[list[str], list[str]]:
             [q for q, _ in questions(fact)] + [t for t in more if t.endswith("?")])
 
 
+def every_wording(fact: Fact) -> list[tuple[str, str | None]]:
+    """Every wording of the fact the app knows (`wordings`: the family's cues and questions,
+    then the variants), each with the answer's beginning: None for a statement cue (the object
+    follows it), for a question its family's answer — a synonym's own ("What's my manager
+    called?" → "Your manager is called"), else the first question's ("What is my occupation?"
+    → "You work as a"). What sleep's rehearsal asks and trains (sleep.py)."""
+    cs, qs = wordings(fact)
+    answer, first = {}, {}
+    for noun in [fact.noun] + (SYNONYMS.get(fact.noun, []) if fact.is_self else []):
+        qa = questions(replace(fact, noun=noun))
+        answer |= dict(reversed(qa))
+        first[noun] = qa[0][1]
+
+    def said(q):   # the family's answer in the noun the question says (the longest that fits)
+        nouns = [n for n in first if n and word(n).search(q)]
+        return first[max(nouns, key=len)] if nouns else first[fact.noun]
+    return [(c, None) for c in cs] + [(q, answer.get(q) or said(q)) for q in qs]
+
+
 def cues(fact: Fact) -> list[str]:
     return [_fill(c, fact) for c in _t(fact)["cue"]]
 

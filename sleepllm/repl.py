@@ -319,6 +319,13 @@ def print_sleep_report(report, console, seconds):
                       f"({cons['joint_score']:.1f} < {cons['wake_score']:.1f}): wake edits kept")
     for p in report["pruned"]:
         console.print(f"  pruned \\[{p['id']}] {escape(p['text'])}: {p['why']}")
+    kept = [r for r in report.get("rehearsed", []) if r["kept"]]
+    if report.get("rehearsed"):
+        console.print(f"  rehearsed {len(report['rehearsed'])} memories' wordings: "
+                      f"{sum(r['before'] for r in report['rehearsed'])} → "
+                      f"{sum(r['after'] for r in report['rehearsed'])} of "
+                      f"{sum(r['of'] for r in report['rehearsed'])} answered "
+                      f"({len(kept)} memories changed)")
     for fid in report["unrestored"]:
         console.print(f"  [yellow]could not restore[/yellow] \\[{fid}]")
     for what in report.get("skipped_for_time", []):

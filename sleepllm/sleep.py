@@ -1,4 +1,4 @@
-"""Sleep: prune → audit → consolidate → refresh → guard → checkpoint.
+"""Sleep: prune → audit → consolidate → refresh → rehearse → guard → checkpoint.
 
 0. prune    duplicates (same key, same object) merged; conflicts (same key, other object)
             resolved in favour of the newer statement. Superseded and forgotten facts were
@@ -35,6 +35,16 @@
             skipped for time is reported. Every audit after the first passes
             each probe's last output as its draft (probes.audit), so it costs about the first
             audit's teacher-forced pass, not its token-by-token generation of the misses.
+3b. rehearse  (memory neurons) a unit answers the wordings its v* search trained; the others
+            (relations.every_wording: the family's other cues, the further wordings, the
+            noun's synonyms) it answers as far as its δ carries. Each memory in turn — never
+            rehearsed first, then the longest ago — is asked all of them by free generation;
+            one that misses some has its δ searched again (Editor.rehearse: `rehearse_steps`
+            warm Adam steps) on its own prompts and the missed wordings, the other memories'
+            prompts its gate opens on held to their own answers; kept if it then answers more
+            of its wordings and no fewer of its audit probes; the phase is judged on every
+            memory like a refresh round. As many as fit in the budget; the rest wait for the
+            next sleep (reported).
 4. guard    perplexity on held-out text before/after, and the share of general questions
             answered unlike the unedited model before/after; when perplexity rises or that
             share grows past the configured bounds, everything sleep changed is rolled back,
@@ -179,11 +189,11 @@ def run(memory, progress=None) -> dict:
             report["consolidated"] = []
     report["phases"]["consolidate"] = time.perf_counter() - t
     t = time.perf_counter()
-    # a rewrite is a v* search, as long as a wake edit (the median of the stored ones, then
-    # the slowest rewrite of this sleep); it starts only if the round's audit and the guard
-    # still fit after it
-    spent = sorted(e.seconds for e in ed.edits.values() if e.seconds)
-    rewrite_cost = spent[len(spent) // 2] if spent else 0.0
+    # a rewrite is as long as a wake write (the 90th percentile of the stored ones — at the
+    # median, one slow rewrite took the sleep of 146 memories to 73 s —, then the slowest
+    # rewrite of this sleep); it starts only if the round's audit and the guard still fit
+    spent = sorted(_write_seconds(memory))
+    rewrite_cost = spent[int(0.9 * (len(spent) - 1))] if spent else 0.0
     fits = lambda: rewrite_cost + reaudit_cost + guard_cost <= left()
     for _ in range(cfg["sleep"]["rounds"]):
         weak = [i for i, r in audit.items() if probes.status(r) != "healthy"]
@@ -246,6 +256,12 @@ def run(memory, progress=None) -> dict:
         if not improved:
             break
     report["phases"]["refresh"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    if ed.neurons and cfg["sleep"]["rehearse_steps"] > 0:
+        audit = _rehearse(memory, audit, report, left, reaudit_cost + guard_cost,
+                          rewrite_cost, say)
+    report["phases"]["rehearse"] = time.perf_counter() - t
     report["audit_after"] = {i: probes.status(r) for i, r in audit.items()}
     report["unrestored"] = [i for i, s in report["audit_after"].items() if s == "lost"]
 
@@ -287,6 +303,92 @@ def run(memory, progress=None) -> dict:
     report["counts"] = {s: sum(v == s for v in report["audit_after"].values())
                         for s in ("healthy", "degraded", "lost")}
     return report
+
+
+def _write_seconds(memory) -> list[float]:
+    """How long each active memory's write took: the ledger's (an edit loaded from a
+    checkpoint does not carry it), else the edit's own."""
+    out = []
+    for fid, rec in memory.records.items():
+        told = [h["edit_seconds"] for h in rec["history"] if h.get("edit_seconds")]
+        edit = memory.editor.edits.get(fid)
+        out += told[-1:] or ([edit.seconds] if edit is not None and edit.seconds else [])
+    return out
+
+
+REHEARSE_ASK = 4   # memories whose wordings one generation call asks at once
+
+
+def _rehearse(memory, audit, report, left, after_cost, write_cost, say):
+    """Memory neurons practise the wordings they do not answer (module docstring, step 3b).
+    Returns the audit of every memory after it (the one given if nothing was kept)."""
+    ed, cfg, system = memory.editor, memory.cfg, memory.cfg["system_prompt"]
+    model, tok = ed.model, ed.tokenizer
+    facts = memory.active()
+    # never rehearsed first (in learning order), then the longest ago
+    order = sorted(facts, key=lambda i: memory.records[i].get("rehearsed") or "")
+    steps = cfg["sleep"]["rehearse_steps"]
+    # a rehearsal is one warm v* search of `steps` steps (a wake write is two of up to
+    # v_steps) and an ask of its wordings after it; then the slowest one seen
+    cost = write_cost * steps / ed.hp.v_steps + 2.0
+    ask_cost = 2.0
+    prior, now = {}, _now()
+    report["rehearsed"] = []
+    done = 0
+    while done < len(order) and ask_cost + after_cost <= left():
+        t = time.perf_counter()
+        batch = order[done: done + REHEARSE_ASK]
+        asked = probes.wordings(model, tok, {i: facts[i] for i in batch}, system)
+        ask_cost = max(ask_cost, time.perf_counter() - t)
+        for fid in batch:
+            missed = [(text, answer) for text, answer, ok, _ in asked[fid] if not ok]
+            if missed and cost + after_cost > left():
+                break
+            say("rehearse", done, len(order))
+            t = time.perf_counter()
+            entry = {"id": fid, "of": len(asked[fid]), "before": len(asked[fid]) - len(missed),
+                     "after": len(asked[fid]) - len(missed), "kept": False}
+            if missed:
+                try:
+                    old = ed.rehearse(fid, missed, steps)
+                except (ValueError, FloatingPointError) as e:
+                    entry["error"] = str(e)
+                else:   # kept if it answers more of its wordings, no fewer audit probes
+                    fact = {fid: facts[fid]}
+                    after = probes.wordings(model, tok, fact, system)[fid]
+                    mine = probes.audit(model, tok, fact, system, previous=audit)[fid]
+                    entry["after"] = sum(ok for _, _, ok, _ in after)
+                    if entry["after"] > entry["before"] and _score(mine) >= _score(audit[fid]):
+                        entry["kept"] = True
+                        prior[fid] = old
+                    else:
+                        ed.swap(old)
+                        entry["after"] = entry["before"]
+                    cost = max(cost, time.perf_counter() - t)
+            memory.records[fid]["rehearsed"] = now
+            memory.records[fid]["history"].append(
+                {"time": now, "event": "rehearsed",
+                 "wordings": [entry["before"], entry["after"], entry["of"]]})
+            report["rehearsed"].append(entry)
+            done += 1
+        else:
+            continue
+        break
+    if done < len(order):
+        report["skipped_for_time"].append(f"rehearsal of {len(order) - done} memories")
+    if not prior:
+        return audit
+    # judged on every memory, as a refresh round is: a rehearsed δ is heard wherever its gate
+    # opens a little; kept only if the total recall does not fall
+    new = probes.audit(model, tok, facts, system, previous=audit)
+    if _total(new) < _total(audit):
+        for old in prior.values():
+            ed.swap(old)
+        for entry in report["rehearsed"]:
+            if entry["kept"]:
+                entry.update(kept=False, after=entry["before"], undone=True)
+        return audit
+    return new
 
 
 def _skip_refresh(report, n):

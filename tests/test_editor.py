@@ -1096,3 +1096,28 @@ def test_a_later_unit_is_trained_closed_on_every_token_of_the_earlier_memories_p
     ed.revert("a")
     ed.write(Fact("user", "lives_in", "Oslo"), "e")
     assert oboe not in ed._told and gym in ed._told
+
+
+def test_rehearsal_searches_only_the_value_and_putting_the_old_edit_back_is_exact(tiny):
+    """Editor.rehearse: the unit keeps its gate and up vectors, its value column is searched
+    again on its prompts and the wordings given; every other unit is untouched, and the edit
+    it returns, put back, restores the weights bit for bit."""
+    model, tok = tiny
+    ed = make_editor(model, tok, method="neurons", v_steps=10)
+    L = ed.neuron_layer
+    a = ed.write(Fact("user", "name", "Rex", "dog"), "a")
+    b = ed.write(Fact("Aria", "lives_in", "Ghent"), "b")
+    w1 = _mlp_weights(model, L)
+    wordings = [(t, ans) for t, ans in relations.every_wording(a.fact)
+                if t not in relations.cues(a.fact)[:1]]
+    assert any(ans is None for _, ans in wordings) and any(ans for _, ans in wordings)
+    old = ed.rehearse("a", wordings, steps=3)
+    assert old is a and ed.edits["b"] is b
+    new = ed.edits["a"]
+    for i in (0, 1):
+        np.testing.assert_array_equal(new.factors[L][i], a.factors[L][i])
+    assert not np.array_equal(new.factors[L][2], a.factors[L][2])
+    assert new.factors[L][2].dtype == np.float16 and np.isfinite(new.factors[L][2]).all()
+    assert ed.swap(old) is new
+    for x, y in zip(_mlp_weights(model, L), w1):
+        np.testing.assert_array_equal(x, y)

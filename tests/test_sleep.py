@@ -2,7 +2,7 @@
 import numpy as np
 from mlx_lm import load
 
-from sleepllm import memit, sleep, store
+from sleepllm import memit, relations, sleep, store
 from sleepllm.memory import Memory
 from sleepllm.relations import Fact
 from test_editor import _mlp_weights, tiny_cfg
@@ -257,7 +257,7 @@ def test_settled_gates_are_kept_only_if_recall_holds_and_reach_the_checkpoint(ti
         model, tok = load(str(tiny_model_dir))
         cfg = tiny_cfg(method="neurons")
         cfg["sleep"].update(rounds=0, max_ppl_drift=10.0, max_general_changed=1.0,
-                            settle_gates=on)
+                            settle_gates=on, rehearse_steps=0)
         mem = Memory(folder, model, tok, cfg, "tiny")
         first, _ = mem.learn(Fact("user", "name", "Rex", "dog"))
         mem.learn(Fact("Aria", "lives_in", "Ghent"))
@@ -309,3 +309,61 @@ def test_settled_gates_are_kept_only_if_recall_holds_and_reach_the_checkpoint(ti
         again, tok = load(str(tiny_model_dir))
         back = Memory(folder, again, tok, cfg, "tiny")
         assert all(np.array_equal(x, y) for x, y in zip(units(back), after))
+
+
+def test_rehearsal_keeps_a_value_only_if_it_answers_more_and_the_checkpoint_holds_it(
+        tiny_model_dir, tmp_path, monkeypatch):
+    """Sleep's rehearsal (memory neurons): each memory is asked all its wordings; one that
+    misses some has its value column searched again (Editor.rehearse, real) and keeps it only
+    if it then answers more of them — else the weights are put back bit for bit. The ledger
+    says when and how many; a new process loads the rehearsed unit. The tiny model answers
+    nothing by itself, so the wordings' answers are scripted."""
+    from sleepllm import probes
+
+    units = lambda mem: _mlp_weights(mem.editor.model, mem.editor.neuron_layer)
+    for better in (True, False):
+        folder = tmp_path / f"r{better}"
+        model, tok = load(str(tiny_model_dir))
+        cfg = tiny_cfg(method="neurons")
+        cfg["sleep"].update(rounds=0, max_ppl_drift=10.0, max_general_changed=1.0,
+                            rehearse_steps=2)
+        mem = Memory(folder, model, tok, cfg, "tiny")
+        first, _ = mem.learn(Fact("user", "name", "Rex", "dog"))
+        second, _ = mem.learn(Fact("Aria", "lives_in", "Ghent"))
+        w = units(mem)
+        asked = []
+
+        def wordings(model, tok, facts, system=None):
+            out = {}
+            for fid, fact in facts.items():
+                asked.append(fid)
+                answered = fid != first or (better and asked.count(fid) > 1)
+                out[fid] = [(t, a, answered or k > 0, "")
+                            for k, (t, a) in enumerate(relations.every_wording(fact))]
+            return out
+
+        monkeypatch.setattr(probes, "audit", lambda m, t, facts, s=None, **_: {
+            i: R(True, 1.0) for i in facts})
+        monkeypatch.setattr(probes, "wordings", wordings)
+        report = sleep.run(mem)
+        monkeypatch.undo()
+        assert asked == [first, second, first]     # learning order; the first asked again
+        entry, other = report["rehearsed"]
+        n = len(relations.every_wording(Fact("user", "name", "Rex", "dog")))
+        assert (entry["id"], entry["of"], entry["before"]) == (first, n, n - 1)
+        assert entry["kept"] is better and entry["after"] == (n if better else n - 1)
+        assert other == {"id": second, "of": 4, "before": 4, "after": 4, "kept": False}
+        assert mem.records[first]["history"][-2]["event"] == "rehearsed"
+        after = units(mem)
+        for i in (0, 1):                              # gates and up vectors never move
+            np.testing.assert_array_equal(after[i], w[i])
+        if not better:
+            np.testing.assert_array_equal(after[2], w[2])
+            continue
+        assert not np.array_equal(after[2][:, -2], w[2][:, -2])     # the first unit's value
+        np.testing.assert_array_equal(after[2][:, -1], w[2][:, -1])  # the other's: as it was
+        model, tok = load(str(tiny_model_dir))
+        again = Memory(folder, model, tok, cfg, "tiny")
+        for x, y in zip(units(again), after):
+            np.testing.assert_array_equal(x, y)
+        assert again.records[first]["rehearsed"]
