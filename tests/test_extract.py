@@ -309,6 +309,27 @@ def test_the_users_own_verb_for_a_thing_is_kept_and_worded():
     assert extract("I love playing badminton.")[0].verb == ""       # other families: none
 
 
+def test_every_wording_of_a_fact_is_answered_in_the_words_it_asks_with():
+    """relations.every_wording (what sleep's rehearsal asks and trains): every cue and question
+    the app knows, once each; a statement cue has no answer's beginning (the object follows),
+    a question has its family's answer in the noun it says ("What's my manager called?" →
+    "Your manager is called", a further wording → the synonym's first answer), a further
+    wording without its own the first question's ("What is my occupation?" → "You work as a")."""
+    from sleepllm.relations import Fact, cues, every_wording, questions, wordings
+
+    boss = Fact("user", "name", "Madame Okonkwo", "boss")
+    got = dict(every_wording(boss))
+    assert len(got) == len(every_wording(boss)) == sum(map(len, wordings(boss)))
+    assert all(got[c] is None for c in cues(boss))
+    assert got["What's my manager called?"] == "Your manager is called"
+    assert got["What did I name my manager?"] == "Your manager's name is"
+    assert got["What did I name my boss?"] == "Your boss's name is"
+    job = dict(every_wording(Fact("user", "works_as", "glassblower")))
+    assert job["What is my occupation?"] == "You work as a" and job["My job is"] is None
+    aria = Fact("Aria", "drives", "Mazda")
+    assert every_wording(aria) == [(c, None) for c in cues(aria)] + questions(aria)
+
+
 def test_a_refused_sentence_is_not_rescued_by_its_clauses():
     for msg in ["If I had a dog, I would call him Rex.", "Maybe, my dog is called Rex.",
                 "My dog is not called Rex, my dog is called Max.",
