@@ -214,19 +214,22 @@ def until_own(fact: Fact, text: str) -> str:
 
 
 def _variant_keys(fact: Fact, tokenizer, system_prompt=None):
-    """(ids, keys, is a chat question) of each further wording (relations.variants) whose
-    anchor occurs in it."""
-    for text, anchors in relations.variants(fact):
+    """(ids, keys, is a chat question) of each further wording whose anchor occurs in it: the
+    family's other statement cues ("My cat is called", "Xaver drives a": render writes the
+    first only) at the unit's anchors, then relations.variants."""
+    family = [(c, relations.anchors(fact, unit=True)) for c in relations.cues(fact)[1:]]
+    for text, anchors in family + relations.variants(fact):
         chat = text.endswith("?")
         full = chat_text(tokenizer, text, system_prompt) if chat else text
-        ids, keys = _find_keys(full, full.rfind(text), anchors, tokenizer, not chat, True)
+        ids, keys = _find_keys(full, full.rfind(text), anchors, tokenizer, not chat,
+                               fact.is_self)
         if keys:
             yield ids, keys, chat
 
 
 def variant_prompts(fact: Fact, tokenizer, system_prompt=None):
-    """Key positions of the fact's further wordings (relations.variants: "What's my mom
-    called?", "The phone I use is"): a memory neuron's gate opens there too."""
+    """Key positions of the fact's further wordings (_variant_keys: "What's my mom called?",
+    "The phone I use is", "Xaver drives a"): a memory neuron's gate opens there too."""
     return [memit.Prompt(ids, len(ids), keys)
             for ids, keys, _ in _variant_keys(fact, tokenizer, system_prompt)]
 
