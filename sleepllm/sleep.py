@@ -298,6 +298,12 @@ def run(memory, progress=None) -> dict:
         rec["history"].append({"time": now, "event": "audit", "status": st})
         if fid in report["refreshed"] and not report["rolled_back"]:
             rec["history"].append({"time": now, "event": "refreshed"})
+    for entry in report.get("rehearsed", []):
+        if report["rolled_back"] and entry["kept"]:
+            entry.update(kept=False, after=entry["before"], undone=True)
+        memory.records[entry["id"]]["history"].append(
+            {"time": now, "event": "rehearsed",
+             "wordings": [entry["before"], entry["after"], entry["of"]]})
     report["checkpoint"] = memory.checkpoint()
     report["phases"]["checkpoint"] = time.perf_counter() - t
     report["counts"] = {s: sum(v == s for v in report["audit_after"].values())
@@ -366,9 +372,6 @@ def _rehearse(memory, audit, report, left, after_cost, write_cost, say):
                         entry["after"] = entry["before"]
                     cost = max(cost, time.perf_counter() - t)
             memory.records[fid]["rehearsed"] = now
-            memory.records[fid]["history"].append(
-                {"time": now, "event": "rehearsed",
-                 "wordings": [entry["before"], entry["after"], entry["of"]]})
             report["rehearsed"].append(entry)
             done += 1
         else:

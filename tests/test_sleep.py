@@ -353,7 +353,8 @@ def test_rehearsal_keeps_a_value_only_if_it_answers_more_and_the_checkpoint_hold
         assert (entry["id"], entry["of"], entry["before"]) == (first, n, n - 1)
         assert entry["kept"] is better and entry["after"] == (n if better else n - 1)
         assert other == {"id": second, "of": 4, "before": 4, "after": 4, "kept": False}
-        assert mem.records[first]["history"][-2]["event"] == "rehearsed"
+        said = mem.records[first]["history"][-1]
+        assert said["event"] == "rehearsed" and said["wordings"] == [n - 1, entry["after"], n]
         after = units(mem)
         for i in (0, 1):                              # gates and up vectors never move
             np.testing.assert_array_equal(after[i], w[i])
