@@ -15,7 +15,9 @@ Memory folder layout:
                                   a MEMIT edit's .A (d_out×r), .B (d_k×r), .K (r×d_k)
         ledger.json               facts: id, text, the fact (subject, relation, object,
                                   noun, and "verb" where the user said one: "use a"),
-                                  status, history, the last audit (verdicts and what each
+                                  status, history (learned, audits, refreshes, rehearsals
+                                  with the wordings answered before and after), when sleep
+                                  last rehearsed it, the last audit (verdicts and what each
                                   probe answered: the next audit's drafts)
     manifest.json                 points at the current checkpoint (written last)
 
