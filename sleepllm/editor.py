@@ -795,31 +795,31 @@ class Editor:
         enc_t = lambda s: self.tokenizer._tokenizer(s, add_special_tokens=False)["input_ids"]
         prompts, anchors = render(fact, self.tokenizer, self.prefixes, self.system_prompt,
                                   self.hp.questions, unit=True)
-        train = training_set(fact, prompts, [], self.tokenizer, self.prefixes,
-                             self.system_prompt, self.hp, unit=True)[0]
-        train += variant_cues(fact, self.tokenizer)
-        own = len(train)
+        train = prompts + variant_cues(fact, self.tokenizer)
+        asked = []
         for text, answer in wordings:
             if answer is None:
                 ids = self.tokenizer.encode(text)
-                train.append(memit.Prompt(ids + enc_t(" " + fact.object), len(ids), []))
+                asked.append(memit.Prompt(ids + enc_t(" " + fact.object), len(ids), []))
             else:
                 chat = chat_text(self.tokenizer, text, self.system_prompt)
-                train.append(memit.Prompt(enc_t(chat + relations.full_answer(fact, answer)),
+                asked.append(memit.Prompt(enc_t(chat + relations.full_answer(fact, answer)),
                                           len(enc_t(chat)), []))
-        if not as_deployed(self.model, train[own:], L, g, u, level):
+        # (the MLP inputs of layer L do not depend on its units: read once, unit in or out)
+        asked = as_deployed(self.model, asked, L, g, u, level)
+        if not asked:
             raise ValueError(f"memory {edit_id}'s gate is shut on every wording given: "
                              "its value cannot reach them")
         # the other memories whose anchor inputs this gate opens on, with their own answers
-        near = [e.fact for e in self.edits.values() if e.kind == "neuron" and e.id != edit_id
-                and _opens(old, L, e.keys[L].astype(np.float64)) > LEAK]
-        for f in near:
-            train += render(f, self.tokenizer, [], self.system_prompt, self.hp.questions,
-                            unit=True)[0]
+        near = [p for e in self.edits.values() if e.kind == "neuron" and e.id != edit_id
+                and _opens(old, L, e.keys[L].astype(np.float64)) > LEAK
+                for p in render(e.fact, self.tokenizer, [], self.system_prompt,
+                                self.hp.questions, unit=True)[0]]
         # the search runs without the unit: its value column zero (it then adds nothing)
         self.swap(replace(old, factors={L: (*old.factors[L][:2], np.zeros_like(d, np.float16))}))
         try:
-            deployed = as_deployed(self.model, train, L, g, u, level)
+            deployed = as_deployed(self.model, train, L, g, u, level) + asked + \
+                as_deployed(self.model, near, L, g, u, level)
             kl, about = self._kl(fact, anchors)
             kl, about = (as_deployed(self.model, ps, L, g, u, level) for ps in (kl, about))
             hp = replace(self.hp, v_steps=min(steps, self.hp.v_steps))

@@ -340,8 +340,8 @@ def _rehearse(memory, audit, report, left, after_cost, write_cost, say):
     ask_cost = 2.0
     prior, now = {}, _now()
     report["rehearsed"] = []
-    done = 0
-    while done < len(order) and ask_cost + after_cost <= left():
+    done, out_of_time = 0, False
+    while not out_of_time and done < len(order) and ask_cost + after_cost <= left():
         t = time.perf_counter()
         batch = order[done: done + REHEARSE_ASK]
         asked = probes.wordings(model, tok, {i: facts[i] for i in batch}, system)
@@ -349,6 +349,7 @@ def _rehearse(memory, audit, report, left, after_cost, write_cost, say):
         for fid in batch:
             missed = [(text, answer) for text, answer, ok, _ in asked[fid] if not ok]
             if missed and cost + after_cost > left():
+                out_of_time = True
                 break
             say("rehearse", done, len(order))
             t = time.perf_counter()
@@ -374,9 +375,6 @@ def _rehearse(memory, audit, report, left, after_cost, write_cost, say):
             memory.records[fid]["rehearsed"] = now
             report["rehearsed"].append(entry)
             done += 1
-        else:
-            continue
-        break
     if done < len(order):
         report["skipped_for_time"].append(f"rehearsal of {len(order) - done} memories")
     if not prior:
