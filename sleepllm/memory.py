@@ -17,7 +17,7 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sleepllm import memit, relations, stats, store
+from sleepllm import memit, probes, relations, stats, store
 from sleepllm.config import cache_dir, private_dir
 from sleepllm.editor import Edit, Editor
 from sleepllm.model import fingerprint
@@ -26,6 +26,14 @@ from sleepllm.relations import Fact
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def wordings_record(asked) -> dict:
+    """The ledger's note of a memory's wordings (probes.wordings' list for it): when, how
+    many, and the ones missed as (wording, answer's beginning or None) — what a rehearsal
+    trains."""
+    return {"time": _now(), "of": len(asked),
+            "missed": [[text, answer] for text, answer, ok, _ in asked if not ok]}
 
 
 class Memory:
@@ -144,10 +152,16 @@ class Memory:
             raise
         store.atomic_save_arrays(self.folder / "edits" / f"{fid}.safetensors",
                                  store.edit_arrays(edit))
+        # every wording the app knows of it, asked once now (~1 s): sleep's rehearsal goes
+        # first to the memories that miss some, without asking the others again
+        self.editor.pause()
+        asked = probes.wordings(self.editor.model, self.editor.tokenizer, {fid: fact},
+                                self.cfg["system_prompt"])[fid]
         rec = {"id": fid, "fact": fact.to_dict(), "text": relations.describe(fact),
                "statement": statement, "status": "pending", "learned_at": _now(),
-               "last_audit": None, "history": [{"time": _now(), "event": "learned",
-                                                "edit_seconds": round(edit.seconds, 2)}]}
+               "last_audit": None, "wordings": wordings_record(asked),
+               "history": [{"time": _now(), "event": "learned",
+                            "edit_seconds": round(edit.seconds, 2)}]}
         if superseded:
             rec["supersedes"] = superseded
         with self._journal_lock:

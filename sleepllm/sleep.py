@@ -37,9 +37,11 @@
             audit's teacher-forced pass, not its token-by-token generation of the misses.
 3b. rehearse  (memory neurons) a unit answers the wordings its v* search trained; the others
             (relations.every_wording: the family's other cues, the further wordings, the
-            noun's synonyms) it answers as far as its δ carries. Each memory in turn — never
-            rehearsed first, then the longest ago — is asked all of them by free generation;
-            one that misses some has its δ searched again (Editor.rehearse: `rehearse_steps`
+            noun's synonyms) it answers as far as its δ carries. A write asks the new memory
+            all of them once and the ledger notes the ones it missed (Memory._write). Each
+            memory in turn — those with wordings missed and not rehearsed since first (the
+            most missed first), then those never asked, then the longest since rehearsed — is
+            asked all of them by free generation; one that misses some has its δ searched again (Editor.rehearse: `rehearse_steps`
             warm Adam steps) on its own prompts and the missed wordings, the other memories'
             prompts its gate opens on held to their own answers; kept if it then answers more
             of its wordings and no fewer of its audit probes; the phase is judged on every
@@ -300,10 +302,13 @@ def run(memory, progress=None) -> dict:
             rec["history"].append({"time": now, "event": "refreshed"})
     for entry in report.get("rehearsed", []):
         if report["rolled_back"] and entry["kept"]:
-            entry.update(kept=False, after=entry["before"], undone=True)
-        memory.records[entry["id"]]["history"].append(
-            {"time": now, "event": "rehearsed",
-             "wordings": [entry["before"], entry["after"], entry["of"]]})
+            _undo(entry)
+        rec = memory.records[entry["id"]]
+        rec["history"].append({"time": now, "event": "rehearsed",
+                               "wordings": [entry["before"], entry["after"], entry["of"]]})
+        # asked and rehearsed at one time: a memory still missing some waits its turn
+        rec["rehearsed"] = now
+        rec["wordings"] = {"time": now, "of": entry["of"], "missed": entry["missed"]["after"]}
     report["checkpoint"] = memory.checkpoint()
     report["phases"]["checkpoint"] = time.perf_counter() - t
     report["counts"] = {s: sum(v == s for v in report["audit_after"].values())
@@ -325,36 +330,54 @@ def _write_seconds(memory) -> list[float]:
 REHEARSE_ASK = 4   # memories whose wordings one generation call asks at once
 
 
+def _rehearsal_order(memory, facts) -> list[str]:
+    """Whom sleep rehearses first: the memories that missed wordings when last asked (at
+    their write, or a sleep's rehearsal) and were not rehearsed since — the most missed
+    first; then the ones never asked (a ledger from before wordings were noted), in learning
+    order; then the rest, the longest since rehearsed first."""
+    def key(i):
+        rec = memory.records[i]
+        noted, last = rec.get("wordings"), rec.get("rehearsed") or ""
+        if noted and noted["missed"] and last < noted["time"]:
+            return 0, -len(noted["missed"]), ""
+        if noted is None and not last:
+            return 1, 0, ""
+        return 2, 0, last
+    return sorted(facts, key=key)
+
+
 def _rehearse(memory, audit, report, left, after_cost, write_cost, say):
     """Memory neurons practise the wordings they do not answer (module docstring, step 3b).
     Returns the audit of every memory after it (the one given if nothing was kept)."""
     ed, cfg, system = memory.editor, memory.cfg, memory.cfg["system_prompt"]
     model, tok = ed.model, ed.tokenizer
     facts = memory.active()
-    # never rehearsed first (in learning order), then the longest ago
-    order = sorted(facts, key=lambda i: memory.records[i].get("rehearsed") or "")
+    order = _rehearsal_order(memory, facts)
+    expected = lambda i: bool((memory.records[i].get("wordings") or {}).get("missed"))
     steps = cfg["sleep"]["rehearse_steps"]
     # a rehearsal is one warm v* search of `steps` steps (a wake write is two of up to
     # v_steps) and an ask of its wordings after it; then the slowest one seen
     cost = write_cost * steps / ed.hp.v_steps + 2.0
     ask_cost = 2.0
-    prior, now = {}, _now()
+    prior = {}
     report["rehearsed"] = []
     done, out_of_time = 0, False
     while not out_of_time and done < len(order) and ask_cost + after_cost <= left():
         t = time.perf_counter()
-        batch = order[done: done + REHEARSE_ASK]
+        # one expected to miss is asked alone (its rehearsal follows), the others together
+        batch = order[done: done + (1 if expected(order[done]) else REHEARSE_ASK)]
         asked = probes.wordings(model, tok, {i: facts[i] for i in batch}, system)
         ask_cost = max(ask_cost, time.perf_counter() - t)
         for fid in batch:
-            missed = [(text, answer) for text, answer, ok, _ in asked[fid] if not ok]
+            missed = [[text, answer] for text, answer, ok, _ in asked[fid] if not ok]
             if missed and cost + after_cost > left():
                 out_of_time = True
                 break
             say("rehearse", done, len(order))
             t = time.perf_counter()
             entry = {"id": fid, "of": len(asked[fid]), "before": len(asked[fid]) - len(missed),
-                     "after": len(asked[fid]) - len(missed), "kept": False}
+                     "after": len(asked[fid]) - len(missed), "kept": False,
+                     "missed": {"before": missed, "after": missed}}
             if missed:
                 try:
                     old = ed.rehearse(fid, missed, steps)
@@ -367,12 +390,13 @@ def _rehearse(memory, audit, report, left, after_cost, write_cost, say):
                     entry["after"] = sum(ok for _, _, ok, _ in after)
                     if entry["after"] > entry["before"] and _score(mine) >= _score(audit[fid]):
                         entry["kept"] = True
+                        entry["missed"]["after"] = [[text, answer]
+                                                    for text, answer, ok, _ in after if not ok]
                         prior[fid] = old
                     else:
                         ed.swap(old)
                         entry["after"] = entry["before"]
                     cost = max(cost, time.perf_counter() - t)
-            memory.records[fid]["rehearsed"] = now
             report["rehearsed"].append(entry)
             done += 1
     if done < len(order):
@@ -387,9 +411,15 @@ def _rehearse(memory, audit, report, left, after_cost, write_cost, say):
             ed.swap(old)
         for entry in report["rehearsed"]:
             if entry["kept"]:
-                entry.update(kept=False, after=entry["before"], undone=True)
+                _undo(entry)
         return audit
     return new
+
+
+def _undo(entry):
+    """A rehearsal's report entry once its δ is put back."""
+    entry.update(kept=False, after=entry["before"], undone=True)
+    entry["missed"]["after"] = entry["missed"]["before"]
 
 
 def _skip_refresh(report, n):

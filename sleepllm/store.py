@@ -17,8 +17,10 @@ Memory folder layout:
                                   noun, and "verb" where the user said one: "use a"),
                                   status, history (learned, audits, refreshes, rehearsals
                                   with the wordings answered before and after), when sleep
-                                  last rehearsed it, the last audit (verdicts and what each
-                                  probe answered: the next audit's drafts)
+                                  last rehearsed it, the wordings it last missed (asked
+                                  when written, and at each rehearsal), the last audit
+                                  (verdicts and what each probe answered: the next audit's
+                                  drafts)
     manifest.json                 points at the current checkpoint (written last)
 
 Cache (per model, under <data dir>/cache/<fingerprint>/, stats.load): prefixes.json,

@@ -330,6 +330,12 @@ def test_rehearsal_keeps_a_value_only_if_it_answers_more_and_the_checkpoint_hold
         mem = Memory(folder, model, tok, cfg, "tiny")
         first, _ = mem.learn(Fact("user", "name", "Rex", "dog"))
         second, _ = mem.learn(Fact("Aria", "lives_in", "Ghent"))
+        n = len(relations.every_wording(Fact("user", "name", "Rex", "dog")))
+        # each write asked its memory every wording (really: the tiny model answers none)
+        noted = mem.records[first]["wordings"]
+        assert noted["of"] == n and noted["missed"] == [
+            list(x) for x in relations.every_wording(Fact("user", "name", "Rex", "dog"))]
+        assert len(mem.records[second]["wordings"]["missed"]) == 4 < n
         w = units(mem)
         asked = []
 
@@ -347,14 +353,21 @@ def test_rehearsal_keeps_a_value_only_if_it_answers_more_and_the_checkpoint_hold
         monkeypatch.setattr(probes, "wordings", wordings)
         report = sleep.run(mem)
         monkeypatch.undo()
-        assert asked == [first, second, first]     # learning order; the first asked again
+        # the most missed first, each alone; the first asked again after its rehearsal
+        assert asked == [first, first, second]
         entry, other = report["rehearsed"]
-        n = len(relations.every_wording(Fact("user", "name", "Rex", "dog")))
         assert (entry["id"], entry["of"], entry["before"]) == (first, n, n - 1)
         assert entry["kept"] is better and entry["after"] == (n if better else n - 1)
-        assert other == {"id": second, "of": 4, "before": 4, "after": 4, "kept": False}
+        assert {k: other[k] for k in ("id", "of", "before", "after", "kept")} == \
+            {"id": second, "of": 4, "before": 4, "after": 4, "kept": False}
         said = mem.records[first]["history"][-1]
         assert said["event"] == "rehearsed" and said["wordings"] == [n - 1, entry["after"], n]
+        # the ledger notes what each still misses, asked and rehearsed at one time
+        still = mem.records[first]["wordings"]
+        assert still["missed"] == ([] if better else [list(relations.every_wording(
+            Fact("user", "name", "Rex", "dog"))[0])])
+        assert still["time"] == mem.records[first]["rehearsed"]
+        assert mem.records[second]["wordings"]["missed"] == []
         after = units(mem)
         for i in (0, 1):                              # gates and up vectors never move
             np.testing.assert_array_equal(after[i], w[i])
@@ -368,3 +381,28 @@ def test_rehearsal_keeps_a_value_only_if_it_answers_more_and_the_checkpoint_hold
         for x, y in zip(units(again), after):
             np.testing.assert_array_equal(x, y)
         assert again.records[first]["rehearsed"]
+
+
+def test_rehearsal_goes_first_to_the_memories_that_missed_wordings_since_last_rehearsed():
+    """The ledger's note of the wordings each memory missed orders the rehearsal: missed and
+    not rehearsed since (most missed first), then never asked (learning order), then the rest
+    by how long since rehearsed — so a sleep's time goes where misses are known."""
+    from types import SimpleNamespace
+
+    def rec(missed=None, asked="2026-12-01T10:00:00+00:00", rehearsed=None):
+        r = {} if missed is None else {"wordings": {"time": asked, "of": 9,
+                                                     "missed": [["w", None]] * missed}}
+        return {**r, **({"rehearsed": rehearsed} if rehearsed else {})}
+
+    records = {
+        "m1": rec(0),                                             # answered all at its write
+        "m2": rec(),                                              # never asked
+        "m3": rec(2),                                             # two missed, never rehearsed
+        "m4": rec(1, asked="t2", rehearsed="t2"),                 # rehearsed, one still missed
+        "m5": rec(5),                                             # five missed
+        "m6": rec(),                                              # never asked
+        "m7": rec(3, asked="t1", rehearsed="t0"),                 # missed since a rehearsal
+    }
+    memory = SimpleNamespace(records=records)
+    assert sleep._rehearsal_order(memory, list(records)) == \
+        ["m5", "m7", "m3", "m2", "m6", "m1", "m4"]
