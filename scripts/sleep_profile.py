@@ -7,6 +7,7 @@ told from, in order) the eval's probes score the memory before and after the sle
 N facts).
 
     .venv/bin/python scripts/sleep_profile.py MEMORY_DIR [N] [SECONDS] [--facts FILE] [--base FILE]
+        [--set sleep.rehearse_steps=5 ...]
 """
 import argparse
 import json
@@ -20,7 +21,7 @@ from rich.console import Console
 
 from sleepllm import evaluate, probes, sleep
 from sleepllm import model as models
-from sleepllm.config import load_config
+from sleepllm.config import load_config, parse_overrides
 from sleepllm.memory import Memory
 
 
@@ -31,11 +32,13 @@ def main():
     ap.add_argument("seconds", type=float, nargs="?")
     ap.add_argument("--facts")
     ap.add_argument("--base")
+    ap.add_argument("--set", nargs="*", default=[], help="config overrides, section.key=value")
     a = ap.parse_args()
     n = a.n
     if a.facts and not n:
         ap.error("--facts needs N, the number of facts the memory was told")
     over = {"sleep.seconds": a.seconds} if a.seconds is not None else {}
+    over.update(parse_overrides(a.set, section=None))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "memory"
         shutil.copytree(a.memory, folder)
@@ -66,6 +69,11 @@ def main():
                           "counts": rep["counts"], "consolidation": rep.get("consolidation"),
                           "refresh_rounds": rep.get("refresh_rounds"),
                           "skipped_for_time": rep["skipped_for_time"]}, indent=1))
+        for e in rep.get("rehearsed", []):
+            if e["before"] < e["of"]:
+                print(f"  rehearsed {e['id']} {facts[e['id']].object}: {e['before']} → "
+                      f"{e['after']} of {e['of']} wordings, kept {e['kept']}"
+                      + (f" ({e['error']})" if "error" in e else ""))
         if score:
             score("after sleep")
 
@@ -74,9 +82,16 @@ def _scorer(model, tok, cfg, facts_file, n, base_file):
     facts = evaluate.load_facts(facts_file, n)
     items, base, ppl0 = evaluate.baseline(model, tok, facts, cfg["system_prompt"], base_file)
 
+    last = {}
+
     def score(tag):
         after = evaluate.run_probes(model, tok, items, facts)
         agg, per = evaluate.score(facts, base, after, tok, [f["object"] for f in facts])
+        for f, p, q in zip(facts, per, last.get("per", per)):
+            moved = {k: (q[k], p[k]) for k in ("raw", "chat", "para") if p[k] != q[k]}
+            if moved:
+                print(f"  {f['id']} {f['object']}: {moved}")
+        last["per"] = per
         keys = ("raw_recall", "chat_recall", "paraphrase_recall", "neighbors_unchanged",
                 "general_unchanged")
         drift = probes.perplexity(model, tok) / ppl0 - 1

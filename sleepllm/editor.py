@@ -775,16 +775,18 @@ class Editor:
             mx.eval(lin.weight)
         return set_delta
 
-    def rehearse(self, edit_id: str, wordings, steps: int) -> Edit:
+    def rehearse(self, edit_id: str, wordings, steps: int, answered=()) -> Edit:
         """Sleep's rehearsal of a memory neuron: its δ searched again (from the δ it has, at
         most `steps` Adam steps) on the prompts it was written with, its further statement cues
         and `wordings` — (text, answer's beginning or None for a statement cue) it should also
         answer (relations.every_wording) — each where and as far as its gate opens
-        (as_deployed; the gate, the level and every other unit stay as they are). The other
-        memories' prompts that this gate opens on join the search with their own answers
-        (their share of δ is their opening), so that a stronger δ does not speak over them.
-        Returns the edit replaced (Editor.swap puts it back). A ValueError, before any search,
-        when the gate opens on none of `wordings` (only a new gate could reach them)."""
+        (as_deployed; the gate, the level and every other unit stay as they are). `answered`:
+        wordings it answers now, held to their answers too (the search moves δ; what it
+        carried and was not searched on can be lost). The other memories' prompts that this
+        gate opens on join the search with their own answers (their share of δ is their
+        opening), so that a stronger δ does not speak over them. Returns the edit replaced
+        (Editor.swap puts it back). A ValueError, before any search, when the gate opens on
+        none of `wordings` (only a new gate could reach them)."""
         L = self.neuron_layer
         old = self.edits[edit_id]
         if old.kind != "neuron":
@@ -796,20 +798,21 @@ class Editor:
         prompts, anchors = render(fact, self.tokenizer, self.prefixes, self.system_prompt,
                                   self.hp.questions, unit=True)
         train = prompts + variant_cues(fact, self.tokenizer)
-        asked = []
-        for text, answer in wordings:
+
+        def worded(text, answer):
             if answer is None:
                 ids = self.tokenizer.encode(text)
-                asked.append(memit.Prompt(ids + enc_t(" " + fact.object), len(ids), []))
-            else:
-                chat = chat_text(self.tokenizer, text, self.system_prompt)
-                asked.append(memit.Prompt(enc_t(chat + relations.full_answer(fact, answer)),
-                                          len(enc_t(chat)), []))
+                return memit.Prompt(ids + enc_t(" " + fact.object), len(ids), [])
+            chat = chat_text(self.tokenizer, text, self.system_prompt)
+            return memit.Prompt(enc_t(chat + relations.full_answer(fact, answer)),
+                                len(enc_t(chat)), [])
         # (the MLP inputs of layer L do not depend on its units: read once, unit in or out)
-        asked = as_deployed(self.model, asked, L, g, u, level)
+        asked = as_deployed(self.model, [worded(*w) for w in wordings], L, g, u, level)
         if not asked:
             raise ValueError(f"memory {edit_id}'s gate is shut on every wording given: "
                              "its value cannot reach them")
+        trained = {tuple(p.ids) for p in train}
+        held = [p for p in map(lambda w: worded(*w), answered) if tuple(p.ids) not in trained]
         # the other memories whose anchor inputs this gate opens on, with their own answers
         near = [p for e in self.edits.values() if e.kind == "neuron" and e.id != edit_id
                 and _opens(old, L, e.keys[L].astype(np.float64)) > LEAK
@@ -819,6 +822,7 @@ class Editor:
         self.swap(replace(old, factors={L: (*old.factors[L][:2], np.zeros_like(d, np.float16))}))
         try:
             deployed = as_deployed(self.model, train, L, g, u, level) + asked + \
+                as_deployed(self.model, held, L, g, u, level) + \
                 as_deployed(self.model, near, L, g, u, level)
             kl, about = self._kl(fact, anchors)
             kl, about = (as_deployed(self.model, ps, L, g, u, level) for ps in (kl, about))

@@ -379,16 +379,20 @@ def _rehearse(memory, audit, report, left, after_cost, write_cost, say):
                      "after": len(asked[fid]) - len(missed), "kept": False,
                      "missed": {"before": missed, "after": missed}}
             if missed:
+                answered = [(text, answer) for text, answer, ok, _ in asked[fid] if ok]
                 try:
-                    old = ed.rehearse(fid, missed, steps)
+                    old = ed.rehearse(fid, missed, steps, answered)
                 except (ValueError, FloatingPointError) as e:
                     entry["error"] = str(e)
-                else:   # kept if it answers more of its wordings, no fewer audit probes
-                    fact = {fid: facts[fid]}
+                else:   # kept if it answers more of its wordings, loses none of them and
+                    fact = {fid: facts[fid]}   # no audit probe
                     after = probes.wordings(model, tok, fact, system)[fid]
                     mine = probes.audit(model, tok, fact, system, previous=audit)[fid]
                     entry["after"] = sum(ok for _, _, ok, _ in after)
-                    if entry["after"] > entry["before"] and _score(mine) >= _score(audit[fid]):
+                    kept_all = all(ok for (_, _, ok, _), (_, _, was, _) in zip(after, asked[fid])
+                                   if was)
+                    if entry["after"] > entry["before"] and kept_all and \
+                            _score(mine) >= _score(audit[fid]):
                         entry["kept"] = True
                         entry["missed"]["after"] = [[text, answer]
                                                     for text, answer, ok, _ in after if not ok]
@@ -396,7 +400,8 @@ def _rehearse(memory, audit, report, left, after_cost, write_cost, say):
                     else:
                         ed.swap(old)
                         entry["after"] = entry["before"]
-                    cost = max(cost, time.perf_counter() - t)
+                    entry["seconds"] = round(time.perf_counter() - t, 1)
+                    cost = max(cost, entry["seconds"])
             report["rehearsed"].append(entry)
             done += 1
     if done < len(order):

@@ -1,4 +1,6 @@
 """The MEMIT math and the editor on a tiny random Llama built in-process."""
+from collections import Counter
+
 import numpy as np
 import mlx.core as mx
 import mlx.nn as nn
@@ -1121,3 +1123,19 @@ def test_rehearsal_searches_only_the_value_and_putting_the_old_edit_back_is_exac
     assert ed.swap(old) is new
     for x, y in zip(_mlp_weights(model, L), w1):
         np.testing.assert_array_equal(x, y)
+    # wordings it answers already are searched on as the missed ones are (held to the
+    # object); one it was written with is not searched on twice
+    seen, compute = [], memit.compute_delta
+
+    def capture(model, prompts, *args, **kw):
+        seen.append(sorted(tuple(p.ids) for p in prompts))
+        return compute(model, prompts, *args, **kw)
+    memit.compute_delta = capture
+    try:
+        for answered in ((), [(relations.cues(a.fact)[0], None)], wordings):
+            ed.swap(ed.rehearse("a", wordings, steps=1, answered=answered))
+    finally:
+        memit.compute_delta = compute
+    assert seen[1] == seen[0]                 # the cue it was written with: not twice
+    more = Counter(seen[2]) - Counter(seen[0])
+    assert more and set(more) <= set(seen[0])  # the answered ones join (here: the same texts)

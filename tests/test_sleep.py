@@ -315,14 +315,17 @@ def test_rehearsal_keeps_a_value_only_if_it_answers_more_and_the_checkpoint_hold
         tiny_model_dir, tmp_path, monkeypatch):
     """Sleep's rehearsal (memory neurons): each memory is asked all its wordings; one that
     misses some has its value column searched again (Editor.rehearse, real) and keeps it only
-    if it then answers more of them — else the weights are put back bit for bit. The ledger
-    says when and how many; a new process loads the rehearsed unit. The tiny model answers
-    nothing by itself, so the wordings' answers are scripted."""
+    if it then answers more of them and loses none it answered — else the weights are put
+    back bit for bit. The ledger says when and how many; a new process loads the rehearsed
+    unit. The tiny model answers nothing by itself, so the wordings' answers are scripted:
+    missed before → after, by index among the memory's wordings."""
     from sleepllm import probes
 
     units = lambda mem: _mlp_weights(mem.editor.model, mem.editor.neuron_layer)
-    for better in (True, False):
-        folder = tmp_path / f"r{better}"
+    modes = {"better": ({0}, set()), "worse": ({0}, {0}), "trade": ({0, 1}, {2})}
+    for mode, (missed_before, missed_after) in modes.items():
+        better = mode == "better"
+        folder = tmp_path / mode
         model, tok = load(str(tiny_model_dir))
         cfg = tiny_cfg(method="neurons")
         cfg["sleep"].update(rounds=0, max_ppl_drift=10.0, max_general_changed=1.0,
@@ -343,8 +346,9 @@ def test_rehearsal_keeps_a_value_only_if_it_answers_more_and_the_checkpoint_hold
             out = {}
             for fid, fact in facts.items():
                 asked.append(fid)
-                answered = fid != first or (better and asked.count(fid) > 1)
-                out[fid] = [(t, a, answered or k > 0, "")
+                missed = set() if fid != first else \
+                    missed_after if asked.count(fid) > 1 else missed_before
+                out[fid] = [(t, a, k not in missed, "")
                             for k, (t, a) in enumerate(relations.every_wording(fact))]
             return out
 
@@ -356,16 +360,17 @@ def test_rehearsal_keeps_a_value_only_if_it_answers_more_and_the_checkpoint_hold
         # the most missed first, each alone; the first asked again after its rehearsal
         assert asked == [first, first, second]
         entry, other = report["rehearsed"]
-        assert (entry["id"], entry["of"], entry["before"]) == (first, n, n - 1)
-        assert entry["kept"] is better and entry["after"] == (n if better else n - 1)
+        before = n - len(missed_before)
+        assert (entry["id"], entry["of"], entry["before"]) == (first, n, before)
+        assert entry["kept"] is better and entry["after"] == (n if better else before)
         assert {k: other[k] for k in ("id", "of", "before", "after", "kept")} == \
             {"id": second, "of": 4, "before": 4, "after": 4, "kept": False}
         said = mem.records[first]["history"][-1]
-        assert said["event"] == "rehearsed" and said["wordings"] == [n - 1, entry["after"], n]
+        assert said["event"] == "rehearsed" and said["wordings"] == [before, entry["after"], n]
         # the ledger notes what each still misses, asked and rehearsed at one time
         still = mem.records[first]["wordings"]
-        assert still["missed"] == ([] if better else [list(relations.every_wording(
-            Fact("user", "name", "Rex", "dog"))[0])])
+        assert still["missed"] == [list(x) for k, x in enumerate(relations.every_wording(
+            Fact("user", "name", "Rex", "dog"))) if k in (set() if better else missed_before)]
         assert still["time"] == mem.records[first]["rehearsed"]
         assert mem.records[second]["wordings"]["missed"] == []
         after = units(mem)
