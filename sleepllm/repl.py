@@ -273,12 +273,15 @@ def _need_memory(session, console) -> bool:
 
 def show_facts(folder, records, console):
     t = Table(title=f"memories in {folder}")
-    for c in ("id", "memory", "status", "learned", "last audit"):
+    for c in ("id", "memory", "status", "learned", "last audit", "wordings answered"):
         t.add_column(c)
     for r in records.values():
         audit = r.get("last_audit") or {}
+        # of every wording the app knows of it, when last asked (its write or a rehearsal)
+        w = r.get("wordings")
         t.add_row(r["id"], escape(r["text"]), r["status"], r["learned_at"].replace("T", " ")[:16],
-                  f"{audit.get('status', '')} {audit.get('time', '')[:16].replace('T', ' ')}")
+                  f"{audit.get('status', '')} {audit.get('time', '')[:16].replace('T', ' ')}",
+                  f"{w['of'] - len(w['missed'])}/{w['of']}" if w else "")
     console.print(t)
 
 

@@ -41,12 +41,13 @@
             all of them once and the ledger notes the ones it missed (Memory._write). Each
             memory in turn — those with wordings missed and not rehearsed since first (the
             most missed first), then those never asked, then the longest since rehearsed — is
-            asked all of them by free generation; one that misses some has its δ searched again (Editor.rehearse: `rehearse_steps`
-            warm Adam steps) on its own prompts and the missed wordings, the other memories'
-            prompts its gate opens on held to their own answers; kept if it then answers more
-            of its wordings and no fewer of its audit probes; the phase is judged on every
-            memory like a refresh round. As many as fit in the budget; the rest wait for the
-            next sleep (reported).
+            asked all of them by free generation; one that misses some has its δ searched
+            again (Editor.rehearse: `rehearse_steps` warm Adam steps) on its own prompts and
+            all its wordings, missed and answered, the other memories' prompts its gate opens
+            on held to their own answers; kept if it then answers more of its wordings, loses
+            none it answered and no audit probe; the phase is judged on every memory like a
+            refresh round. As many as fit in the budget; the rest wait for the next sleep
+            (reported), and the ledger's note is updated.
 4. guard    perplexity on held-out text before/after, and the share of general questions
             answered unlike the unedited model before/after; when perplexity rises or that
             share grows past the configured bounds, everything sleep changed is rolled back,

@@ -437,3 +437,27 @@ def test_memory_neurons_replay_from_the_journal_and_a_checkpoint_exactly(tiny_mo
     assert [e.kind for e in back.editor.edits.values()] == ["neuron", "neuron"]
     for x, y in zip(units(back), w):
         np.testing.assert_array_equal(x, y)
+
+
+def test_a_write_notes_the_wordings_its_memory_misses_and_facts_shows_them(tiny_model_dir,
+                                                                          tmp_path):
+    """After its write a memory is asked every wording the app knows of it (free generation);
+    the ledger notes how many and which it missed — in the journal, so a restart has it —
+    and `facts` shows answered/of. (The tiny random model answers none of them.)"""
+    from rich.console import Console
+
+    from sleepllm import relations
+    from sleepllm.repl import show_facts
+
+    model, tok = load(str(tiny_model_dir))
+    mem = Memory(tmp_path / "m", model, tok, tiny_cfg(method="neurons"), "tiny")
+    fact = Fact("user", "name", "Rex", "dog")
+    fid, _ = mem.learn(fact)
+    every = relations.every_wording(fact)
+    note = mem.records[fid]["wordings"]
+    assert note["of"] == len(every) and note["missed"] == [list(w) for w in every]
+    again = Memory(tmp_path / "m", *load(str(tiny_model_dir)), tiny_cfg(method="neurons"), "tiny")
+    assert again.records[fid]["wordings"] == note             # replayed from the journal
+    console = Console(record=True, width=200)
+    show_facts(tmp_path / "m", again.records, console)
+    assert f"0/{len(every)}" in console.export_text()
