@@ -28,12 +28,10 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def wordings_record(asked) -> dict:
-    """The ledger's note of a memory's wordings (probes.wordings' list for it): when, how
-    many, and the ones missed as (wording, answer's beginning or None) — what a rehearsal
-    trains."""
-    return {"time": _now(), "of": len(asked),
-            "missed": [[text, answer] for text, answer, ok, _ in asked if not ok]}
+def wordings_record(of: int, missed: list, time: str | None = None) -> dict:
+    """The ledger's note of a memory's wordings: when they were asked (now by default), how
+    many, and the ones missed (probes.missed) — what a rehearsal trains."""
+    return {"time": time or _now(), "of": of, "missed": missed}
 
 
 class Memory:
@@ -160,7 +158,7 @@ class Memory:
                                 self.cfg["system_prompt"])[fid]
         rec = {"id": fid, "fact": fact.to_dict(), "text": relations.describe(fact),
                "statement": statement, "status": "pending", "learned_at": _now(),
-               "last_audit": None, "wordings": wordings_record(asked),
+               "last_audit": None, "wordings": wordings_record(len(asked), probes.missed(asked)),
                "history": [{"time": _now(), "event": "learned",
                             "edit_seconds": round(edit.seconds, 2)}]}
         if superseded:

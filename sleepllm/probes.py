@@ -259,6 +259,12 @@ def wordings(model, tokenizer, facts: dict, system_prompt=None) -> dict:
     return out
 
 
+def missed(asked) -> list:
+    """The wordings of one memory's `wordings()` list it did not answer, as [wording, answer's
+    beginning or None] (the ledger's note, and what a rehearsal searches on)."""
+    return [[text, answer] for text, answer, ok, _ in asked if not ok]
+
+
 def named(obj):
     """A predicate for generate(until=...): the text names obj and something follows it (so a
     longer word, "Waffles" → "Wafflesville", is not taken for it)."""

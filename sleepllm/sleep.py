@@ -57,7 +57,7 @@
 import time
 
 from sleepllm import probes, relations
-from sleepllm.memory import _now
+from sleepllm.memory import _now, wordings_record
 from sleepllm.relations import Fact
 
 
@@ -309,7 +309,7 @@ def run(memory, progress=None) -> dict:
                                "wordings": [entry["before"], entry["after"], entry["of"]]})
         # asked and rehearsed at one time: a memory still missing some waits its turn
         rec["rehearsed"] = now
-        rec["wordings"] = {"time": now, "of": entry["of"], "missed": entry["missed"]["after"]}
+        rec["wordings"] = wordings_record(entry["of"], entry["missed"]["after"], now)
     report["checkpoint"] = memory.checkpoint()
     report["phases"]["checkpoint"] = time.perf_counter() - t
     report["counts"] = {s: sum(v == s for v in report["audit_after"].values())
@@ -370,7 +370,7 @@ def _rehearse(memory, audit, report, left, after_cost, write_cost, say):
         asked = probes.wordings(model, tok, {i: facts[i] for i in batch}, system)
         ask_cost = max(ask_cost, time.perf_counter() - t)
         for fid in batch:
-            missed = [[text, answer] for text, answer, ok, _ in asked[fid] if not ok]
+            missed = probes.missed(asked[fid])
             if missed and cost + after_cost > left():
                 out_of_time = True
                 break
@@ -395,8 +395,7 @@ def _rehearse(memory, audit, report, left, after_cost, write_cost, say):
                     if entry["after"] > entry["before"] and kept_all and \
                             _score(mine) >= _score(audit[fid]):
                         entry["kept"] = True
-                        entry["missed"]["after"] = [[text, answer]
-                                                    for text, answer, ok, _ in after if not ok]
+                        entry["missed"]["after"] = probes.missed(after)
                         prior[fid] = old
                     else:
                         ed.swap(old)
