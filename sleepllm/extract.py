@@ -17,7 +17,7 @@ same key, and the memory layer supersedes the old one.
 import re
 import unicodedata
 
-from sleepllm.relations import Fact
+from sleepllm.relations import Fact, third_person
 
 MAX_CHARS = 400          # longer input is a paste, not a remark
 MAX_LINES = 3
@@ -182,6 +182,33 @@ SPORTS = {"tennis", "football", "soccer", "basketball", "baseball", "volleyball"
           "ping pong", "padel", "netball", "lacrosse", "polo", "water polo", "softball",
           "american football", "futsal", "pickleball", "ultimate frisbee", "frisbee", "darts",
           "snooker", "pool", "billiards", "bowling", "chess", "curling", "croquet", "dodgeball"}
+# verbs of a habit ("I collect stamps", "I ride a Ducati"; relations "habit"): things one does
+# or has again and again, not once ("I bought", "I need", "I want"). Not a liking: "I love
+# Paris", "I hate Mondays" are said in passing (tests/data/hostile.txt); a liking with a
+# noun is a favourite ("I love the band Metallica")
+HABITS = ["collect", "drink", "eat", "read", "watch", "listen to", "ride", "grow", "bake",
+          "brew", "knit", "sew", "paint", "draw", "write", "cook", "breed", "raise", "keep",
+          "wear", "smoke", "follow", "practice", "practise", "build", "volunteer at",
+          "volunteer for", "shop at", "bank with", "vote for", "own", "teach", "use"]
+# what one does or practises ("I do yoga"): a habit of practising it
+PRACTICES = {"yoga", "pilates", "judo", "karate", "taekwondo", "kung fu", "aikido", "jiu-jitsu",
+             "jiu jitsu", "boxing", "kickboxing", "fencing", "archery", "crossfit", "tai chi",
+             "ballet", "gymnastics", "parkour", "bouldering", "climbing", "meditation",
+             "calligraphy", "origami", "pottery", "taxidermy", "karaoke", "improv"}
+# an object of one that names no thing: a pronoun, a possessive, "a lot", "to swim", "how ..."
+NOT_HABIT_OBJECTS = {"it", "them", "that", "this", "these", "those", "you", "him", "her", "me",
+                     "us", "my", "your", "his", "our", "their", "its", "some", "any", "lot",
+                     "lots", "bit", "everything", "nothing", "something", "anything", "all",
+                     "how", "when", "what", "where", "why", "who", "whatever", "one", "people",
+                     "everyone", "everybody", "nobody", "someone", "somebody", "both", "each",
+                     "myself", "yourself", "himself", "herself", "ourselves", "themselves",
+                     "up", "out", "on", "off", "down", "over", "back", "away", "together",
+                     "here", "there", "too", "well", "so", "much", "more", "most", "less",
+                     "very", "really", "quite", "pretty", "enough", "again", "anymore",
+                     "sometimes", "often", "always", "never", "mostly", "usually", "every",
+                     "to", "for", "with", "about", "in", "at", "by", "from", "like", "as",
+                     "if", "because", "than", "other", "others", "another", "such", "same",
+                     "few", "many", "several", "no", "not", "things", "stuff"}
 # "I love knitting": a pastime; "I love being here", "I enjoy working" are not
 NOT_HOBBIES = {"being", "having", "getting", "going", "doing", "making", "talking", "chatting",
                "working", "living", "waiting", "thinking", "sleeping", "eating", "seeing",
@@ -221,7 +248,8 @@ _TAIL = re.compile(r"\s*(?:,|\s)\s*(?:at the moment|these days|nowadays|right no
                    r"(?:decade|year|while)|for ages|"
                    r"since \w+|last \w+|this \w+|recently|lately|too|as well|again|"
                    r"more than any other \w+|above all|the most|a lot|every \w+|in town|"
-                   r"these days|for fun|on weekends|sometimes|often|usually|occasionally|all the time|"
+                   r"these days|for fun|on weekends|on (?:mon|tues|wednes|thurs|fri|satur|sun)days|"
+                   r"at home|at work|in my (?:garden|spare time|free time)|sometimes|often|usually|occasionally|all the time|"
                    r"natively|fluently|full[- ]time|part[- ]time|originally|by birth|"
                    r"in (?:a|an|the|his|her|their|my|our) (?:band|orchestra|choir|group|ensemble|"
                    r"quartet|trio)|with (?:his|her|their|my|our) \w+|in \d{4}|back in \w+|"
@@ -533,7 +561,34 @@ def _rules():
     # or pet noun; a family of its own when N says which: "Aria's native language is ...")
     add(rf"^(?:my|our) {noun} is {OBJ}$", lambda m: _possessive("user", m["N"], m["O"]))
     add(rf"^{who}'s {noun} is {OBJ}$", lambda m: _possessive(m["P"], m["N"], m["O"]))
+    # ---- a habit, said with its verb (the last rule: any family above says it better): "I
+    # collect stamps", "I ride a Ducati", "my friend Omar keeps bees"
+    add(r"^(?:i|we) (?:do|practi[cs]e) (?P<O>[a-z][a-z\- ]+)$",
+        lambda m: ("user", "habit", "practice")
+        if m["O"].lower() in PRACTICES else None)
+    add(rf"^{who} (?:does|practi[cs]es) (?P<O>[a-z][a-z\- ]+)$",
+        lambda m: (m["P"], "habit", "practice")
+        if m["O"].lower() in PRACTICES else None)
+    verbs = "|".join(sorted(HABITS, key=len, reverse=True))
+    thirds = "|".join(sorted((third_person(v) for v in HABITS), key=len, reverse=True))
+    add(rf"^(?:i|we) (?:really )?(?P<V>(?:{verbs})(?: (?:a|an|the))?) {OBJ}$",
+        lambda m: _habit("user", m["V"].lower(), m["O"]))
+    add(rf"^{who} (?:really )?(?P<V>(?:{thirds})(?: (?:a|an|the))?) {OBJ}$",
+        lambda m: _habit(m["P"], m["V"].lower(), m["O"]))
     return R
+
+
+def _habit(subject: str, said: str, obj: str):
+    """(subject, "habit", verb) for "I ride a Ducati" — the verb as said after "I", whoever
+    said it; the article after it stays in Fact.verb (the rule's V) —, None when the object
+    is not a thing ("I like it", "I love my job", "I read a lot", "I like to swim")."""
+    words = _obj(obj).split()
+    if not words or words[0].lower() in NOT_HABIT_OBJECTS or words[0].lower().endswith("ing"):
+        return None
+    verb = re.sub(r" (?:a|an|the)$", "", said)
+    if subject != "user":
+        verb = next(v for v in HABITS if third_person(v) == verb)
+    return subject, "habit", verb
 
 
 def _played(obj: str) -> str:

@@ -257,6 +257,21 @@ FAMILIES = {
                   "qa": [("How old is {P}?", "{P} is"),
                          ("What is {P}'s age?", "{P}'s age is")]},
     },
+    # something someone does, said with their own verb ({N}, "shop at"; {N3} after a name,
+    # "shops at"; {W} / {W3} its first word, where a question may end: "Where do I shop?"):
+    # "I collect stamps", "I ride a Ducati", "Omar keeps bees". One has many (MANY): each
+    # object is a fact of its own, a newer one does not supersede it
+    "habit": {
+        "self": {"anchor": ["{W}"],
+                 "cue": ["I {N}{A}"],
+                 "qa": [("What do I {N}?", "You {N}{A}"),
+                        ("Do you remember what I {N}?", "You {N}{A}")]},
+        "other": {"anchor": ["{P}"],
+                  "unit_anchor": ["{P} {W3}", "{P} {W}"],
+                  "cue": ["{P} {N3}{A}"],
+                  "qa": [("What does {P} {N}?", "{P} {N3}{A}"),
+                         ("Do you remember what {P} {N3}?", "{P} {N3}{A}")]},
+    },
     "birth_month": {
         "self": {"anchor": ["birthday", "month", "was I born"],
                  "cue": ["My birthday is in the month of", "My birthday is in"],
@@ -313,6 +328,13 @@ SYNONYMS = {"mother": ["mom", "mum"], "father": ["dad"], "grandmother": ["grandm
             "phone": ["mobile phone"]}
 
 
+# families of which one has many: the object is part of what a fact is about (Fact.key)
+MANY = {"habit"}
+# a habit at a place ("I shop at", "Sunniva volunteers at the") is asked where, first
+WHERE_QA = {"self": ("Where do I {W}?", "You {N}{A}"),
+            "other": ("Where does {P} {W}?", "{P} {N3}{A}")}
+
+
 @dataclass(frozen=True)
 class Fact:
     subject: str     # "user" or a person's name
@@ -337,7 +359,8 @@ class Fact:
 
     def key(self) -> tuple:
         """What the fact is *about*: a newer fact with the same key supersedes this one."""
-        return (self.subject.lower(), self.relation, self.noun.lower())
+        key = (self.subject.lower(), self.relation, self.noun.lower())
+        return key + (self.object.lower(),) if self.relation in MANY else key
 
     def to_dict(self) -> dict:
         d = {"subject": self.subject, "relation": self.relation, "object": self.object,
@@ -374,7 +397,9 @@ def _fill(template: str, fact: Fact, answer=False, sentence=True) -> str:
         p = "your " + p[3:]
     # the user's verb, and the article they put before the object (" a" or "")
     verb, article = re.fullmatch(r"(.*?)((?: (?:a|an|the))?)", fact.verb).groups()
-    text = template.format(P=p, N=fact.noun, O=fact.object, V=verb, A=article)
+    first = fact.noun.split(" ")[0]
+    text = template.format(P=p, N=fact.noun, N3=third_person(fact.noun), W=first,
+                           W3=third_person(first), O=fact.object, V=verb, A=article)
     return _capitalised(text) if sentence and template.startswith("{P}") else text
 
 
@@ -450,6 +475,12 @@ def _agree(verb: str, plural: bool) -> str:
     else:
         new = low + "s"
     return _capitalised(new) if verb[:1].isupper() else new
+
+
+def third_person(verb: str) -> str:
+    """ "listen to" -> "listens to": the form after a name or "she"."""
+    first, _, rest = verb.partition(" ")
+    return (_agree(first, False) + (" " + rest if rest else "")) if first else verb
 
 
 def said_of(text: str, subject: str, obj: str, owner: str, plural: bool) -> str:
@@ -541,6 +572,8 @@ ABOUT_NOUNS = {"name": ["dog", "boss"], "favorite": ["color", "food"], "attribut
 def _other_things(fact: Fact, person: str):
     """Each other family (and noun) said of `person`, as a Fact with no object."""
     for family in FAMILIES:
+        if family in MANY:             # said with a verb of its own: no general wording
+            continue
         for noun in ABOUT_NOUNS.get(family, [""]):
             if family == fact.relation and (noun == fact.noun or not noun):
                 continue
@@ -634,6 +667,8 @@ def questions(fact: Fact) -> list[tuple[str, str]]:
     qa = list(_t(fact)["qa"])
     if fact.verb and fact.relation in VERBED_QA:
         qa.insert(1, VERBED_QA[fact.relation])
+    if fact.relation == "habit" and fact.noun.endswith((" at", " in")):
+        qa.insert(0, WHERE_QA["self" if fact.is_self else "other"])
     return [(_fill(q, fact), _fill(a, fact, answer=True)) for q, a in qa]
 
 

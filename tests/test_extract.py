@@ -309,6 +309,55 @@ def test_the_users_own_verb_for_a_thing_is_kept_and_worded():
     assert extract("I love playing badminton.")[0].verb == ""       # other families: none
 
 
+def test_a_habit_is_said_asked_and_answered_with_its_own_verb():
+    """ "I collect stamps", "I ride a Ducati", "Omar keeps bees": relations the families above
+    lack, said with a verb of habit. Each is its own fact (a second one with the same verb
+    does not supersede the first: Fact.key has the object); said of someone else it is shut;
+    a thing that names nothing ("I keep forgetting things", "I eat a lot") is not one."""
+    from sleepllm.relations import anchors, cues, describe, others_wordings, questions
+
+    told = {"I collect stamps.": ("user", "collect", "stamps", "I collect",
+                                  ("What do I collect?", "You collect")),
+            "I ride a Ducati.": ("user", "ride", "Ducati", "I ride a",
+                                 ("What do I ride?", "You ride a")),
+            "I listen to the radio every morning.": ("user", "listen to", "radio",
+                                                     "I listen to the",
+                                                     ("What do I listen to?", "You listen to the")),
+            "My friend Omar keeps bees.": ("Omar", "keep", "bees", "Omar keeps",
+                                           ("What does Omar keep?", "Omar keeps")),
+            "Lorcan owns a Labrador.": ("Lorcan", "own", "Labrador", "Lorcan owns a",
+                                        ("What does Lorcan own?", "Lorcan owns a")),
+            "My sister volunteers at the animal shelter.": (
+                "my sister", "volunteer at", "animal shelter", "My sister volunteers at the",
+                ("Where does my sister volunteer?", "Your sister volunteers at the")),
+            "I shop at Lidl.": ("user", "shop at", "Lidl", "I shop at",
+                                ("Where do I shop?", "You shop at")),
+            "I do yoga.": ("user", "practice", "yoga", "I practice",
+                           ("What do I practice?", "You practice")),
+            "My brother teaches maths.": ("my brother", "teach", "maths", "My brother teaches",
+                                          ("What does my brother teach?",
+                                           "Your brother teaches"))}
+    for msg, (subject, verb, obj, cue, qa) in told.items():
+        (fact,) = extract(msg)
+        assert (fact.subject, fact.relation, fact.noun, fact.object) == \
+            (subject, "habit", verb, obj), msg
+        assert cues(fact)[0] == cue and questions(fact)[0] == qa, msg
+        assert describe(fact).endswith(f"→ {obj}")
+    stamps, coins = extract("I collect stamps.")[0], extract("I collect coins.")[0]
+    assert stamps.key() != coins.key() and stamps.key() == extract("I collect stamps!")[0].key()
+    assert "She collects" in others_wordings(stamps)[0]
+    assert "What does Tom keep?" in others_wordings(extract("Omar keeps bees.")[0])[1]
+    # keyed at the verb's first word: a question may end before its preposition
+    assert anchors(extract("I shop at Lidl.")[0], unit=True) == ["shop"]
+    assert anchors(extract("Ana volunteers at the zoo.")[0], unit=True) == \
+        ["Ana volunteers", "Ana volunteer"]
+    assert extract("I own a Tesla.")[0].relation == "drives"     # a family says it better
+    for msg in ["I keep forgetting things.", "I eat a lot.", "I read it yesterday.",
+                "I follow you.", "I keep in touch with Anna.", "I drink too much.",
+                "I do my best.", "I do the dishes."]:
+        assert extract(msg) == [], msg
+
+
 def test_every_wording_of_a_fact_is_answered_in_the_words_it_asks_with():
     """relations.every_wording (what sleep's rehearsal asks and trains): every cue and question
     the app knows, once each; a statement cue has no answer's beginning (the object follows),
