@@ -336,6 +336,9 @@ def _rules():
         lambda m: ("user", "name", m["N"]))
     add(rf"^{OBJ} is (?:the name of )?(?:my|our) {noun}(?:'s name)?$",
         lambda m: ("user", "name", m["N"]) if _norm_noun(m["N"]) in NAMED else None)
+    # "Lars is Greta's brother": the name of Greta's brother
+    add(rf"^(?P<O>{NAME}(?: {NAME})?) is (?P<P>{NAME})'s {noun}$",
+        lambda m: (m["P"], "name", m["N"]) if _norm_noun(m["N"]) in NAMED else None)
     add(rf"^the name of (?:my|our) {noun} is {OBJ}$",
         lambda m: ("user", "name", m["N"]) if _norm_noun(m["N"]) in NAMED else None)
     add(rf"^(?:my|our) {noun} is (?:a|an) [a-z]+ (?:called|named) {OBJ}$",
@@ -400,6 +403,8 @@ def _rules():
     add(rf"^(?:i|we) (?:grew up|was raised|were raised) in {OBJ}$",
         lambda m: ("user", "grew_up_in", ""))
     add(rf"^{who} (?:grew up|was raised) in {OBJ}$", lambda m: (m["P"], "grew_up_in", ""))
+    add(rf"^(?:my|our) (?:house|home|flat|apartment|place) is on {OBJ}$",
+        lambda m: ("user", "attribute", "street") if _obj(m["O"])[:1].isupper() else None)
     add(rf"^(?:i|we) (?P<V>live on) {OBJ}$",
         lambda m: ("user", "attribute", "street") if _obj(m["O"])[:1].isupper() else None)
     add(rf"^{who} (?:lives|resides|is living|is based) in {OBJ}$", lambda m: (m["P"], "lives_in", ""))
@@ -541,6 +546,8 @@ def _rules():
     add(rf"^(?:i'm|i am|i've been|i have been) (?:happily )?married to {OBJ}$",
         lambda m: ("user", "married_to", ""))
     add(rf"^{who} is (?:happily )?married to {OBJ}$", lambda m: (m["P"], "married_to", ""))
+    add(rf"^(?:i|we) (?:married|wed) {OBJ}$", lambda m: ("user", "married_to", ""))
+    add(rf"^{who} (?:married|wed) {OBJ}$", lambda m: (m["P"], "married_to", ""))
     # ---- age: "I'm 34", "I am 34 years old", "Aria is 34 years old"
     add(r"^(?:i'm|i am) (?P<O>\d{1,3})(?: years old| years of age)?$", lambda m: ("user", "age", ""))
     add(r"^(?:i|we) (?:just )?turned (?P<O>\d{1,3})(?: years old)?"

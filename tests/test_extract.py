@@ -186,6 +186,10 @@ def test_hostile_corpus_stores_nothing():
     ("Ola studied geology.", "Ola", "majored_in", "", "geology"),
     ("Ade has a shellfish allergy.", "Ade", "allergic_to", "", "shellfish"),
     ("Sami's cat is a tabby called Miso.", "Sami", "name", "cat", "Miso"),
+    ("Lars is Greta's brother.", "Greta", "name", "brother", "Lars"),
+    ("I married Tomas.", "user", "married_to", "", "Tomas"),
+    ("Sven married Ylva.", "Sven", "married_to", "", "Ylva"),
+    ("Our house is on Birch Lane.", "user", "attribute", "street", "Birch Lane"),
     # typed the quick way: "im", "fav", "my cats called", an emoji
     ("im a welder", "user", "works_as", "", "welder"),
     ("My friend Ive lives in Split.", "Ive", "lives_in", "", "Split"),
