@@ -11,7 +11,7 @@ HOSTILE = Path(__file__).parent / "data" / "hostile.txt"
 # rules that read it, so passing it says nothing about wordings not yet seen)
 OTHER = [Path(__file__).parent / "data" / f for f in (
     "other_facts.jsonl", "more_facts.jsonl", "pets_sports.jsonl", "relatives.jsonl",
-    "past_and_leading.jsonl", "new_forms.jsonl", "written_first.jsonl")]
+    "past_and_leading.jsonl", "new_forms.jsonl", "written_first.jsonl", "habits.jsonl")]
 DEV = Path(__file__).resolve().parents[2] / "shared" / "eval" / "dev_facts.jsonl"
 
 
