@@ -190,6 +190,8 @@ HABITS = ["collect", "drink", "eat", "read", "watch", "listen to", "ride", "grow
           "brew", "knit", "sew", "paint", "draw", "write", "cook", "breed", "raise", "keep",
           "wear", "smoke", "follow", "practice", "practise", "build", "volunteer at",
           "volunteer for", "shop at", "bank with", "vote for", "own", "teach", "use"]
+# "keeps" -> "keep": a habit's verb said after a name, and the form the fact keeps
+_HABIT_BASE = {third_person(v): v for v in HABITS}
 # what one does or practises ("I do yoga"): a habit of practising it
 PRACTICES = {"yoga", "pilates", "judo", "karate", "taekwondo", "kung fu", "aikido", "jiu-jitsu",
              "jiu jitsu", "boxing", "kickboxing", "fencing", "archery", "crossfit", "tai chi",
@@ -249,7 +251,8 @@ _TAIL = re.compile(r"\s*(?:,|\s)\s*(?:at the moment|these days|nowadays|right no
                    r"since \w+|last \w+|this \w+|recently|lately|too|as well|again|"
                    r"more than any other \w+|above all|the most|a lot|every \w+|in town|"
                    r"these days|for fun|on weekends|on (?:mon|tues|wednes|thurs|fri|satur|sun)days|"
-                   r"at home|at work|in my (?:garden|spare time|free time)|sometimes|often|usually|occasionally|all the time|"
+                   r"at home|at work|in my (?:garden|spare time|free time)|sometimes|often|usually|"
+                   r"occasionally|all the time|"
                    r"natively|fluently|full[- ]time|part[- ]time|originally|by birth|"
                    r"in (?:a|an|the|his|her|their|my|our) (?:band|orchestra|choir|group|ensemble|"
                    r"quartet|trio)|with (?:his|her|their|my|our) \w+|in \d{4}|back in \w+|"
@@ -577,7 +580,7 @@ def _rules():
         lambda m: (m["P"], "habit", "practice")
         if m["O"].lower() in PRACTICES else None)
     verbs = "|".join(sorted(HABITS, key=len, reverse=True))
-    thirds = "|".join(sorted((third_person(v) for v in HABITS), key=len, reverse=True))
+    thirds = "|".join(sorted(_HABIT_BASE, key=len, reverse=True))
     add(rf"^(?:i|we) (?:really )?(?P<V>(?:{verbs})(?: (?:a|an|the))?) {OBJ}$",
         lambda m: _habit("user", m["V"].lower(), m["O"]))
     add(rf"^{who} (?:really )?(?P<V>(?:{thirds})(?: (?:a|an|the))?) {OBJ}$",
@@ -593,9 +596,7 @@ def _habit(subject: str, said: str, obj: str):
     if not words or words[0].lower() in NOT_HABIT_OBJECTS or words[0].lower().endswith("ing"):
         return None
     verb = re.sub(r" (?:a|an|the)$", "", said)
-    if subject != "user":
-        verb = next(v for v in HABITS if third_person(v) == verb)
-    return subject, "habit", verb
+    return subject, "habit", verb if subject == "user" else _HABIT_BASE[verb]
 
 
 def _played(obj: str) -> str:

@@ -331,8 +331,8 @@ SYNONYMS = {"mother": ["mom", "mum"], "father": ["dad"], "grandmother": ["grandm
 # families of which one has many: the object is part of what a fact is about (Fact.key)
 MANY = {"habit"}
 # a habit at a place ("I shop at", "Sunniva volunteers at the") is asked where, first
-WHERE_QA = {"self": ("Where do I {W}?", "You {N}{A}"),
-            "other": ("Where does {P} {W}?", "{P} {N3}{A}")}
+WHERE_QA = {"habit": {"self": ("Where do I {W}?", "You {N}{A}"),
+                      "other": ("Where does {P} {W}?", "{P} {N3}{A}")}}
 
 
 @dataclass(frozen=True)
@@ -667,8 +667,8 @@ def questions(fact: Fact) -> list[tuple[str, str]]:
     qa = list(_t(fact)["qa"])
     if fact.verb and fact.relation in VERBED_QA:
         qa.insert(1, VERBED_QA[fact.relation])
-    if fact.relation == "habit" and fact.noun.endswith((" at", " in")):
-        qa.insert(0, WHERE_QA["self" if fact.is_self else "other"])
+    if fact.relation in WHERE_QA and fact.noun.endswith((" at", " in")):
+        qa.insert(0, WHERE_QA[fact.relation]["self" if fact.is_self else "other"])
     return [(_fill(q, fact), _fill(a, fact, answer=True)) for q, a in qa]
 
 
