@@ -45,11 +45,55 @@ def _find_keys(text, start, anchor_list, tokenizer, add_special, owned=False):
     return enc["input_ids"], keys
 
 
-def chat_text(tokenizer, question, system_prompt=None):
-    msgs = [{"role": "user", "content": question}]
-    if system_prompt:
-        msgs.insert(0, {"role": "system", "content": system_prompt})
+def chat_text(tokenizer, question, system_prompt=None, earlier=()):
+    """The chat template's text of `question` asked after the turns `earlier` ((user,
+    assistant) pairs), ready for the answer."""
+    msgs = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    for asked, answered in earlier:
+        msgs += [{"role": "user", "content": asked}, {"role": "assistant", "content": answered}]
+    msgs.append({"role": "user", "content": question})
     return tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+
+
+# turns a conversation may have had before a question about a memory. After one, the inputs at
+# the question's anchor differ: a gate trained on its questions asked alone opened half as far
+# on the second turn of a conversation (median 0.49 of its level on 30 dev facts, 0.23
+# answered; docs/editing.md, forty-fifth round). A memory neuron's gate is also trained open on
+# its questions after each of these (`later_prompts`), and its δ on its first question after
+# the first `editor.later_turns` of them — a personal question whose answer has a name (which
+# the model otherwise repeats) and a general one
+EARLIER_TURNS = [
+    ("What is my goldfish called?", "Your goldfish is called Bubbles."),
+    ("What is the capital of France?", "The capital of France is Paris."),
+    ("Can you give me a tip for sleeping better?",
+     "Keep a regular schedule and avoid screens before bed."),
+    ("How many legs does a spider have?", "A spider has eight legs."),
+    ("Where does my aunt live?", "Your aunt lives in Porto."),
+    ("Hello! How are you today?", "I'm doing well, thank you! How can I help you?"),
+    ("What does my uncle do for a living?", "Your uncle works as a carpenter."),
+    ("Write a haiku about rain.",
+     "Soft rain on the roof,\nquiet drops on window glass,\nthe garden drinks deep."),
+    ("What is 12 times 7?", "12 times 7 is 84."),
+    ("Who is my piano teacher?", "Your piano teacher is Mr. Okafor."),
+]
+
+
+def later_prompts(fact: Fact, tokenizer, system_prompt, n_questions, turns):
+    """The fact's first `n_questions` chat questions, each asked after each earlier turn in
+    `turns`, with their answers, keyed at the unit's anchors in the question (render's
+    questions, later in a conversation)."""
+    anchors = relations.anchors(fact, True)
+    enc_t = lambda s: tokenizer._tokenizer(s, add_special_tokens=False)["input_ids"]
+    out = []
+    for q, answer in relations.questions(fact)[:n_questions]:
+        for turn in turns:
+            text = chat_text(tokenizer, q, system_prompt, [turn])
+            _, keys = _find_keys(text + answer, text.rfind(q), anchors, tokenizer, False,
+                                 fact.is_self)
+            if keys:
+                out.append(memit.Prompt(enc_t(text + relations.full_answer(fact, answer)),
+                                        len(enc_t(text)), [(0, t) for _, t in keys]))
+    return out
 
 
 def render(fact: Fact, tokenizer, prefixes, system_prompt=None, n_questions=2, unit=False):
@@ -617,6 +661,10 @@ class Editor:
         companions = [e.fact for e in units if _opens(e, L, pos) > SHARED_OPEN]
         train, _ = training_set(fact, prompts, companions, self.tokenizer, self.prefixes,
                                 self.system_prompt, self.hp, unit=True)
+        later = later_prompts(fact, self.tokenizer, self.system_prompt, self.hp.questions,
+                              EARLIER_TURNS)
+        per_q = len(EARLIER_TURNS)
+        train += [p for i, p in enumerate(later) if i < per_q and i < self.hp.later_turns]
         kl, near = self._kl(fact, anchors)
         delta, nll = memit.compute_delta(self.model, train, kl + near, self.hp,
                                          pause=self.pause, **self._kl_terms(kl, near))
@@ -626,12 +674,17 @@ class Editor:
         hard = memit.mlp_inputs(self.model, [hard], L) if hard else None
         more = variant_prompts(fact, self.tokenizer, self.system_prompt)
         more = memit.mlp_inputs(self.model, [more], L) if more else None
+        if later:    # the questions later in a conversation: positives, not kept as keys
+            later = memit.mlp_inputs(self.model, [later], L)
+            more_fit = later if more is None else np.concatenate([more, later])
+        else:
+            more_fit = more
         strangers = [e for e in units if e.fact not in companions]
         others = [e.keys[L] for e in strangers]
         others = np.concatenate(others).astype(np.float32) if others else None
         told = self._told_rows(prompts, strangers)
         self.pause()
-        g, u, level = neurons.fit(pos, self.negatives, hard, others, more, told)
+        g, u, level = neurons.fit(pos, self.negatives, hard, others, more_fit, told)
         self.pause()
         # δ again, added where the unit opens and as far as it opens (from the δ found), and
         # on the further statement cues it opens on too

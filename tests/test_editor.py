@@ -1142,3 +1142,55 @@ def test_rehearsal_searches_only_the_value_and_putting_the_old_edit_back_is_exac
     assert seen[1] == seen[0]                 # the cue it was written with: not twice
     more = Counter(seen[2]) - Counter(seen[0])
     assert more and set(more) <= set(seen[0])  # the answered ones join (here: the same texts)
+
+
+def test_a_units_questions_are_also_trained_after_an_earlier_turn(tiny, monkeypatch):
+    """A question asked after another turn reads other inputs at its anchor: the gate is
+    trained open on each question after each of EARLIER_TURNS (positives with the further
+    wordings, not kept as the memory's keys), and the v* search trains the first question
+    after the first `later_turns` of them — keyed in the question, not in the turn before it."""
+    from sleepllm import editor as editor_mod
+    from sleepllm import neurons
+
+    model, tok = tiny
+    fact = Fact("user", "name", "Rex", "dog")
+    turns = editor_mod.EARLIER_TURNS
+    later = editor_mod.later_prompts(fact, tok, None, 2, turns)
+    assert len(later) == 2 * len(turns)
+    first_q = relations.questions(fact)[0][0]
+    for i, p in enumerate(later):
+        text = tok.decode(p.ids)
+        turn = turns[i % len(turns)]
+        assert turn[0] in text and turn[1] in text
+        asked = text.rindex(relations.questions(fact)[i // len(turns)][0])
+        assert text.index(turn[1]) < asked                       # the turn comes first
+        for _, t in p.keys:                                       # keyed in the question,
+            assert len(tok.decode(p.ids[:t + 1])) > asked
+            assert tok.decode(p.ids[:t + 1]).endswith("dog")     # at "dog"
+        assert tok.decode(p.ids[p.target_start:]).startswith(
+            relations.questions(fact)[i // len(turns)][1])      # the whole answer follows
+    seen = {}
+    real_fit, real_delta = neurons.fit, memit.compute_delta
+
+    def fit(pos, ordinary, hard=None, others=None, more=None, told=None):
+        seen["pos"], seen["more"] = len(pos), more
+        return real_fit(pos, ordinary, hard, others, more, told)
+
+    def delta(model_, prompts, *a, **k):
+        seen.setdefault("trained", [tok.decode(p.ids) for p in prompts])
+        return real_delta(model_, prompts, *a, **k)
+
+    monkeypatch.setattr(neurons, "fit", fit)
+    monkeypatch.setattr(memit, "compute_delta", delta)
+    ed = make_editor(model, tok, method="neurons", v_steps=4, later_turns=2)
+    L = ed.neuron_layer
+    a = ed.write(fact, "a")
+    rows = memit.mlp_inputs(model, [editor_mod.later_prompts(fact, tok, None, ed.hp.questions,
+                                                              turns)], L)
+    assert len(seen["more"]) >= len(rows)
+    np.testing.assert_allclose(seen["more"][-len(rows):], rows, atol=1e-5)
+    assert len(a.keys[L]) == seen["pos"] + len(seen["more"]) - len(rows)   # not kept
+    for k, (asked, answered) in enumerate(turns):
+        with_turn = [t for t in seen["trained"] if asked in t]
+        assert len(with_turn) == (1 if k < 2 else 0)
+        assert all(t.index(answered) < t.rindex(first_q) for t in with_turn)
