@@ -684,7 +684,14 @@ class Editor:
         others = np.concatenate(others).astype(np.float32) if others else None
         told = self._told_rows(prompts, strangers)
         self.pause()
-        g, u, level = neurons.fit(pos, self.negatives, hard, others, more_fit, told)
+        try:
+            g, u, level = neurons.fit(pos, self.negatives, hard, others, more_fit, told)
+        except ValueError:
+            if more_fit is more:
+                raise
+            # the anchors after earlier turns pulled the gate off the anchors themselves
+            # (seen in a tiny random model, never in the default one): fit without them
+            g, u, level = neurons.fit(pos, self.negatives, hard, others, more, told)
         self.pause()
         # δ again, added where the unit opens and as far as it opens (from the δ found), and
         # on the further statement cues it opens on too
