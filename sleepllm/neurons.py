@@ -10,7 +10,8 @@ A memory adds one hidden unit — a row g to W_gate, a row u to W_up, a column d
    (memit.compute_delta, MEMIT's step 1, unchanged).
 
 2. Gate.  g separates the anchor inputs x⁺ of the fact's prompts (the statement cue, alone and
-   after prefixes, and the chat questions) from inputs that must not recall it: ordinary text
+   after prefixes, and the chat questions, alone and after an earlier turn of a conversation:
+   editor.later_prompts) from inputs that must not recall it: ordinary text
    the model writes itself (stats "negatives"), the same words said of someone else ("Her dog's
    name is", "What is his dog's name?", "The dog"), the anchors of every other memory and, more
    lightly, every other token of their own prompts (docs/editing.md, fortieth round). It is
