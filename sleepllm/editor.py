@@ -78,21 +78,33 @@ EARLIER_TURNS = [
 ]
 
 
+def _question_prompt(fact: Fact, question, answer, anchors, tokenizer, system_prompt=None,
+                     earlier=()):
+    """`question` through the chat template (after the turns `earlier`) with the fact's whole
+    answer as target, keyed at `anchors` from the question on (the answer's beginning
+    included); None if no anchor occurs there."""
+    enc_t = lambda s: tokenizer._tokenizer(s, add_special_tokens=False)["input_ids"]
+    text = chat_text(tokenizer, question, system_prompt, earlier)
+    _, keys = _find_keys(text + answer, text.rfind(question), anchors, tokenizer, False,
+                         fact.is_self)
+    if not keys:
+        return None
+    return memit.Prompt(enc_t(text + relations.full_answer(fact, answer)), len(enc_t(text)),
+                        keys)
+
+
 def later_prompts(fact: Fact, tokenizer, system_prompt, n_questions, turns):
     """The fact's first `n_questions` chat questions, each asked after each earlier turn in
     `turns`, with their answers, keyed at the unit's anchors in the question (render's
     questions, later in a conversation)."""
     anchors = relations.anchors(fact, True)
-    enc_t = lambda s: tokenizer._tokenizer(s, add_special_tokens=False)["input_ids"]
     out = []
     for q, answer in relations.questions(fact)[:n_questions]:
         for turn in turns:
-            text = chat_text(tokenizer, q, system_prompt, [turn])
-            _, keys = _find_keys(text + answer, text.rfind(q), anchors, tokenizer, False,
-                                 fact.is_self)
-            if keys:
-                out.append(memit.Prompt(enc_t(text + relations.full_answer(fact, answer)),
-                                        len(enc_t(text)), [(0, t) for _, t in keys]))
+            p = _question_prompt(fact, q, answer, anchors, tokenizer, system_prompt, [turn])
+            if p:
+                p.keys = [(0, t) for _, t in p.keys]
+                out.append(p)
     return out
 
 
@@ -115,11 +127,9 @@ def render(fact: Fact, tokenizer, prefixes, system_prompt=None, n_questions=2, u
         if keys:
             prompts.append(memit.Prompt(ids + enc_t(obj), len(ids), keys))
     for q, answer in relations.questions(fact)[:n_questions]:
-        text = chat_text(tokenizer, q, system_prompt)
-        _, keys = _find_keys(text + answer, text.rfind(q), anchors, tokenizer, False, owned)
-        if keys:
-            n = len(enc_t(text))
-            prompts.append(memit.Prompt(enc_t(text + relations.full_answer(fact, answer)), n, keys))
+        p = _question_prompt(fact, q, answer, anchors, tokenizer, system_prompt)
+        if p:
+            prompts.append(p)
     present = sorted({a for p in prompts for a, _ in p.keys})
     if not present:
         raise ValueError(f"no anchor of {anchors} found in the prompts for {fact}")
@@ -661,10 +671,8 @@ class Editor:
         companions = [e.fact for e in units if _opens(e, L, pos) > SHARED_OPEN]
         train, _ = training_set(fact, prompts, companions, self.tokenizer, self.prefixes,
                                 self.system_prompt, self.hp, unit=True)
-        later = later_prompts(fact, self.tokenizer, self.system_prompt, self.hp.questions,
-                              EARLIER_TURNS)
-        per_q = len(EARLIER_TURNS)
-        train += [p for i, p in enumerate(later) if i < per_q and i < self.hp.later_turns]
+        train += later_prompts(fact, self.tokenizer, self.system_prompt, 1,
+                               EARLIER_TURNS[: self.hp.later_turns])
         kl, near = self._kl(fact, anchors)
         delta, nll = memit.compute_delta(self.model, train, kl + near, self.hp,
                                          pause=self.pause, **self._kl_terms(kl, near))
@@ -674,11 +682,12 @@ class Editor:
         hard = memit.mlp_inputs(self.model, [hard], L) if hard else None
         more = variant_prompts(fact, self.tokenizer, self.system_prompt)
         more = memit.mlp_inputs(self.model, [more], L) if more else None
-        if later:    # the questions later in a conversation: positives, not kept as keys
-            later = memit.mlp_inputs(self.model, [later], L)
-            more_fit = later if more is None else np.concatenate([more, later])
-        else:
-            more_fit = more
+        # the questions later in a conversation: positives, not kept as keys
+        later = later_prompts(fact, self.tokenizer, self.system_prompt, self.hp.questions,
+                              EARLIER_TURNS)
+        later = memit.mlp_inputs(self.model, [later], L) if later else None
+        more_fit = more if later is None else \
+            later if more is None else np.concatenate([more, later])
         strangers = [e for e in units if e.fact not in companions]
         others = [e.keys[L] for e in strangers]
         others = np.concatenate(others).astype(np.float32) if others else None
