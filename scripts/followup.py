@@ -46,7 +46,7 @@ def main():
     ap.add_argument("n", type=int)
     ap.add_argument("--memory")
     ap.add_argument("overrides", nargs="*")
-    args = ap.parse_args()
+    args = ap.parse_intermixed_args()
     cfg = config.load_config(None, config.parse_overrides(args.overrides))
     model, tok, mid = models.load(cfg["model"])
     folder = args.memory or tempfile.mkdtemp()

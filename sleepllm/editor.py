@@ -59,17 +59,18 @@ def chat_text(tokenizer, question, system_prompt=None, earlier=()):
 # the question's anchor differ: a gate trained on its questions asked alone opened half as far
 # on the second turn of a conversation (median 0.49 of its level on 30 dev facts, 0.23
 # answered; docs/editing.md, forty-fifth round). A memory neuron's gate is also trained open on
-# its questions after each of these (`later_prompts`), and its δ on its first question after
-# the first `editor.later_turns` of them — a personal question whose answer has a name (which
-# the model otherwise repeats) and a general one
+# its questions after each of these and after the fact's own sibling turn (`sibling_turn`: the
+# same kind of thing, another one), and its δ on its first question after the first
+# `editor.later_turns` of [sibling turn] + these — the sibling's, a personal question whose
+# answer has a name (which the model otherwise repeats), a general one
 EARLIER_TURNS = [
-    ("What is my goldfish called?", "Your goldfish is called Bubbles."),
     ("What is the capital of France?", "The capital of France is Paris."),
+    ("Hello! How are you today?", "I'm doing well, thank you! How can I help you?"),
+    ("What is my goldfish called?", "Your goldfish is called Bubbles."),
     ("Can you give me a tip for sleeping better?",
      "Keep a regular schedule and avoid screens before bed."),
     ("How many legs does a spider have?", "A spider has eight legs."),
     ("Where does my aunt live?", "Your aunt lives in Porto."),
-    ("Hello! How are you today?", "I'm doing well, thank you! How can I help you?"),
     ("What does my uncle do for a living?", "Your uncle works as a carpenter."),
     ("Write a haiku about rain.",
      "Soft rain on the roof,\nquiet drops on window glass,\nthe garden drinks deep."),
@@ -91,6 +92,43 @@ def _question_prompt(fact: Fact, question, answer, anchors, tokenizer, system_pr
         return None
     return memit.Prompt(enc_t(text + relations.full_answer(fact, answer)), len(enc_t(text)),
                         keys)
+
+
+SIBLING_TOKENS = 8   # longest object sibling_turn takes from the model
+# where a statement's object ends: not at the point of "Mr." or "Dr."
+OBJECT_END = re.compile(r"(?<!\bMr)(?<!\bMrs)(?<!\bMs)(?<!\bDr)(?<!\bSt)[.!?](?:\s|$)|[,;:\n]|"
+                        r" (?:and|but|who|which|because)\b")
+
+
+def stated_object(text: str) -> str:
+    """The object a statement cue's continuation names: up to where its sentence or clause
+    ends (OBJECT_END), or inside the quotes it opens with (' "Luna". She' -> "Luna")."""
+    quoted = re.match(r'\s*["\u201c]([^"\u201d]*)', text)
+    m = OBJECT_END.search(text)
+    return (quoted.group(1) if quoted else text[: m.start()] if m else text).strip()
+
+
+def sibling_turn(fact: Fact, model, tokenizer, system_prompt, seen: dict):
+    """(question, answer): the first question of the fact's sibling (relations.sibling: "What
+    is my mother's name?" for the father's name) answered as a memory answers it, with the
+    object the model itself continues the sibling's statement cue with ("My mother's name
+    is" → " Margaret": "Your mother's name is Margaret."). After such a turn a question about
+    this fact was most often answered with the turn's answer again (docs/editing.md,
+    forty-sixth round). None for a fact without a sibling or when the model names nothing.
+    `seen`: {cue: object} of earlier writes, not generated again."""
+    sib = relations.sibling(fact)
+    if sib is None or not relations.questions(sib):
+        return None
+    cue = relations.cues(sib)[0]
+    if cue not in seen:
+        stop = lambda text: bool(OBJECT_END.search(text))
+        text = probes.generate(model, tokenizer, [probes.raw_ids(tokenizer, cue)],
+                               max_tokens=SIBLING_TOKENS, until=[stop])[0]
+        seen[cue] = stated_object(text)
+    if not seen[cue]:
+        return None
+    q, answer = relations.questions(sib)[0]
+    return q, relations.full_answer(replace(sib, object=seen[cue]), answer)
 
 
 def later_prompts(fact: Fact, tokenizer, system_prompt, n_questions, turns):
@@ -422,6 +460,7 @@ class Editor:
         self._unit_base = None   # (W_gate, W_up) of the neuron layer, float32, made when needed
         self._continued = {}     # continued_prompts' continuations, by cue
         self._told = {}          # told_prompts' token ids and MLP inputs, by fact
+        self._siblings = {}      # sibling_turn's objects, by cue
         # called between the steps of a write, where the model is as the active edits make it
         # and nothing is being computed: the REPL's Learner lets a reply run there
         self.pause = lambda: None
@@ -671,8 +710,12 @@ class Editor:
         companions = [e.fact for e in units if _opens(e, L, pos) > SHARED_OPEN]
         train, _ = training_set(fact, prompts, companions, self.tokenizer, self.prefixes,
                                 self.system_prompt, self.hp, unit=True)
+        # the earlier turns: the fact's sibling's (asked now, with the edits there are) first
+        sib = sibling_turn(fact, self.model, self.tokenizer, self.system_prompt, self._siblings)
+        turns = ([sib] if sib else []) + EARLIER_TURNS
+        self.pause()
         train += later_prompts(fact, self.tokenizer, self.system_prompt, 1,
-                               EARLIER_TURNS[: self.hp.later_turns])
+                               turns[: self.hp.later_turns])
         kl, near = self._kl(fact, anchors)
         delta, nll = memit.compute_delta(self.model, train, kl + near, self.hp,
                                          pause=self.pause, **self._kl_terms(kl, near))
@@ -684,7 +727,7 @@ class Editor:
         more = memit.mlp_inputs(self.model, [more], L) if more else None
         # the questions later in a conversation: positives, not kept as keys
         later = later_prompts(fact, self.tokenizer, self.system_prompt, self.hp.questions,
-                              EARLIER_TURNS)
+                              turns)
         later = memit.mlp_inputs(self.model, [later], L) if later else None
         more_fit = more if later is None else \
             later if more is None else np.concatenate([more, later])

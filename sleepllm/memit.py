@@ -77,7 +77,7 @@ class Hparams:
     contrast: float              # weight of contrast keys (same words, someone else's)
     questions: int               # chat questions per fact trained (the family's first N)
     later_turns: int             # memory neurons: its first question after this many earlier
-                                 # turns also trained (editor.EARLIER_TURNS)
+                                 # turns also trained (the sibling's, then editor.EARLIER_TURNS)
     raw_share: float             # share of δ the bare cue of a fact about the user is trained with
     protect_objects: bool        # keep the keys of each object's own tokens in K_p
     method: str = "memit"        # "memit" (steps 2–4 here) or "neurons" (neurons.py)

@@ -542,6 +542,30 @@ def other_nouns(fact: Fact) -> tuple[list[str], list[str]]:
     return [c for o in other for c in cues(o)], [q for o in other for q, _ in questions(o)]
 
 
+def sibling(fact: Fact) -> Fact | None:
+    """The nearest other thing of the fact's own kind, with no object: the question a user
+    likely asked just before this one ("What is my mother's name?" before "… my father's
+    name?"). A family with a noun: the next of FAMILY_NOUNS after the fact's noun (the first
+    one when the noun is not listed), not its synonyms; someone else's fact: the same thing
+    of another person (OTHER_NAMES); the user's fact of a family without a noun: the next such
+    family in FAMILIES ("born_in" for "lives_in"). After it the model tends to repeat its
+    answer (docs/editing.md, forty-sixth round)."""
+    if not fact.is_self:
+        other = next(n for n in OTHER_NAMES if n.lower() != fact.subject.lower())
+        return Fact(other, fact.relation, "", fact.noun, fact.verb)
+    if fact.relation in FAMILY_NOUNS:
+        nouns = FAMILY_NOUNS[fact.relation]
+        own = {fact.noun.lower(), *SYNONYMS.get(fact.noun.lower(), [])}
+        at = nouns.index(fact.noun.lower()) + 1 if fact.noun.lower() in nouns else 0
+        noun = next(n for n in nouns[at:] + nouns[:at] if n not in own)
+        return Fact(fact.subject, fact.relation, "", noun)
+    plain = [f for f in FAMILIES if f not in FAMILY_NOUNS and f not in MANY]
+    if fact.relation not in plain:
+        return None
+    at = plain.index(fact.relation)
+    return Fact(fact.subject, plain[(at + 1) % len(plain)], "")
+
+
 def near_names(name: str) -> list[str]:
     """Made-up names sharing the first two letters of `name` ("Katarina" -> "Kandra", "Kamon",
     ...); none for a name of fewer than four letters or not a single word."""

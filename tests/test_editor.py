@@ -1154,7 +1154,8 @@ def test_a_units_questions_are_also_trained_after_an_earlier_turn(tiny, monkeypa
 
     model, tok = tiny
     fact = Fact("user", "name", "Rex", "dog")
-    turns = editor_mod.EARLIER_TURNS
+    sib = editor_mod.sibling_turn(fact, model, tok, None, {})    # the model as the write sees it
+    turns = ([sib] if sib else []) + editor_mod.EARLIER_TURNS
     later = editor_mod.later_prompts(fact, tok, None, 2, turns)
     assert len(later) == 2 * len(turns)
     first_q = relations.questions(fact)[0][0]
@@ -1194,3 +1195,31 @@ def test_a_units_questions_are_also_trained_after_an_earlier_turn(tiny, monkeypa
         with_turn = [t for t in seen["trained"] if asked in t]
         assert len(with_turn) == (1 if k < 2 else 0)
         assert all(t.index(answered) < t.rindex(first_q) for t in with_turn)
+
+
+def test_a_facts_sibling_is_the_nearest_other_thing_of_its_kind():
+    """The turn a question about a memory most likely follows: the family's next noun (not a
+    synonym), the same thing of another person, the next family without a noun; its answer
+    says the object the model continues the sibling's cue with, as a memory would say it."""
+    from sleepllm.editor import stated_object
+
+    sib = relations.sibling
+    assert sib(Fact("user", "name", "Rex", "dog")) == Fact("user", "name", "", "cat")
+    assert sib(Fact("user", "name", "Ann", "mother")).noun == "father"
+    assert sib(Fact("user", "name", "Ann", "grandma")).noun == "dog"       # not listed
+    assert sib(Fact("user", "name", "Ann", "mom")).noun not in ("mom", "mother")
+    assert sib(Fact("user", "favorite", "red", "color")) == \
+        Fact("user", "favorite", "", "food")
+    assert sib(Fact("Anna", "lives_in", "Oslo")) == Fact("Tom", "lives_in", "")
+    assert sib(Fact("Greta", "name", "Rex", "dog")) == Fact("Anna", "name", "", "dog")
+    assert sib(Fact("user", "lives_in", "Oslo")) == Fact("user", "born_in", "")
+    assert sib(Fact("user", "habit", "the gym", "go to")) is None
+    for f in [Fact("user", r, "x") for r in relations.FAMILIES if r not in relations.MANY]:
+        s = sib(f)
+        assert s is not None and s.key() != f.key() and relations.questions(s)
+    assert stated_object(' "Luna". She is a cat') == "Luna"
+    assert stated_object(" Dr. Quisling, who lives next door") == "Dr. Quisling"
+    assert stated_object(" Mr. Okafor.") == "Mr. Okafor"
+    assert stated_object(" Margaret and she is kind") == "Margaret"
+    assert stated_object(" New York\nI like") == "New York"
+    assert stated_object(" a nurse. I") == "a nurse"
