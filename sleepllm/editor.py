@@ -61,8 +61,8 @@ def chat_text(tokenizer, question, system_prompt=None, earlier=()):
 # answered; docs/editing.md, forty-fifth round). A memory neuron's gate is also trained open on
 # its questions after each of these and after the fact's own sibling turn (`sibling_turn`: the
 # same kind of thing, another one), and its δ on its first question after the first
-# `editor.later_turns` of [sibling turn] + these — the sibling's, a personal question whose
-# answer has a name (which the model otherwise repeats), a general one
+# `editor.later_turns` of [sibling turn] + these — the sibling's (a question about the same
+# kind of thing, whose answer the model otherwise repeats), a general one, a greeting
 EARLIER_TURNS = [
     ("What is the capital of France?", "The capital of France is Paris."),
     ("Hello! How are you today?", "I'm doing well, thank you! How can I help you?"),

@@ -557,7 +557,8 @@ def sibling(fact: Fact) -> Fact | None:
         nouns = FAMILY_NOUNS[fact.relation]
         own = {fact.noun.lower(), *SYNONYMS.get(fact.noun.lower(), [])}
         at = nouns.index(fact.noun.lower()) + 1 if fact.noun.lower() in nouns else 0
-        noun = next(n for n in nouns[at:] + nouns[:at] if n not in own)
+        noun = next(n for n in nouns[at:] + nouns[:at]
+                    if n not in own and fact.noun.lower() not in SYNONYMS.get(n, []))
         return Fact(fact.subject, fact.relation, "", noun)
     plain = [f for f in FAMILIES if f not in FAMILY_NOUNS and f not in MANY]
     if fact.relation not in plain:

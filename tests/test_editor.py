@@ -1208,6 +1208,7 @@ def test_a_facts_sibling_is_the_nearest_other_thing_of_its_kind():
     assert sib(Fact("user", "name", "Ann", "mother")).noun == "father"
     assert sib(Fact("user", "name", "Ann", "grandma")).noun == "dog"       # not listed
     assert sib(Fact("user", "name", "Ann", "mom")).noun not in ("mom", "mother")
+    assert sib(Fact("user", "name", "Ann", "dad")).noun not in ("dad", "father")
     assert sib(Fact("user", "favorite", "red", "color")) == \
         Fact("user", "favorite", "", "food")
     assert sib(Fact("Anna", "lives_in", "Oslo")) == Fact("Tom", "lives_in", "")
