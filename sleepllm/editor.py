@@ -95,9 +95,9 @@ def _question_prompt(fact: Fact, question, answer, anchors, tokenizer, system_pr
 
 
 SIBLING_TOKENS = 8   # longest object sibling_turn takes from the model
-# where a statement's object ends: not at the point of "Mr." or "Dr."
-OBJECT_END = re.compile(r"(?<!\bMr)(?<!\bMrs)(?<!\bMs)(?<!\bDr)(?<!\bSt)[.!?](?:\s|$)|[,;:\n]|"
-                        r" (?:and|but|who|which|because)\b")
+# where a statement's object ends: not at the point of "Mr." or "Dr." (relations.TITLES)
+OBJECT_END = re.compile("".join(rf"(?<!\b{t})" for t in relations.TITLES) +
+                        r"[.!?](?:\s|$)|[,;:\n]| (?:and|but|who|which|because)\b")
 
 
 def stated_object(text: str) -> str:

@@ -17,7 +17,7 @@ same key, and the memory layer supersedes the old one.
 import re
 import unicodedata
 
-from sleepllm.relations import Fact, third_person
+from sleepllm.relations import TITLES, Fact, third_person
 
 MAX_CHARS = 400          # longer input is a paste, not a remark
 MAX_LINES = 3
@@ -282,7 +282,7 @@ def _clean(text: str) -> str | None:
 
 
 def _sentences(text: str):
-    protected = re.sub(r"\b(Dr|Mr|Mrs|Ms|St|Prof|Jr|Sr|Mt)\.", r"\1<DOT>", text)
+    protected = re.sub(r"\b(" + "|".join(TITLES) + r")\.", r"\1<DOT>", text)
     # an initial inside a name ("Ursula K. Le Guin"), not the end of "the U.S. My dog ..."
     protected = re.sub(r"(?<=\b[A-Z])\.(?= (?!(?:My|Our|I|We|He|She|It|They|The|His|Her|This|"
                        r"That|And|But|So)\b)[A-Z])", "<DOT>", protected)

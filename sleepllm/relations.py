@@ -385,6 +385,10 @@ def _t(fact: Fact) -> dict:
     return FAMILIES[fact.relation]["self" if fact.is_self else "other"]
 
 
+# words written with a point that ends no sentence ("Dr. Quisling", "Main St. 4")
+TITLES = ["Dr", "Mr", "Mrs", "Ms", "St", "Prof", "Jr", "Sr", "Mt"]
+
+
 def _capitalised(text: str) -> str:
     return text[:1].upper() + text[1:]
 
@@ -529,13 +533,18 @@ def word(w: str) -> re.Pattern:
     return re.compile(r"(?<!\w)" + re.escape(w) + r"(?!\w)", re.I)
 
 
+def _not_own(fact: Fact, nouns: list[str]) -> list[str]:
+    """`nouns` without the fact's own noun and its synonyms, in their order."""
+    noun = fact.noun.lower()
+    own = {noun, *SYNONYMS.get(noun, [])}
+    return [n for n in nouns if n not in own and noun not in SYNONYMS.get(n, [])]
+
+
 def other_nouns(fact: Fact) -> tuple[list[str], list[str]]:
     """(statement cues, questions) of the fact's family said of OTHER_NOUNS other nouns, evenly
     spaced among FAMILY_NOUNS ("My favorite fruit is", "What is my favorite fruit?" for the
     favourite drink); none for a family without a noun. Not the noun itself nor its synonyms."""
-    nouns = FAMILY_NOUNS.get(fact.relation, [])
-    own = {fact.noun.lower(), *SYNONYMS.get(fact.noun.lower(), [])}
-    nouns = [n for n in nouns if n not in own and fact.noun.lower() not in SYNONYMS.get(n, [])]
+    nouns = _not_own(fact, FAMILY_NOUNS.get(fact.relation, []))
     if not fact.noun or not nouns:
         return [], []
     other = [Fact(fact.subject, fact.relation, "", n) for n in spaced(nouns, OTHER_NOUNS)]
@@ -555,11 +564,8 @@ def sibling(fact: Fact) -> Fact | None:
         return Fact(other, fact.relation, "", fact.noun, fact.verb)
     if fact.relation in FAMILY_NOUNS:
         nouns = FAMILY_NOUNS[fact.relation]
-        own = {fact.noun.lower(), *SYNONYMS.get(fact.noun.lower(), [])}
         at = nouns.index(fact.noun.lower()) + 1 if fact.noun.lower() in nouns else 0
-        noun = next(n for n in nouns[at:] + nouns[:at]
-                    if n not in own and fact.noun.lower() not in SYNONYMS.get(n, []))
-        return Fact(fact.subject, fact.relation, "", noun)
+        return Fact(fact.subject, fact.relation, "", _not_own(fact, nouns[at:] + nouns[:at])[0])
     plain = [f for f in FAMILIES if f not in FAMILY_NOUNS and f not in MANY]
     if fact.relation not in plain:
         return None
