@@ -299,8 +299,9 @@ def cmd_setup(args) -> int:
     console = Console(stderr=True)
     cfg = load_config()
     model, tok, path = load("default", console)
+    units = ("negatives", "strangers") if cfg["editor"]["method"] == "neurons" else ()
     stats.load(model, tok, cfg["editor"]["layers"], cache_dir(), fingerprint(model),
-               cfg["editor"]["cov_tokens_per_dk"], console)
+               cfg["editor"]["cov_tokens_per_dk"], console, ("prefixes", "cinv") + units)
     print(path)
     return 0
 

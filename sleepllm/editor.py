@@ -472,8 +472,9 @@ class Editor:
         (`nullspace` > 0) need it, and then ask for it alone."""
         if callable(self._stats):
             self._loader = self._stats
-            self._stats = self._stats(("prefixes", "negatives") if self.neurons else
-                                      ("prefixes", "cinv"))
+            with self.unedited():   # text the model writes: the base model's, whatever is loaded
+                self._stats = self._stats(("prefixes", "negatives", "strangers")
+                                          if self.neurons else ("prefixes", "cinv"))
         if "cinv" not in self._stats and "cov" in self._stats:
             self._stats["cinv"] = {l: memit.inverse(self._stats["cov"][l]) for l in self.hp.layers}
         return self._stats
@@ -489,8 +490,23 @@ class Editor:
         if "negatives" not in s:
             if not hasattr(self, "_loader"):
                 raise ValueError("the editor's statistics have no ordinary-text inputs")
-            s.update(self._loader(("negatives",)))
+            with self.unedited():
+                s.update(self._loader(("negatives",)))
         return s["negatives"][self.neuron_layer]
+
+    def strangers(self, fact: Fact) -> np.ndarray:
+        """The neuron layer's inputs over others' facts and the model's continuations of them
+        (stats "strangers"), without those about the fact's own subject (a friend who is
+        called as one of relations.STRANGERS)."""
+        s = self.load_stats()
+        if "strangers" not in s:
+            if not hasattr(self, "_loader"):
+                raise ValueError("the editor's statistics have no inputs of others' facts")
+            with self.unedited():
+                s.update(self._loader(("strangers",)))
+        X, who = s["strangers"][self.neuron_layer]
+        own = [i for i, p in enumerate(relations.STRANGERS) if p.lower() == fact.subject.lower()]
+        return X[~np.isin(who, own)] if own else X
 
     @property
     def cov(self) -> dict:
@@ -735,15 +751,17 @@ class Editor:
         others = [e.keys[L] for e in strangers]
         others = np.concatenate(others).astype(np.float32) if others else None
         told = self._told_rows(prompts, strangers)
+        elsewhere = self.strangers(fact)
         self.pause()
         try:
-            g, u, level = neurons.fit(pos, self.negatives, hard, others, more_fit, told)
+            g, u, level = neurons.fit(pos, self.negatives, hard, others, more_fit, told,
+                                      elsewhere)
         except ValueError:
             if more_fit is more:
                 raise
             # the anchors after earlier turns pulled the gate off the anchors themselves
             # (seen in a tiny random model, never in the default one): fit without them
-            g, u, level = neurons.fit(pos, self.negatives, hard, others, more, told)
+            g, u, level = neurons.fit(pos, self.negatives, hard, others, more, told, elsewhere)
         self.pause()
         # δ again, added where the unit opens and as far as it opens (from the δ found), and
         # on the further statement cues it opens on too

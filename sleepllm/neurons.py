@@ -56,6 +56,7 @@ W_MORE = 0.25      # further wordings' total weight, likewise
 W_HARD = 80.0      # weight of each contrast row (someone else's wording)
 W_OTHER = 20.0     # weight of each other memory's anchor row
 W_TOLD = 5.0       # weight of each row at any other token of another memory's prompts
+W_STRANGER = 5.0   # weight of each row of others' facts and their continuations (stats)
 NEWTON_STEPS = 25
 
 
@@ -82,13 +83,14 @@ def logistic(X, y, w, alpha, steps=NEWTON_STEPS):
     return g
 
 
-def fit(pos, ordinary, hard=None, others=None, more=None, told=None):
+def fit(pos, ordinary, hard=None, others=None, more=None, told=None, strangers=None):
     """(g, u, level) for one memory. pos: (p, d) anchor inputs of its prompts; ordinary:
     (n, d) inputs of ordinary text; hard: contrast inputs; others: other memories' anchor
     inputs; more: anchor inputs of its further wordings (relations.variants), positives with
     a total weight of their own, so that many of them do not outweigh the prompts the v*
     search trained; told: inputs at every token of the other memories' own prompts, each
-    W_TOLD. The unit gives `level` (≈ 1) at the positives it opens on: its value
+    W_TOLD; strangers: inputs over others' facts and the model's continuations of them
+    (stats "strangers"), each W_STRANGER. The unit gives `level` (≈ 1) at the positives it opens on: its value
     column is δ / level."""
     pos = np.asarray(pos, np.float64)
     if len(pos) == 0:
@@ -101,7 +103,8 @@ def fit(pos, ordinary, hard=None, others=None, more=None, told=None):
         pos_all = np.concatenate([pos, more])
     else:
         pos_all = pos
-    for rows, w in ((hard, W_HARD), (others, W_OTHER), (told, W_TOLD)):
+    for rows, w in ((hard, W_HARD), (others, W_OTHER), (told, W_TOLD),
+                    (strangers, W_STRANGER)):
         if rows is not None and len(rows):
             parts.append((np.asarray(rows, np.float64), -1.0, w))
     scale = float(np.sqrt((parts[1][0] ** 2).mean()))

@@ -523,6 +523,29 @@ FAMILY_NOUNS = {
 OTHER_NOUNS = 6    # how many of them each memory is shut on
 
 
+# People no memory is about, in the gates' "strangers" (stats.py): every family's cues said of
+# them, as the model goes on with them — what a question about somebody else looks like
+STRANGERS = ["Beatrix", "Osvaldo", "Yusuf", "Liesel", "Ruairi", "the old man", "the queen"]
+STRANGER_NOUNS = 3   # of each family's FAMILY_NOUNS, evenly spaced
+
+
+def strangers_cues() -> list[tuple[str, str]]:
+    """(person, statement cue) for each of STRANGERS and every family ("Beatrix lives in the
+    city of", "The queen's dog is named"); a family with a noun with STRANGER_NOUNS of its
+    nouns, one whose cue needs the user's own verb (habit) not at all."""
+    out = []
+    for person in STRANGERS:
+        for rel, t in FAMILIES.items():
+            if rel in FAMILY_NOUNS:
+                nouns = spaced(FAMILY_NOUNS[rel], STRANGER_NOUNS)
+            elif any("{N" in c or "{W" in c for c in t["other"]["cue"]):
+                continue
+            else:
+                nouns = [""]
+            out += [(person, c) for n in nouns for c in cues(Fact(person, rel, "", n))]
+    return out
+
+
 def spaced(xs: list, k: int) -> list:
     """k of xs, evenly spaced from the first (all of them if there are no more than k)."""
     return xs[:: max(1, len(xs) // k)][:k] if k > 0 else []

@@ -8,7 +8,11 @@ fingerprint of the model's weights:
 - "negatives": the MLP inputs at the memory-neuron layer over text the model writes about
   everyday topics (TOPICS: food, pets, sport, work, travel ...; a paragraph and a chat answer
   each), which every neuron's gate is trained closed on (neurons.py): a memory of the user's
-  favourite drink must stay closed on a recipe's "ingredient".
+  favourite drink must stay closed on a recipe's "ingredient";
+- "strangers": the same layer's inputs over every family's cues said of people no memory is
+  about ("Beatrix lives in the city of", relations.strangers_cues) and over the model's own
+  greedy continuation of each, with whom each row is about: the gates stay closed there too,
+  where a cue about somebody else goes on with a name the model makes up.
   The perplexity text (data/heldout.txt) is never used here.
 """
 import hashlib
@@ -18,7 +22,7 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
-from sleepllm import memit
+from sleepllm import memit, probes, relations
 from sleepllm.config import private_dir
 from sleepllm.store import atomic_save_arrays, atomic_write_json, load_arrays
 
@@ -128,7 +132,9 @@ def topic_batches(model, tokenizer, seq_len=TEXT_LEN, seed=7):
 def load(model, tokenizer, layers, cache_root: Path, fingerprint: str, tokens_per_dk=10,
          console=None, parts=("prefixes", "cinv")) -> dict:
     """{part: ...} for the asked `parts` of "prefixes" (list of texts), "cinv" ({layer: C⁻¹})
-    and "cov" ({layer: C}), float64, and "negatives" ({layers[-1]: (n, d) float32}); cached
+    and "cov" ({layer: C}), float64, "negatives" ({layers[-1]: (n, d) float32}) and
+    "strangers" ({layers[-1]: ((n, d) float32, (n,) the index in relations.STRANGERS of
+    whom each row's text is about)}); cached
     in <cache_root>/<fingerprint>/. C (float32 on disk) is computed, with a progress bar, on
     a model's first start, and read only when asked for or when its C⁻¹ is not cached yet.
     C⁻¹ is stored as the float64's own bytes (uint32 pairs: MLX's safetensors has no
@@ -138,6 +144,8 @@ def load(model, tokenizer, layers, cache_root: Path, fingerprint: str, tokens_pe
     out = {}
     if "negatives" in parts:
         out["negatives"] = {layers[-1]: _negatives(model, tokenizer, layers[-1], folder, console)}
+    if "strangers" in parts:
+        out["strangers"] = {layers[-1]: _strangers(model, tokenizer, layers[-1], folder, console)}
     if "prefixes" in parts:
         pre_file = folder / "prefixes.json"
         try:
@@ -225,6 +233,44 @@ def _negatives(model, tokenizer, layer, folder: Path, console) -> np.ndarray:
             X = memit.mlp_inputs(model, topic_batches(model, tokenizer), layer)
         atomic_save_arrays(path, {"X": X.astype(np.float16)})
     raise RuntimeError(f"the ordinary-text inputs of layer {layer} cannot be written to {folder}")
+
+
+STRANGER_TOKENS = 20   # the model's continuation of each stranger's cue (eval's neighbours')
+
+
+def _strangers(model, tokenizer, layer, folder: Path, console):
+    """(X, who): the MLP inputs at `layer` at every token of each of relations.strangers_cues
+    and of the model's greedy continuation of it, and for each row the index in
+    relations.STRANGERS of the person its text is about (cached)."""
+    d = memit.mlp_width(model, layer)
+    said = relations.strangers_cues()
+    tag = hashlib.sha256(json.dumps([said, STRANGER_TOKENS]).encode()).hexdigest()[:12]
+    path = folder / f"strangers_l{layer}_{len(said)}_{tag}.safetensors"
+    for _ in range(2):
+        if path.exists():
+            try:
+                got = load_arrays(path)
+                X, who = got["X"], got["who"]
+                if X.ndim == 2 and X.shape[1] == d and who.shape == (len(X),):
+                    return X.astype(np.float32), who.astype(np.int64)
+                why = f"shape {X.shape}, not (n, {d})"
+            except Exception as e:   # damaged: made again
+                why = (str(e).splitlines() or [type(e).__name__])[0][:100]
+            _damaged(path, why, console)
+        from rich.progress import Progress
+
+        with Progress(transient=True, console=console) as bar:
+            bar.add_task(f"Others' facts at layer {layer} (once per model)", total=None)
+            ids = [probes.raw_ids(tokenizer, c) for _, c in said]
+            texts = probes.generate(model, tokenizer, ids, max_tokens=STRANGER_TOKENS)
+            full = [list(i) + tokenizer.encode(t, add_special_tokens=False)
+                    for i, t in zip(ids, texts)]
+            prompts = [memit.Prompt(f, len(f), [(0, t) for t in range(len(f))]) for f in full]
+            X = memit.mlp_inputs(model, [prompts], layer)
+            who = np.concatenate([np.full(len(f), relations.STRANGERS.index(p))
+                                  for (p, _), f in zip(said, full)])
+        atomic_save_arrays(path, {"X": X.astype(np.float16), "who": who.astype(np.int32)})
+    raise RuntimeError(f"the others' facts' inputs of layer {layer} cannot be written to {folder}")
 
 
 def _covariance(model, tokenizer, layers, folder: Path, n_tokens: int, console) -> dict:

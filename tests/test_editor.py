@@ -26,7 +26,8 @@ def make_editor(model, tok, **editor):
 
     cfg = tiny_cfg(**editor)
     hp = memit.Hparams.from_config(cfg["editor"])
-    parts = ("prefixes", "negatives") if hp.method == "neurons" else ("prefixes", "cov")
+    parts = ("prefixes", "negatives", "strangers") if hp.method == "neurons" else \
+        ("prefixes", "cov")
     got = stats.load(model, tok, hp.layers, cache_dir(), fingerprint(model),
                      cfg["editor"]["cov_tokens_per_dk"], parts=parts)
     return Editor(model, tok, hp, {**got, "prefixes": got["prefixes"][:1]})
@@ -689,6 +690,55 @@ def test_a_neuron_gate_opens_on_its_anchors_and_stays_closed_elsewhere():
     assert np.abs(neurons.output(hard, g, u) / level).max() < 0.2
     with pytest.raises(ValueError):
         neurons.fit(np.zeros((0, d)), ordinary)
+
+
+def test_a_gate_fit_with_others_facts_stays_shut_on_their_kind_of_text():
+    """neurons.fit's strangers (others' facts and the model's continuations of them): text that
+    shares part of the anchors' direction — not the part that names the memory — opens a gate
+    fit without them, and stays shut under one fit with some of them, held-out ones too."""
+    from sleepllm import neurons
+
+    rng = np.random.default_rng(1)
+    ordinary, anchor, pos = _gate_inputs(rng)
+    d = pos.shape[1]
+    kind, own = rng.standard_normal(d) * 2.0, rng.standard_normal(d) * 2.0
+    pos = pos + kind + own                      # the memory: its kind of fact and its subject
+    others = anchor + kind + 0.5 * rng.standard_normal((400, d))   # the kind, someone else
+    opening = lambda g, u, lev: np.abs(neurons.output(others[200:], g, u) / lev)
+    without = opening(*neurons.fit(pos, ordinary))
+    g, u, level = neurons.fit(pos, ordinary, strangers=others[:200])
+    np.testing.assert_allclose(neurons.output(pos, g, u) / level, 1.0, atol=0.05)
+    assert np.quantile(without, 0.9) > 0.2 and opening(g, u, level).max() < 0.05
+
+
+def test_others_facts_are_made_once_per_model_and_never_about_the_facts_subject(tiny, tmp_path):
+    """stats "strangers": the neuron layer's inputs at every token of each of
+    relations.strangers_cues and of the model's greedy continuation of it, cached (read back
+    the same; a damaged file made again); Editor.strangers leaves out the rows about the
+    fact's own subject (a friend called as one of relations.STRANGERS), and only those."""
+    from sleepllm import probes, stats
+    from sleepllm.model import fingerprint
+
+    model, tok = tiny
+    root = tmp_path / "cache"
+    load = lambda: stats.load(model, tok, [1, 2], root, fingerprint(model), 4,
+                              parts=("strangers",))["strangers"][2]
+    X, who = load()
+    said = relations.strangers_cues()
+    ids = [probes.raw_ids(tok, c) for _, c in said]
+    texts = probes.generate(model, tok, ids, max_tokens=stats.STRANGER_TOKENS)
+    lengths = [len(i) + len(tok.encode(t, add_special_tokens=False)) for i, t in zip(ids, texts)]
+    assert X.shape == (sum(lengths), memit.mlp_width(model, 2)) and X.dtype == np.float32
+    assert np.array_equal(who, np.repeat([relations.STRANGERS.index(p) for p, _ in said], lengths))
+    again = load()
+    assert np.array_equal(again[0], X) and np.array_equal(again[1], who)
+    (path,) = (root / fingerprint(model)).glob("strangers_*")
+    path.write_bytes(b"damaged")
+    np.testing.assert_array_equal(load()[0], X)
+    ed = Editor(model, tok, memit.Hparams.from_config(tiny_cfg(method="neurons")["editor"]),
+                {"prefixes": [], "strangers": {2: (X, who)}})
+    beatrix = ed.strangers(Fact("Beatrix", "lives_in", "Ghent"))
+    assert len(beatrix) == (who != 0).sum() and len(ed.strangers(Fact("Aria", "age", "9"))) == len(X)
 
 
 def test_shut_keeps_the_gate_at_its_anchors_and_shuts_it_on_a_leak_at_least_cost():
