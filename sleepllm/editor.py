@@ -753,15 +753,20 @@ class Editor:
         told = self._told_rows(prompts, strangers)
         elsewhere = self.strangers(fact)
         self.pause()
-        try:
-            g, u, level = neurons.fit(pos, self.negatives, hard, others, more_fit, told,
-                                      elsewhere)
-        except ValueError:
-            if more_fit is more:
-                raise
-            # the anchors after earlier turns pulled the gate off the anchors themselves
-            # (seen in a tiny random model, never in the default one): fit without them
-            g, u, level = neurons.fit(pos, self.negatives, hard, others, more, told, elsewhere)
+        # a gate that cannot tell its anchors from the rest is fit with less: without the
+        # anchors after earlier turns (they pulled it off the anchors themselves), then
+        # without others' facts (the anchors lie among them) — seen in tiny random models,
+        # never in the default one
+        tries = [(more_fit, elsewhere)] + ([(more, elsewhere)] if more_fit is not more else []) \
+            + [(more, None)]
+        for i, (positives, strange) in enumerate(tries):
+            try:
+                g, u, level = neurons.fit(pos, self.negatives, hard, others, positives, told,
+                                          strange)
+                break
+            except ValueError:
+                if i == len(tries) - 1:
+                    raise
         self.pause()
         # δ again, added where the unit opens and as far as it opens (from the δ found), and
         # on the further statement cues it opens on too

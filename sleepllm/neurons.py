@@ -61,7 +61,7 @@ NEWTON_STEPS = 25
 
 
 def silu(s):
-    return s / (1 + np.exp(-s))
+    return s / (1 + np.exp(-np.maximum(s, -500.0)))   # below −500 it is 0 all the same
 
 
 def logistic(X, y, w, alpha, steps=NEWTON_STEPS):

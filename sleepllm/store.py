@@ -24,7 +24,8 @@ Memory folder layout:
     manifest.json                 points at the current checkpoint (written last)
 
 Cache (per model, under <data dir>/cache/<fingerprint>/, stats.load): prefixes.json,
-negatives_l*.safetensors (ordinary text's MLP inputs, float16), cov_l*.safetensors (C,
+negatives_l*.safetensors (ordinary text's MLP inputs, float16), strangers_l*.safetensors
+(others' facts' MLP inputs, float16, and whom each row is about), cov_l*.safetensors (C,
 float32) and cinv_l*.safetensors (C⁻¹, float64 bytes).
 """
 import json

@@ -846,7 +846,10 @@ def test_a_memory_neuron_adds_delta_at_its_anchors_and_its_revert_is_exact(tiny)
     X = a.keys[L].astype(np.float64)     # every positive of the write
     out, opened = neurons.output(X, g, u), X @ g > neurons.T / 4
     assert opened.mean() >= 0.75 and abs(out[opened].mean() - 1) < 0.05
-    assert np.abs(out[opened] - 1).max() < 0.15     # the ridge: levelled, not exactly
+    # the ridge: levelled, not exactly (≤ 0.15 before the gates were closed on others' facts
+    # too: this random model's anchors lie among them, its gate values at the positives vary
+    # more; the second v* search trains with the openings as they are, as_deployed)
+    assert np.abs(out[opened] - 1).max() < 0.25
     silent = np.abs(neurons.output(ed.negatives, g, u))
     assert np.median(silent) < 1e-3 and np.quantile(silent, 0.9) < 0.05
     ed.write(Fact("Aria", "lives_in", "Ghent"), "b")
@@ -1114,9 +1117,9 @@ def test_a_later_unit_is_trained_closed_on_every_token_of_the_earlier_memories_p
     seen = {}
     real = neurons.fit
 
-    def spy(pos, ordinary, hard=None, others=None, more=None, told=None):
+    def spy(pos, ordinary, hard=None, others=None, more=None, told=None, strangers=None):
         seen["told"] = told
-        return real(pos, ordinary, hard, others, more, told)
+        return real(pos, ordinary, hard, others, more, told, strangers)
 
     monkeypatch.setattr(neurons, "fit", spy)
     gym = Fact("user", "attribute", "Steelhaus", "gym")
@@ -1223,9 +1226,9 @@ def test_a_units_questions_are_also_trained_after_an_earlier_turn(tiny, monkeypa
     seen = {}
     real_fit, real_delta = neurons.fit, memit.compute_delta
 
-    def fit(pos, ordinary, hard=None, others=None, more=None, told=None):
+    def fit(pos, ordinary, hard=None, others=None, more=None, told=None, strangers=None):
         seen["pos"], seen["more"] = len(pos), more
-        return real_fit(pos, ordinary, hard, others, more, told)
+        return real_fit(pos, ordinary, hard, others, more, told, strangers)
 
     def delta(model_, prompts, *a, **k):
         seen.setdefault("trained", [tok.decode(p.ids) for p in prompts])
