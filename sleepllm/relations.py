@@ -525,7 +525,7 @@ OTHER_NOUNS = 6    # how many of them each memory is shut on
 
 # People no memory is about, in the gates' "strangers" (stats.py): every family's cues said of
 # them, as the model goes on with them — what a question about somebody else looks like
-STRANGERS = ["Beatrix", "Osvaldo", "Yusuf", "Liesel", "Ruairi", "the old man", "the queen"]
+STRANGERS = ["Beatrix", "Osvaldo", "Yusuf", "Liesel", "Ruairi", "the farmer", "the mayor"]
 STRANGER_NOUNS = 3   # of each family's FAMILY_NOUNS, evenly spaced
 
 
