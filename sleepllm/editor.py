@@ -483,28 +483,27 @@ class Editor:
     def neurons(self) -> bool:
         return self.hp.method == "neurons"
 
+    def _neuron_stats(self, part: str, what: str):
+        """The statistics `part` of the neuron layer, read (or made, from the base model)
+        when first needed."""
+        s = self.load_stats()
+        if part not in s:
+            if not hasattr(self, "_loader"):
+                raise ValueError(f"the editor's statistics have no {what}")
+            with self.unedited():
+                s.update(self._loader((part,)))
+        return s[part][self.neuron_layer]
+
     @property
     def negatives(self) -> np.ndarray:
         """Ordinary text's inputs of the neuron layer (stats "negatives")."""
-        s = self.load_stats()
-        if "negatives" not in s:
-            if not hasattr(self, "_loader"):
-                raise ValueError("the editor's statistics have no ordinary-text inputs")
-            with self.unedited():
-                s.update(self._loader(("negatives",)))
-        return s["negatives"][self.neuron_layer]
+        return self._neuron_stats("negatives", "ordinary-text inputs")
 
     def strangers(self, fact: Fact) -> np.ndarray:
         """The neuron layer's inputs over others' facts and the model's continuations of them
         (stats "strangers"), without those about the fact's own subject (a friend who is
         called as one of relations.STRANGERS)."""
-        s = self.load_stats()
-        if "strangers" not in s:
-            if not hasattr(self, "_loader"):
-                raise ValueError("the editor's statistics have no inputs of others' facts")
-            with self.unedited():
-                s.update(self._loader(("strangers",)))
-        X, who = s["strangers"][self.neuron_layer]
+        X, who = self._neuron_stats("strangers", "inputs of others' facts")
         own = [i for i, p in enumerate(relations.STRANGERS) if p.lower() == fact.subject.lower()]
         return X[~np.isin(who, own)] if own else X
 

@@ -90,8 +90,8 @@ def fit(pos, ordinary, hard=None, others=None, more=None, told=None, strangers=N
     a total weight of their own, so that many of them do not outweigh the prompts the v*
     search trained; told: inputs at every token of the other memories' own prompts, each
     W_TOLD; strangers: inputs over others' facts and the model's continuations of them
-    (stats "strangers"), each W_STRANGER. The unit gives `level` (≈ 1) at the positives it opens on: its value
-    column is δ / level."""
+    (stats "strangers"), each W_STRANGER. The unit gives `level` (≈ 1) at the positives it
+    opens on: its value column is δ / level."""
     pos = np.asarray(pos, np.float64)
     if len(pos) == 0:
         raise ValueError("a memory neuron needs at least one anchor input")

@@ -531,7 +531,7 @@ STRANGER_NOUNS = 3   # of each family's FAMILY_NOUNS, evenly spaced
 
 def strangers_cues() -> list[tuple[str, str]]:
     """(person, statement cue) for each of STRANGERS and every family ("Beatrix lives in the
-    city of", "The queen's dog is named"); a family with a noun with STRANGER_NOUNS of its
+    city of", "The mayor's dog is named"); a family with a noun with STRANGER_NOUNS of its
     nouns, one whose cue needs the user's own verb (habit) not at all."""
     out = []
     for person in STRANGERS:

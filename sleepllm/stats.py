@@ -193,16 +193,29 @@ def load(model, tokenizer, layers, cache_root: Path, fingerprint: str, tokens_pe
 
 
 def _read(path: Path, name: str, shape: tuple, console):
-    """The array `name` of a cache file, or None when the file is missing, unreadable or of
-    the wrong shape — a damaged file is removed (said on the console) and made again by the
-    caller, never used."""
+    """The array `name` of a cache file of that `shape`, or None (see _read_all)."""
+    got = _read_all(path, {name: shape}, console)
+    return None if got is None else got[name]
+
+
+def _read_all(path: Path, shapes: dict, console):
+    """{name: array} of a cache file, or None when the file is missing, unreadable or an
+    array is missing or of the wrong shape — a damaged file is removed (said on the console)
+    and made again by the caller, never used. A dimension given as a letter is any length,
+    the same wherever that letter stands ("n": the rows of X and of its labels)."""
     if not path.exists():
         return None
     try:
-        a = load_arrays(path)[name]
-        if a.shape == shape:
-            return a
-        why = f"shape {a.shape}, not {shape}"
+        got = load_arrays(path)
+        got = {k: got[k] for k in shapes}
+        sizes = {}
+        for k, shape in shapes.items():
+            a = got[k]
+            if len(a.shape) != len(shape) or any(
+                    sizes.setdefault(want, n) != n if isinstance(want, str) else want != n
+                    for want, n in zip(shape, a.shape)):
+                raise ValueError(f"{k} of shape {a.shape}, not {shape}")
+        return got
     except Exception as e:   # MLX's loader raises RuntimeError/ValueError on damaged files
         why = (str(e).splitlines() or [type(e).__name__])[0][:100]
     _damaged(path, why, console)
@@ -247,16 +260,9 @@ def _strangers(model, tokenizer, layer, folder: Path, console):
     tag = hashlib.sha256(json.dumps([said, STRANGER_TOKENS]).encode()).hexdigest()[:12]
     path = folder / f"strangers_l{layer}_{len(said)}_{tag}.safetensors"
     for _ in range(2):
-        if path.exists():
-            try:
-                got = load_arrays(path)
-                X, who = got["X"], got["who"]
-                if X.ndim == 2 and X.shape[1] == d and who.shape == (len(X),):
-                    return X.astype(np.float32), who.astype(np.int64)
-                why = f"shape {X.shape}, not (n, {d})"
-            except Exception as e:   # damaged: made again
-                why = (str(e).splitlines() or [type(e).__name__])[0][:100]
-            _damaged(path, why, console)
+        got = _read_all(path, {"X": ("n", d), "who": ("n",)}, console)
+        if got is not None:
+            return got["X"].astype(np.float32), got["who"].astype(np.int64)
         from rich.progress import Progress
 
         with Progress(transient=True, console=console) as bar:
